@@ -1,0 +1,44 @@
+"""The SID target: a raw file rendered by LibRaw exactly as SID renders its long exposures."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import rawpy
+
+from ..errors import DarkcError
+
+# LibRaw's X-Trans demosaic works on 512-px tiles and refuses smaller images.
+_XTRANS_MIN = 516
+
+
+def libraw_render(raw: "rawpy.RawPy") -> np.ndarray:
+    """rawpy.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16) / 65535."""
+    img = raw.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16)
+    return img.astype(np.float32) / 65535.0
+
+
+def render_dng_bytes(data: bytes, name: str = "<in-memory DNG>") -> np.ndarray:
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            return libraw_render(raw)
+    except (rawpy.LibRawError, ValueError) as exc:
+        raise DarkcError(f"LibRaw could not render {name}: {exc}") from exc
+
+
+def render_mosaic(mosaic: np.ndarray, kind: str, **dng_tags) -> np.ndarray:
+    """Render a canonical-phase uint16 mosaic through LibRaw via an in-memory DNG -> (H, W, 3) float32.
+
+    X-Trans mosaics smaller than LibRaw's minimum are padded with whole CFA tiles (wrap-around,
+    so the phase is kept) and the render is cropped back.
+    """
+    from .dng import dng_bytes
+
+    h, w = mosaic.shape
+    src = mosaic
+    if kind == "xtrans" and (h < _XTRANS_MIN or w < _XTRANS_MIN):
+        ph = max(0, -(-(_XTRANS_MIN - h) // 6) * 6)
+        pw = max(0, -(-(_XTRANS_MIN - w) // 6) * 6)
+        src = np.pad(mosaic, ((0, ph), (0, pw)), mode="wrap")
+    out = render_dng_bytes(dng_bytes(src, kind, **dng_tags))
+    return out[:h, :w]

@@ -1,0 +1,143 @@
+"""One builder: a model spec (the content of ``model.json``, plain data) -> an ``nn.Module``.
+
+A spec needs only ``arch``; everything else has a default::
+
+    build_model({"arch": "sid-unet", "cfa": "xtrans"})
+
+:func:`normalize_spec` returns the full spec that ``model.json`` stores: fields that follow from ``cfa``
+(``in_channels``, ``out_channels``, ``scale``, ``input.packing``) are filled and checked, the arch fills its own
+fields, and keys it does not know (``params``, ``format_version``, later stages' fields) are kept as they are.
+"""
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from darkc.errors import DarkcError
+from darkc.models.registry import get_arch, list_archs, register_arch
+from darkc.models.sid_unet import (DEFAULT_WIDTHS, WIDTH_LAYERS, SIDUNet, channels_to_widths,
+                                   widths_to_channels)
+
+#: Colour filter arrays: how raw is packed into channels and how far the head upsamples.
+CFAS: dict[str, dict] = {
+    "bayer": {"in_channels": 4, "scale": 2, "packing": "bayer-rggb-4"},
+    "xtrans": {"in_channels": 9, "scale": 3, "packing": "xtrans-9"},
+}
+
+NORMALISATION = ("black-level subtracted, divided by (white - black), multiplied by the exposure ratio, "
+                 "clipped to [0, 1]")
+
+_ORDER = ("arch", "cfa", "in_channels", "out_channels", "scale", "widths", "channels", "input", "output",
+          "provenance")
+
+
+def _is_pos_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def normalize_spec(spec: dict, where: str = "model spec") -> dict:
+    """Return a copy of ``spec`` with every default filled and every field checked.
+
+    Args:
+        spec: model spec, e.g. ``{"arch": "sid-unet", "cfa": "bayer"}``.
+        where: names the source in error messages (the ``model.json`` path when loading).
+
+    Returns:
+        The full spec: ``arch, cfa, in_channels, out_channels, scale``, the arch's fields (``widths``,
+        ``channels`` for U-Nets), ``input`` (layout, packing, normalisation), ``output`` (space, range),
+        ``provenance``, then any other keys of ``spec`` unchanged.
+
+    Raises:
+        DarkcError: a field is missing, unknown or inconsistent; the message names it and the valid values.
+    """
+    if not isinstance(spec, dict):
+        raise DarkcError(f"{where}: a model spec must be a JSON object, got {type(spec).__name__}")
+    spec = copy.deepcopy(spec)
+    if "arch" not in spec:
+        raise DarkcError(f"{where}: field 'arch' is missing; add one of {list_archs()}")
+    entry = get_arch(spec["arch"], where)
+
+    cfa = spec.setdefault("cfa", "bayer")
+    if cfa not in CFAS:
+        raise DarkcError(f"{where}: field 'cfa' is {cfa!r}; use one of {sorted(CFAS)}")
+    derived = {
+        "in_channels": CFAS[cfa]["in_channels"],
+        "out_channels": 3,
+        "scale": CFAS[cfa]["scale"],
+    }
+    for key, value in derived.items():
+        if spec.setdefault(key, value) != value:
+            raise DarkcError(f"{where}: field {key!r} is {spec[key]!r} but cfa {cfa!r} needs {value}; "
+                             f"drop {key!r} or fix 'cfa'")
+
+    for key, defaults, fixed in (
+        ("input", {"layout": "packed", "packing": CFAS[cfa]["packing"], "normalisation": NORMALISATION},
+         ("layout", "packing")),
+        ("output", {"space": "sRGB", "range": [0, 1]}, ()),
+    ):
+        given = spec.get(key, {})
+        if not isinstance(given, dict):
+            raise DarkcError(f"{where}: field {key!r} must be an object like {defaults}")
+        merged = {**defaults, **given}
+        for sub in fixed:
+            if merged[sub] != defaults[sub]:
+                raise DarkcError(f"{where}: field '{key}.{sub}' is {merged[sub]!r} but cfa {cfa!r} needs "
+                                 f"{defaults[sub]!r}; drop it or fix 'cfa'")
+        spec[key] = merged
+    spec.setdefault("provenance", {})
+    if not isinstance(spec["provenance"], dict):
+        raise DarkcError(f"{where}: field 'provenance' must be an object, got {spec['provenance']!r}")
+
+    if entry.normalize is not None:
+        spec = entry.normalize(spec, where)
+    return {**{k: spec[k] for k in _ORDER if k in spec}, **{k: v for k, v in spec.items() if k not in _ORDER}}
+
+
+def normalize_unet_widths(spec: dict, where: str) -> dict:
+    """Fill and check ``widths`` (five level widths) and ``channels`` (per-layer widths) of a U-Net spec.
+
+    ``channels`` wins when both are given; ``widths`` is then rewritten to match it, or ``None`` when the
+    per-layer widths are uneven (as after pruning).
+    """
+    widths = spec.get("widths")
+    if widths is not None:
+        if (not isinstance(widths, (list, tuple)) or len(widths) != len(DEFAULT_WIDTHS)
+                or not all(_is_pos_int(w) for w in widths)):
+            raise DarkcError(f"{where}: field 'widths' is {widths!r}; it needs {len(DEFAULT_WIDTHS)} positive "
+                             f"integers (encoder levels 1-5), e.g. {list(DEFAULT_WIDTHS)}")
+    channels = spec.get("channels")
+    if channels is None:
+        channels = widths_to_channels(widths if widths is not None else DEFAULT_WIDTHS)
+    else:
+        if not isinstance(channels, dict):
+            raise DarkcError(f"{where}: field 'channels' must be an object mapping each of "
+                             f"{list(WIDTH_LAYERS)} to a positive integer")
+        missing = [n for n in WIDTH_LAYERS if n not in channels]
+        unknown = [n for n in channels if n not in WIDTH_LAYERS]
+        if missing or unknown:
+            raise DarkcError(f"{where}: field 'channels' lacks {missing} and has unknown {unknown}; "
+                             f"it needs exactly the layers {list(WIDTH_LAYERS)}")
+        bad = {n: c for n, c in channels.items() if not _is_pos_int(c)}
+        if bad:
+            raise DarkcError(f"{where}: field 'channels' has non-positive or non-integer widths {bad}")
+        channels = {n: channels[n] for n in WIDTH_LAYERS}
+    spec["channels"] = channels
+    spec["widths"] = channels_to_widths(channels)
+    return spec
+
+
+@register_arch("sid-unet", normalize=normalize_unet_widths)
+def sid_unet(spec: dict) -> nn.Module:
+    """The SID U-Net (Chen et al. 2018) with the spec's per-layer widths."""
+    return SIDUNet(spec["in_channels"], spec["scale"], spec["channels"])
+
+
+def build_model(spec: dict, where: str = "model spec") -> nn.Module:
+    """Build the model a spec describes (randomly initialised; see ``load_checkpoint`` for weights).
+
+    Raises:
+        DarkcError: the spec is invalid (see :func:`normalize_spec`).
+    """
+    spec = normalize_spec(spec, where)
+    return get_arch(spec["arch"], where).build(spec)

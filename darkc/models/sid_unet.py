@@ -1,0 +1,141 @@
+"""The SID U-Net of Chen et al., "Learning to See in the Dark" (CVPR 2018), with per-layer widths.
+
+Input is packed raw, NCHW, black-level subtracted, scaled by the exposure ratio and clipped to [0, 1]
+(Bayer: 4 channels RGGB at half resolution; X-Trans: 9 channels at a third). Output is sRGB in NCHW at
+``scale`` times the packed size (the head emits ``3 * scale**2`` channels and a PixelShuffle unpacks them).
+
+Every layer's output width is free so that channel pruning, which leaves uneven widths such as
+``conv1_1=24, conv1_2=16``, can be saved and rebuilt; input widths follow from the wiring.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Layers grouped by U-Net level: five encoder levels, then four decoder levels (``up`` first).
+LEVELS: tuple[tuple[str, ...], ...] = (
+    ("conv1_1", "conv1_2"),
+    ("conv2_1", "conv2_2"),
+    ("conv3_1", "conv3_2"),
+    ("conv4_1", "conv4_2"),
+    ("conv5_1", "conv5_2"),
+    ("up6", "conv6_1", "conv6_2"),
+    ("up7", "conv7_1", "conv7_2"),
+    ("up8", "conv8_1", "conv8_2"),
+    ("up9", "conv9_1", "conv9_2"),
+)
+#: Layers whose output width is set by ``channels`` (every layer but the fixed-width head ``conv10``).
+WIDTH_LAYERS: tuple[str, ...] = tuple(name for level in LEVELS for name in level)
+#: All learnable layers in forward order; these names are the safetensors keys (``<name>.weight``/``.bias``).
+LAYERS: tuple[str, ...] = WIDTH_LAYERS + ("conv10",)
+#: Level widths of the published network.
+DEFAULT_WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
+#: Packed height and width must be a multiple of this (four 2x poolings).
+SIZE_MULTIPLE = 16
+
+_NEG_SLOPE = 0.2
+
+
+def widths_to_channels(widths: list[int] | tuple[int, ...]) -> dict[str, int]:
+    """Expand five level widths (encoder levels 1-5) into the per-layer ``channels`` dict.
+
+    Decoder level ``6 + i`` mirrors encoder level ``4 - i``, as in SID: ``up6``/``conv6_*`` get
+    ``widths[3]``, ... ``up9``/``conv9_*`` get ``widths[0]``.
+    """
+    widths = list(widths)
+    if len(widths) != len(DEFAULT_WIDTHS):
+        raise ValueError(f"widths needs {len(DEFAULT_WIDTHS)} level widths, got {len(widths)}: {widths}")
+    channels = {}
+    for level, names in enumerate(LEVELS):
+        width = widths[level] if level < 5 else widths[8 - level]
+        for name in names:
+            channels[name] = width
+    return channels
+
+
+def channels_to_widths(channels: dict[str, int]) -> list[int] | None:
+    """The five level widths that ``channels`` expands from, or None when the widths are uneven."""
+    candidate = [channels.get(f"conv{i}_1") for i in range(1, 6)]
+    if widths_to_channels(candidate) == dict(channels):
+        return candidate
+    return None
+
+
+def _conv3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
+
+
+class SIDUNet(nn.Module):
+    """SID U-Net: packed raw (N, in_channels, H, W) in [0, 1] -> sRGB (N, 3, scale*H, scale*W).
+
+    Args:
+        in_channels: packed raw channels (4 for Bayer RGGB, 9 for X-Trans).
+        scale: PixelShuffle factor of the head (2 for Bayer, 3 for X-Trans).
+        channels: output width of every layer in :data:`WIDTH_LAYERS`; defaults to the published
+            widths ``widths_to_channels(DEFAULT_WIDTHS)``.
+
+    H and W must be multiples of :data:`SIZE_MULTIPLE`; callers pad (the check is skipped while
+    tracing or compiling, so exported graphs keep symbolic shapes).
+    """
+
+    size_multiple = SIZE_MULTIPLE
+
+    def __init__(self, in_channels: int = 4, scale: int = 2, channels: dict[str, int] | None = None):
+        super().__init__()
+        if channels is None:
+            channels = widths_to_channels(DEFAULT_WIDTHS)
+        missing = [n for n in WIDTH_LAYERS if n not in channels]
+        unknown = [n for n in channels if n not in WIDTH_LAYERS]
+        if missing or unknown:
+            raise ValueError(f"channels must have exactly the keys {list(WIDTH_LAYERS)}; "
+                             f"missing {missing}, unknown {unknown}")
+        bad = {n: c for n, c in channels.items() if isinstance(c, bool) or not isinstance(c, int) or c < 1}
+        if bad:
+            raise ValueError(f"channels must be positive integers, got {bad}")
+        self.in_channels = in_channels
+        self.scale = scale
+        c = channels
+
+        cin = in_channels
+        for level in range(1, 6):
+            setattr(self, f"conv{level}_1", _conv3(cin, c[f"conv{level}_1"]))
+            setattr(self, f"conv{level}_2", _conv3(c[f"conv{level}_1"], c[f"conv{level}_2"]))
+            cin = c[f"conv{level}_2"]
+        for level in range(6, 10):
+            skip = c[f"conv{10 - level}_2"]
+            setattr(self, f"up{level}", nn.ConvTranspose2d(cin, c[f"up{level}"], kernel_size=2, stride=2))
+            setattr(self, f"conv{level}_1", _conv3(c[f"up{level}"] + skip, c[f"conv{level}_1"]))
+            setattr(self, f"conv{level}_2", _conv3(c[f"conv{level}_1"], c[f"conv{level}_2"]))
+            cin = c[f"conv{level}_2"]
+        self.conv10 = nn.Conv2d(cin, 3 * scale * scale, kernel_size=1)
+        self.pixel_shuffle = nn.PixelShuffle(scale)
+
+    @property
+    def channels(self) -> dict[str, int]:
+        """Current per-layer output widths, read from the layers (so they reflect in-place pruning)."""
+        return {name: getattr(self, name).out_channels for name in WIDTH_LAYERS}
+
+    def _block(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        x = F.leaky_relu(getattr(self, f"conv{level}_1")(x), _NEG_SLOPE)
+        return F.leaky_relu(getattr(self, f"conv{level}_2")(x), _NEG_SLOPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            if x.dim() != 4 or x.shape[1] != self.conv1_1.in_channels:
+                raise ValueError(f"SIDUNet expects packed raw of shape (N, {self.conv1_1.in_channels}, H, W), "
+                                 f"got {tuple(x.shape)}")
+            if x.shape[2] % SIZE_MULTIPLE or x.shape[3] % SIZE_MULTIPLE:
+                raise ValueError(f"SIDUNet needs packed H and W to be multiples of {SIZE_MULTIPLE}, got "
+                                 f"{tuple(x.shape)}; pad the input (e.g. reflect) and crop the output")
+        skips = []
+        for level in range(1, 5):
+            x = self._block(x, level)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self._block(x, 5)
+        for level in range(6, 10):
+            x = getattr(self, f"up{level}")(x)
+            x = torch.cat([x, skips[9 - level]], dim=1)
+            x = self._block(x, level)
+        return self.pixel_shuffle(self.conv10(x))
