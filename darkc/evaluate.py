@@ -41,3 +41,187 @@ def reference_frames(cfa: str = "bayer", ratios=SID_RATIOS, limit: int | None = 
             inp = amplify(cfa_mod.pack(normalise(pair.short, profile), cfa), ratio)
             items.append((f"{10001 + i:05d}_{j:02d} ({im.name})", inp, target, float(ratio)))
     return FullFrames(items)
+
+
+# ---------------------------------------------------------------- the reference set on disk
+def reference_dir(cfa: str = "bayer") -> "Path":
+    """The reference validation set as SID-layout DNG files, written once into the cache.
+
+    Location: ``$DARKC_CACHE`` or ``~/.cache/darkc``, subfolder ``reference-<cfa>-v1``.
+    """
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .data.synth import write_dataset
+
+    root = Path(os.environ.get("DARKC_CACHE") or Path.home() / ".cache" / "darkc")
+    dest = root / f"reference-{cfa}-v1"
+    if (dest / "synth.json").is_file():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".reference-", dir=root))
+    try:
+        images, profile, size, seed = reference_scenes(cfa)
+        write_dataset(tmp, images, profile, seed=seed, size=size, split="val", progress=False)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def resolve_data(data: str, cfa: str = "bayer"):
+    """'synthetic' (or 'reference') -> the reference set's pairs; a folder or list file -> its SID pairs."""
+    from .data.sid import load_pairs
+
+    if data in ("synthetic", "reference"):
+        return load_pairs(reference_dir(cfa), "val")
+    return load_pairs(data, "test")
+
+
+# ---------------------------------------------------------------- baselines
+# h = 2 x estimated sigma: the best of 1/2/3/4/6 on synthetic pairs of training photos (not the validation set)
+NLM_STRENGTH = 2.0
+
+def libraw_baseline(short_path, ratio: float) -> np.ndarray:
+    """Baseline (a): amplify the short exposure by ``ratio`` in the raw domain (above black, clipped
+    at white), then LibRaw renders it exactly like the target. (H, W, 3) float32, canonical phase."""
+    import rawpy
+
+    from .data.raw import _open
+    from .data.render import libraw_render
+
+    with _open(short_path) as raw:
+        desc = raw.color_desc.decode()
+        pattern = cfa_mod.colour_pattern(raw.raw_pattern, desc)
+        kind = cfa_mod.cfa_kind(pattern)
+        dy, dx = cfa_mod.phase_offset(pattern)
+        vis = raw.raw_image_visible
+        black = np.asarray(raw.black_level_per_channel, np.float32)[raw.raw_colors_visible]
+        amp = black + (vis.astype(np.float32) - black) * float(ratio)
+        vis[...] = np.clip(np.round(amp), 0, raw.white_level).astype(vis.dtype)
+        try:
+            img = libraw_render(raw)
+        except rawpy.LibRawError as exc:
+            from .errors import DarkcError
+            raise DarkcError(f"LibRaw could not render {short_path}: {exc}") from exc
+    img = img[dy:, dx:]
+    t = cfa_mod.tile(kind)
+    return img[: img.shape[0] // t * t, : img.shape[1] // t * t]
+
+
+def nlm_denoise(img: np.ndarray, strength: float = NLM_STRENGTH) -> np.ndarray:
+    """Baseline (b)'s denoiser: OpenCV fast non-local means (colour), its filter strength set from the
+    noise level skimage estimates on the image (h = strength * sigma in 8-bit units)."""
+    import cv2
+    from skimage.restoration import estimate_sigma
+
+    sigma = float(estimate_sigma(img, channel_axis=-1, average_sigmas=True)) * 255.0
+    h = max(1.0, strength * sigma)
+    u8 = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    den = cv2.fastNlMeansDenoisingColored(u8[..., ::-1], None, h, h, 7, 21)[..., ::-1]
+    return den.astype(np.float32) / 255.0
+
+
+BASELINES = {
+    "libraw": ("amplify + LibRaw demosaic (rawpy.postprocess), no denoise", lambda p: libraw_baseline(p.short, p.ratio)),
+    "libraw+nlm": ("amplify + LibRaw + OpenCV non-local means (h = 2 x estimated sigma)",
+                   lambda p: nlm_denoise(libraw_baseline(p.short, p.ratio))),
+}
+
+
+# ---------------------------------------------------------------- evaluation
+def _summarise(rows: list[dict]) -> dict:
+    by_ratio: dict[str, list] = {}
+    for r in rows:
+        by_ratio.setdefault(f"x{r['ratio']:g}", []).append(r)
+    worst = min(rows, key=lambda r: r["psnr"])
+    return {
+        "psnr": float(np.mean([r["psnr"] for r in rows])),
+        "ssim": float(np.mean([r["ssim"] for r in rows])),
+        "n": len(rows),
+        "per_ratio": {k: {"psnr": float(np.mean([r["psnr"] for r in v])), "ssim": float(np.mean([r["ssim"] for r in v])),
+                          "n": len(v)} for k, v in sorted(by_ratio.items(), key=lambda kv: float(kv[0][1:]))},
+        "worst": {"image": worst["image"], "psnr": worst["psnr"], "ssim": worst["ssim"], "ratio": worst["ratio"]},
+        "images": rows,
+    }
+
+
+def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = False, threads: int | None = None,
+             tile: int = 1024, limit: int | None = None, progress: bool = True) -> dict:
+    """``darkc eval``: PSNR/SSIM of ``model`` (shipped name, artifact dir, .onnx or .tflite) on ``data``.
+
+    Outputs and targets are compared as float sRGB in [0, 1] (no 8-bit rounding), SSIM as scikit-image's
+    (7x7 uniform window). With ``baselines`` the classical pipelines are scored on the same pairs.
+
+    Returns a dict with top-level ``psnr``/``ssim`` (means over all pairs), ``per_ratio``, ``worst``,
+    per-image rows, and ``baselines`` (name -> same structure) when asked.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from .data.raw import read_raw, render_raw
+    from .inference import enhance_packed, load_runner
+    from .data.raw import amplify
+    from .metrics import psnr, ssim
+
+    runner = load_runner(model, threads=threads) if model is not None else None
+    pairs = resolve_data(data, runner.cfa if runner is not None else "bayer")
+    if limit:
+        pairs = pairs[:limit]
+    targets: dict[str, np.ndarray] = {}
+    rows: list[dict] = []
+    base_rows: dict[str, list] = {k: [] for k in BASELINES} if baselines else {}
+    t0 = time.time()
+    for p in tqdm(pairs, desc="darkc eval", unit="image", disable=not progress):
+        key = str(p.long)
+        if key not in targets:
+            targets = {key: render_raw(p.long)}      # pairs are grouped by scene: keep one target
+        target = targets[key]
+        if runner is not None:
+            frame = read_raw(p.short)
+            out = enhance_packed(runner, amplify(frame.packed(), p.ratio), tile=tile, progress=False,
+                                 source=str(p.short)).transpose(1, 2, 0)
+            rows.append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target), "ssim": ssim(out, target)})
+        for name, (_desc, fn) in BASELINES.items() if baselines else ():
+            out = fn(p)
+            base_rows[name].append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target),
+                                    "ssim": ssim(out, target)})
+    result = _summarise(rows) if rows else {}
+    result.update({"model": str(model), "data": str(data), "seconds": time.time() - t0,
+                   "protocol": "float sRGB [0,1] vs LibRaw-rendered long exposure; SSIM 7x7 uniform (skimage)"})
+    if baselines:
+        result["baselines"] = {k: dict(_summarise(v), description=BASELINES[k][0]) for k, v in base_rows.items()}
+    return result
+
+
+def format_result(result: dict, fmt: str = "table") -> str:
+    """Render an :func:`evaluate` result as 'json', 'md' (markdown table) or 'table' (plain text)."""
+    import json
+
+    if fmt == "json":
+        return json.dumps({k: v for k, v in result.items()}, indent=1)
+    entries = []
+    if "psnr" in result:
+        entries.append((result["model"], result))
+    for name, res in (result.get("baselines") or {}).items():
+        entries.append((f"baseline {name}", res))
+    ratios = sorted({k for _, r in entries for k in r["per_ratio"]}, key=lambda k: float(k[1:]))
+    head = ["model"] + [f"{k} PSNR/SSIM" for k in ratios] + ["overall PSNR/SSIM", "worst image (PSNR)"]
+    lines = []
+    for name, r in entries:
+        cells = [name] + [f"{r['per_ratio'][k]['psnr']:.2f} / {r['per_ratio'][k]['ssim']:.4f}" if k in r["per_ratio"]
+                          else "-" for k in ratios]
+        cells += [f"{r['psnr']:.2f} / {r['ssim']:.4f}", f"{r['worst']['image']} ({r['worst']['psnr']:.2f})"]
+        lines.append(cells)
+    if fmt == "md":
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(c) + " |" for c in lines]
+        return "\n".join(out) + f"\n\nData: {result['data']}; PSNR in dB, {result['protocol']}.\n"
+    widths = [max(len(str(row[i])) for row in [head] + lines) for i in range(len(head))]
+    fmt_row = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths))  # noqa: E731
+    return "\n".join([fmt_row(head), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in lines])

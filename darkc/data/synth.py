@@ -15,17 +15,21 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import atomic_path
+from ..errors import DarkcError, atomic_path
 from .dng import write_dng
 from .sources import CleanImage
 
 from . import cfa as cfa_mod
 from .noise import expose, sample_gain
 from .profiles import CameraProfile
-from .render import render_mosaic
+from .render import XTRANS_MIN, render_mosaic
 from .unprocess import UnprocessParams, sample_params, unprocess
 
 SID_RATIOS = (100, 250, 300)
+DEFAULT_SIZE = {"bayer": 768, "xtrans": 1152}
+# LibRaw renders X-Trans only from 516 px per side up (its demosaic works on 512-px tiles); smaller
+# X-Trans scenes are enlarged to reach it
+XTRANS_MIN_SIDE = 516
 # SID's short exposure times for a 10 s long exposure; the ratio read back from names is min(10/t, 300)
 _SHORT_EXPOSURE = {100: 0.1, 250: 0.04, 300: 0.033}
 
@@ -91,13 +95,17 @@ def normalise(mosaic: np.ndarray, profile: CameraProfile) -> np.ndarray:
 
 
 def fit_size(img: np.ndarray, size: int | None, cfa: str) -> np.ndarray:
-    """Resize so the longer side is ``size`` (None: keep), then cut to whole CFA tiles."""
-    if size:
-        h, w = img.shape[:2]
-        s = size / max(h, w)
-        if s != 1:
-            img = cv2.resize(img, (max(6, round(w * s)), max(6, round(h * s))),
-                             interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    """Resize so the longer side is ``size`` (None: keep), then cut to whole CFA tiles.
+
+    X-Trans images are enlarged where needed so both sides reach LibRaw's X-Trans minimum (516 px).
+    """
+    h, w = img.shape[:2]
+    s = size / max(h, w) if size else 1.0
+    if cfa == "xtrans":
+        s = max(s, (XTRANS_MIN_SIDE + 6) / min(h, w))
+    if abs(s - 1) > 1e-9:
+        img = cv2.resize(img, (max(6, round(w * s)), max(6, round(h * s))),
+                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
     t = cfa_mod.tile(cfa)
     return img[: img.shape[0] // t * t, : img.shape[1] // t * t]
 
@@ -119,6 +127,10 @@ def write_dataset(out: str | os.PathLike, images: list[CleanImage], profile: Cam
     for i, im in enumerate(tqdm(images, desc="darkc synth", unit="scene", disable=not progress)):
         sid = id_start + i
         clean = fit_size(im.load(), size, profile.cfa)
+        if profile.cfa == "xtrans" and min(clean.shape[:2]) < XTRANS_MIN:
+            raise DarkcError(f"{im.name} would be {clean.shape[1]}x{clean.shape[0]} px, but LibRaw renders "
+                             f"X-Trans files of at least {XTRANS_MIN}x{XTRANS_MIN} px only (the long exposure "
+                             f"is the target): raise --size so the shorter side is >= {XTRANS_MIN}")
         scene_seed = seed * 100003 + i
         for j, ratio in enumerate(ratios):
             pair = make_pair(clean, profile, ratio, scene_seed)
@@ -142,3 +154,39 @@ def write_dataset(out: str | os.PathLike, images: list[CleanImage], profile: Cam
 
 def _fmt(seconds: float) -> str:
     return f"{seconds:g}"
+
+
+def synthesize(out: str | os.PathLike, *, count: int | None = None, size: int | None = None, seed: int = 0,
+               cfa: str = "bayer", profile: str | None = None, images: list[str] | None = None,
+               split: str = "test", ratios=SID_RATIOS, progress: bool = True) -> dict:
+    """``darkc synth``: write SID-layout DNG pairs.
+
+    Sources: the user's ``images`` folders if given; else the built-in photos of the split (test and val
+    use the held-out photos, train the training photos) topped up with dead-leaves images to ``count``.
+    ``split='val'`` writes the project's reference validation set exactly (fixed images, size and seed).
+    """
+    from . import sources
+    from .profiles import get_profile
+
+    prof = get_profile(profile, cfa)
+    if split == "val" and not images:
+        from ..evaluate import reference_scenes
+        imgs, prof, size, seed = reference_scenes(cfa)
+        if count:
+            imgs = imgs[:count]
+    else:
+        size = size or DEFAULT_SIZE[cfa]
+        if images:
+            imgs = [im for f in images for im in sources.folder_images(f)]
+        else:
+            imgs = sources.builtin_photos("train" if split == "train" else "val")
+            n_dl = max(0, (count or len(imgs)) - len(imgs))
+            imgs += sources.dead_leaves_images(n_dl, (size * 2 // 3, size), "val" if split != "train" else "train")
+        if count is not None:
+            if count <= 0:
+                raise DarkcError(f"--count must be positive, got {count}")
+            imgs = imgs[:count]
+    if size is not None and size < 64:
+        raise DarkcError(f"--size {size} is too small: use at least 64 px")
+    list_file = write_dataset(out, imgs, prof, ratios=ratios, seed=seed, size=size, split=split, progress=progress)
+    return {"scenes": len(imgs), "pairs": len(imgs) * len(ratios), "list": str(list_file), "profile": prof.name}
