@@ -27,14 +27,20 @@ def _exposure_rational(seconds: float) -> tuple:
 
 
 def dng_bytes(mosaic: np.ndarray, kind: str, *, black: int, white: int, xyz_to_cam: np.ndarray,
-              as_shot_neutral, exposure_time: float, iso: int = 100, model: str = "darkc synthetic") -> bytes:
-    """Encode a canonical-phase uint16 mosaic (H, W) as a DNG 1.4 file and return its bytes.
+              as_shot_neutral, exposure_time: float, iso: int = 100, model: str = "darkc synthetic",
+              pattern: np.ndarray | None = None) -> bytes:
+    """Encode a uint16 mosaic (H, W) as a DNG 1.4 file and return its bytes.
 
+    ``pattern`` is the CFA tile at the mosaic's top-left (0=R, 1=G, 2=B), default the canonical phase
+    of ``kind``; another phase of the same CFA (e.g. GRBG) writes a file like a camera with that phase.
     Tags: CFA pattern and repeat size, black/white level, ColorMatrix1 (XYZ->camera, D65),
     AsShotNeutral (1 / white-balance multipliers), ExposureTime, ISO.
     """
     mosaic = np.ascontiguousarray(mosaic, dtype=np.uint16)
-    pat = cfa_mod.canonical_pattern(kind)
+    pat = cfa_mod.canonical_pattern(kind) if pattern is None else np.asarray(pattern)
+    if cfa_mod.cfa_kind(pat) != kind:
+        raise ValueError(f"CFA pattern of shape {pat.shape} is not a {kind} pattern")
+    cfa_mod.phase_offset(pat)
     n = pat.shape[0]
     if mosaic.shape[0] % n or mosaic.shape[1] % n:
         raise ValueError(f"mosaic shape {mosaic.shape} is not a whole number of {n}x{n} CFA tiles")

@@ -30,7 +30,10 @@ def exposure_from_name(name: str | os.PathLike) -> float:
     if not m:
         raise DarkcError(f"cannot read an exposure time from {Path(name).name!r}: SID names end in "
                          f"'_<seconds>s.<ext>' (e.g. 10003_00_0.04s.ARW); pass --ratio instead")
-    return float(m.group(1))
+    seconds = float(m.group(1))
+    if seconds <= 0:
+        raise DarkcError(f"exposure time in {Path(name).name!r} is {seconds} s: it must be positive; pass --ratio instead")
+    return seconds
 
 
 def ratio_from_names(short: str | os.PathLike, long: str | os.PathLike) -> float:

@@ -22,7 +22,7 @@ from .sources import CleanImage
 from . import cfa as cfa_mod
 from .noise import expose, sample_gain
 from .profiles import CameraProfile
-from .render import XTRANS_MIN, render_mosaic
+from .render import render_mosaic
 from .unprocess import UnprocessParams, sample_params, unprocess
 
 SID_RATIOS = (100, 250, 300)
@@ -127,10 +127,6 @@ def write_dataset(out: str | os.PathLike, images: list[CleanImage], profile: Cam
     for i, im in enumerate(tqdm(images, desc="darkc synth", unit="scene", disable=not progress)):
         sid = id_start + i
         clean = fit_size(im.load(), size, profile.cfa)
-        if profile.cfa == "xtrans" and min(clean.shape[:2]) < XTRANS_MIN:
-            raise DarkcError(f"{im.name} would be {clean.shape[1]}x{clean.shape[0]} px, but LibRaw renders "
-                             f"X-Trans files of at least {XTRANS_MIN}x{XTRANS_MIN} px only (the long exposure "
-                             f"is the target): raise --size so the shorter side is >= {XTRANS_MIN}")
         scene_seed = seed * 100003 + i
         for j, ratio in enumerate(ratios):
             pair = make_pair(clean, profile, ratio, scene_seed)
