@@ -111,15 +111,105 @@ def eval_cmd(model, data, baselines, fmt, threads, limit, out) -> None:
 @click.option("--model", default="teacher", show_default=True, help="shipped name, artifact folder, .onnx or .tflite")
 @click.option("--ratio", type=float, default=None, help="exposure ratio (default: from SID-style file names)")
 @click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True)
-@click.option("--tile", type=int, default=512, show_default=True, help="tile side in packed px")
+@click.option("--tile", type=int, default=1024, show_default=True, help="largest tile side in packed px (memory)")
+@click.option("--overlap", type=int, default=224, show_default=True, help="tile overlap in packed px (seams)")
 @click.option("--threads", type=int, default=None)
-def enhance(raw, out, model, ratio, bits, tile, threads) -> None:
+def enhance(raw, out, model, ratio, bits, tile, overlap, threads) -> None:
     """Enhance one raw file into a PNG, full resolution, in tiles with bounded memory."""
     from .enhance import enhance_file
-    rep = enhance_file(raw, out, model=model, ratio=ratio, bits=int(bits), tile=tile, threads=threads)
+    rep = enhance_file(raw, out, model=model, ratio=ratio, bits=int(bits), tile=tile, overlap=overlap, threads=threads)
     click.echo(json.dumps(rep) if not sys.stdout.isatty() else
                f"wrote {rep.get('output', out)} ({rep.get('width')}x{rep.get('height')}, ratio {rep.get('ratio')}, "
                f"{rep.get('seconds', 0):.1f} s)")
+
+
+@cli.command()
+@click.option("--model", default="teacher", show_default=True, help="shipped name or checkpoint folder (SID U-Net)")
+@click.option("--ratio", type=float, default=None, help="fraction of channels removed, in (0, 1)")
+@click.option("--target-macs", default=None, help="MAC budget per raw frame instead of --ratio, e.g. 5G@1920x1080")
+@click.option("--importance", type=click.Choice(["l1", "l2", "taylor", "random"]), default="l1", show_default=True)
+@click.option("--scope", type=click.Choice(["uniform", "global"]), default="uniform", show_default=True,
+              help="same ratio per layer, or one global ranking")
+@click.option("--round-to", type=int, default=8, show_default=True, help="pruned widths are multiples of this")
+@click.option("--steps", type=int, default=1, show_default=True, help="iterative pruning steps")
+@click.option("--finetune-iters", type=int, default=0, show_default=True,
+              help="fine-tuning iterations after each step, against the unpruned model's output")
+@click.option("--data", default="synthetic", show_default=True, help="fine-tuning inputs: 'synthetic' or a folder of raws")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--patch", type=int, default=256, show_default=True, help="fine-tuning patch side in raw px")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-eval", is_flag=True, help="skip PSNR/SSIM of the parent and the pruned model")
+@click.option("--eval-limit", type=int, default=None, help="only the first N validation pairs")
+@click.option("--latency-size", default="1920x1080", show_default=True, help="raw WxH for host latency, or 'none'")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="pruned artifact folder")
+def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetune_iters, data, batch_size, patch,
+          lr, seed, no_eval, eval_limit, latency_size, out) -> None:
+    """Prune channels (Torch-Pruning), fine-tune against the original, report size/MACs/latency/quality."""
+    from .compress.prune import format_report, prune as run
+    report = run(model, out, ratio=ratio, target_macs=target_macs, importance=importance, scope=scope,
+                 round_to=round_to, steps=steps, finetune_iters=finetune_iters, data=data, batch_size=batch_size,
+                 patch=patch, lr=lr, seed=seed, evaluate=not no_eval, eval_limit=eval_limit,
+                 latency_size=latency_size)
+    click.echo(format_report(report))
+    click.echo(f"wrote {out} (report: prune_report.md, prune_report.json)")
+
+
+def _int8_options(fn):
+    """Calibration options shared by ``export`` (with --precision int8) and ``quantize``."""
+    for opt in reversed([
+        click.option("--calib", default="synthetic", show_default=True,
+                     help="int8: 'synthetic' or a folder of dark raw files (SID short/ names give the ratio)"),
+        click.option("--calib-method", default="minmax", show_default=True, help="int8: minmax | percentile | entropy"),
+        click.option("--samples", type=int, default=32, show_default=True, help="int8: calibration samples"),
+        click.option("--calib-size", type=int, default=256, show_default=True,
+                     help="int8: packed side of calibration samples (dynamic graphs; fixed ones use their size)"),
+        click.option("--calib-ratio", type=float, default=None, help="int8: exposure ratio for raws without SID names"),
+        click.option("--reduce-range", default="auto", show_default=True,
+                     help="int8: 7-bit weights: auto (on for x86 CPUs without VNNI) | on | off"),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@cli.command()
+@click.option("--model", required=True, help="checkpoint folder or shipped name")
+@click.option("--target", default="onnx", show_default=True, help="onnx | tflite")
+@click.option("--precision", default="fp32", show_default=True, help="fp32 | fp16 | int8")
+@click.option("--input-size", default="dynamic", show_default=True,
+              help="'dynamic' or HxW in raw px, e.g. 1088x1920 (must pack to multiples of 16)")
+@_int8_options
+@click.option("--no-check", is_flag=True, help="keep the export even if it differs from PyTorch beyond the threshold")
+@click.option("-o", "--out", default=None, type=click.Path(),
+              help="artifact folder, or FILE.onnx in one (default: the model's own folder)")
+def export(model, target, precision, input_size, calib, calib_method, samples, calib_size, calib_ratio, reduce_range,
+           no_check, out) -> None:
+    """Export to ONNX (or TFLite) at fp32/fp16/int8, checked against PyTorch; writes an artifact folder."""
+    from .export import command_line, export as run, format_report
+    ctx = click.get_current_context()
+    report = run(model, out, target=target, precision=precision, input_size=input_size, calib=calib,
+                 calib_method=calib_method, samples=samples, calib_size=calib_size, calib_ratio=calib_ratio,
+                 reduce_range=reduce_range, check=not no_check, command=command_line(ctx.command_path, ctx.params))
+    click.echo(format_report(report))
+
+
+@cli.command()
+@click.option("--model", required=True, help="checkpoint folder or shipped name")
+@click.option("--input-size", default="dynamic", show_default=True, help="'dynamic' or HxW in raw px")
+@_int8_options
+@click.option("--no-check", is_flag=True, help="keep the model even if it differs from PyTorch beyond the threshold")
+@click.option("-o", "--out", default=None, type=click.Path(),
+              help="INT8 artifact folder, or FILE.onnx in one (default: the model's own folder)")
+def quantize(model, input_size, calib, calib_method, samples, calib_size, calib_ratio, reduce_range, no_check,
+             out) -> None:
+    """INT8 ONNX (ONNX Runtime static QDQ) with its calibration record; same as export --precision int8."""
+    from .compress.quantize import quantize as run
+    from .export import command_line, format_report
+    ctx = click.get_current_context()
+    report = run(model, calib=calib, out=out, method=calib_method, samples=samples, input_size=input_size,
+                 calib_size=calib_size, calib_ratio=calib_ratio, reduce_range=reduce_range, check=not no_check,
+                 command=command_line(ctx.command_path, ctx.params))
+    click.echo(format_report(report))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,140 @@
+"""The enhance stage: one dark raw file -> one sRGB PNG, through any model format.
+
+::
+
+    report = enhance_file("Sony/short/10003_00_0.04s.ARW", "out.png", model="teacher")   # ratio from ../long
+    report = enhance_file("IMG_0001.DNG", "out.png", model="runs/student/model.onnx", ratio=250, bits=16)
+
+The PNG covers the frame the network sees (:class:`darkc.data.raw.RawFrame`): the sensor's visible area cut
+at the top-left to the canonical CFA phase and at the bottom-right to whole CFA tiles, so it can be 0-2 px
+(Bayer) or up to 10 px (X-Trans) smaller than the sensor per axis; ``report["offset"]`` is the (dy, dx) cut
+at the top-left.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .data.raw import amplify, check_finite, read_raw
+from .data.sid import exposure_from_name, ratio_from_names
+from .errors import DarkcError, atomic_path
+from .inference import CFA_NAMES, DEFAULT_OVERLAP, DEFAULT_TILE, Runner, enhance_packed, load_runner
+
+_BITS = {8: (np.uint8, 255.0), 16: (np.uint16, 65535.0)}
+
+
+def sid_ratio(raw_path: str | os.PathLike) -> float | None:
+    """The SID exposure ratio of a short exposure ``<dir>/short/ID_NN_<t>s.ext``, read from the names of it and
+    of its reference ``<dir>/long/ID_00_<T>s.*``; None when the name is not SID-style or there is no reference."""
+    raw_path = Path(raw_path)
+    if not _is_sid_name(raw_path):
+        return None
+    scene = raw_path.name.split("_")[0]
+    longs = sorted(p for p in (raw_path.parent.parent / "long").glob(f"{scene}_00_*s.*") if _is_sid_name(p))
+    return ratio_from_names(raw_path, longs[0]) if longs else None
+
+
+def _is_sid_name(path: Path) -> bool:
+    try:
+        exposure_from_name(path)
+    except DarkcError:
+        return False
+    return True
+
+
+def _resolve_ratio(raw_path: Path, ratio) -> float:
+    if ratio is None:
+        found = sid_ratio(raw_path)
+        if found is None:
+            raise DarkcError(f"no exposure ratio for {raw_path}: pass --ratio (exposure ratio, SID uses 100-300); "
+                             f"it is only read from names for SID files short/ID_NN_<t>s.* with a long/ID_00_<T>s.*")
+        return found
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(ratio) or ratio <= 0:
+        raise DarkcError(f"--ratio {ratio!r} for {raw_path} is invalid: pass a positive exposure ratio "
+                         f"(SID uses 100-300)")
+    return float(ratio)
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray, bits: int = 8) -> None:
+    """Write (3, H, W) sRGB in [0, 1] as an 8- or 16-bit RGB PNG, atomically (nothing is left on failure)."""
+    dtype, full = _BITS[bits]
+    path = Path(path)
+    img = np.empty(rgb.shape[1:] + (3,), dtype)
+    for c in range(3):                       # one channel at a time: no full-size float temporaries
+        img[..., 2 - c] = np.rint(np.clip(rgb[c], 0.0, 1.0) * full)   # RGB -> OpenCV's BGR
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            ok = cv2.imwrite(str(tmp), img)
+            if not ok:
+                raise DarkcError(f"cannot write {path}: OpenCV failed to encode the PNG; check the path and free space")
+    except (OSError, cv2.error) as exc:
+        raise DarkcError(f"cannot write {path}: {' '.join(str(exc).split())}; check the path and free space") from exc
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10   # bytes on macOS, KiB on Linux
+
+
+def enhance_file(raw_path: str | os.PathLike, out_png: str | os.PathLike, model: str | os.PathLike | Runner = "teacher",
+                 ratio: float | None = None, bits: int = 8, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                 threads: int | None = None, progress: bool = True) -> dict:
+    """Enhance one dark raw file into an sRGB PNG.
+
+    Args:
+        raw_path: a Bayer or X-Trans camera raw (DNG/ARW/RAF/...).
+        out_png: output ``.png``; written atomically, so a failed run leaves no file (and an old one intact).
+        model: shipped name, checkpoint directory, ``.onnx`` or ``.tflite`` (see :func:`load_runner`), or a
+            loaded :class:`Runner` (to reuse one over many files).
+        ratio: exposure ratio the raw is multiplied by (SID: long / short exposure, 100-300). None reads it
+            from SID-style names (``short/ID_NN_<t>s.ext`` beside ``long/ID_00_<T>s.*``), else it is an error.
+        bits: 8 or 16 bits per channel.
+        tile, overlap: packed px, see :func:`darkc.inference.enhance_packed`.
+        threads: CPU threads for inference; None keeps the runtime's default.
+        progress: show a progress bar over the tiles.
+
+    Returns:
+        Report: ``input``, ``output``, ``width``, ``height`` (of the PNG), ``offset`` ((dy, dx) of the PNG's
+        top-left on the sensor), ``bits``, ``ratio``, ``model``, ``cfa``, ``seconds`` (wall, whole call),
+        ``peak_rss_mib`` (the process's peak resident memory so far, not only this call's).
+
+    Raises:
+        DarkcError: one line naming the file: missing/truncated/unsupported raw, no ratio, a model for the
+            other CFA, NaN/Inf, bad options, or an unwritable output.
+    """
+    start = time.perf_counter()
+    raw_path, out_png = Path(raw_path), Path(out_png)
+    if bits not in _BITS:
+        raise DarkcError(f"--bits {bits!r} for {out_png}: pass 8 or 16")
+    if out_png.suffix.lower() != ".png":
+        raise DarkcError(f"output {out_png} must end in .png")
+    if not raw_path.is_file():
+        raise DarkcError(f"raw file {raw_path} does not exist: check the path")
+    ratio = _resolve_ratio(raw_path, ratio)
+    frame = read_raw(raw_path)
+    runner = load_runner(model, threads)
+    if frame.cfa != runner.cfa:
+        want, got = CFA_NAMES[runner.cfa], CFA_NAMES[frame.cfa]
+        raise DarkcError(f"model {runner.name} expects {runner.in_channels}-channel {want} input but {raw_path.name} "
+                         f"is {got}; pass a model made for {got} raw")
+    offset = frame.offset
+    packed = frame.packed()
+    del frame
+    check_finite(packed, f"raw data of {raw_path}")
+    packed = amplify(packed, ratio)
+    rgb = enhance_packed(runner, packed, tile=tile, overlap=overlap, progress=progress, source=str(raw_path))
+    del packed
+    write_png(out_png, rgb, bits)
+    return {
+        "input": str(raw_path), "output": str(out_png), "width": int(rgb.shape[2]), "height": int(rgb.shape[1]),
+        "offset": tuple(int(v) for v in offset), "bits": bits, "ratio": ratio, "model": runner.name,
+        "cfa": runner.cfa, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mib": round(_peak_rss_mib(), 1),
+    }

@@ -1,0 +1,433 @@
+"""Running a model on a whole packed raw frame: runners for every model format, and seamless tiling.
+
+A :class:`Runner` hides the format (PyTorch checkpoint, ONNX, TFLite) behind one call::
+
+    runner = load_runner("runs/student/model.onnx", threads=2)   # or "teacher", or a checkpoint dir
+    rgb = enhance_packed(runner, amplify(read_raw("a.ARW").packed(), 250))   # (3, H, W) sRGB in [0, 1]
+
+Runner input is packed raw, NCHW float32, black-level subtracted, multiplied by the exposure ratio and
+clipped to [0, 1]; output is sRGB, NCHW float32, 3 channels at ``scale`` times the input size.
+
+:func:`enhance_packed` runs frames of any size in overlapping tiles with bounded memory. Tiles start on
+multiples of the model's size multiple (16 for the SID U-Net, four 2x poolings), so every tile sees the same
+pooling grid as a whole-frame pass. Neighbouring tiles overlap by at least ``overlap`` packed px and hand
+over with a raised-cosine ramp ``min(overlap / 2, 32)`` px wide in the middle of the overlap, so output
+pixels only come from tiles where they lie at least ``(overlap - ramp) / 2`` px from a cut (96 px with the
+default overlap of 224, beyond the SID U-Net's reach of ~95 px: tiled output equals a whole-frame pass to
+float rounding), and the blend has no seams.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .data import cfa as cfa_mod
+from .data.raw import check_finite
+from .errors import DarkcError
+
+#: Packed H and W of the SID U-Net must be multiples of this; runners of other nets may set their own.
+DEFAULT_MULTIPLE = 16
+#: Largest window side in packed px; memory grows with its square, not with the frame (a 24 MP frame through
+#: the full SID U-Net peaks near 1.3 GiB RSS with 1024, ~3 GiB in one whole-frame pass).
+DEFAULT_TILE = 1024
+#: Packed px shared by neighbouring tiles. The SID U-Net's output at a pixel depends on inputs up to ~95 packed
+#: px away, so blending no nearer than 96 px to a cut, (224 - BLEND_WIDTH) / 2, makes tiled == whole-frame.
+DEFAULT_OVERLAP = 224
+
+#: How messages name each CFA kind.
+CFA_NAMES = {"bayer": "Bayer", "xtrans": "X-Trans"}
+_CFA_BY_CHANNELS = {cfa_mod.channels(k): k for k in CFA_NAMES}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_threads(threads) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise DarkcError(f"--threads is {threads!r}; pass a positive integer (or leave it out for the default)")
+    return threads
+
+
+class Runner:
+    """A model that maps packed raw (N, C, h, w) float32 to sRGB (N, 3, h*scale, w*scale) float32.
+
+    Attributes:
+        name: what error messages call the model (a shipped name or a path).
+        cfa: ``"bayer"`` or ``"xtrans"``; ``in_channels`` (4 / 9) and ``scale`` (2 / 3) follow from it.
+        multiple: packed h and w must be multiples of this.
+        fixed_size: ``(h, w)`` in packed px for models exported at one size, else None (any size).
+    """
+
+    multiple: int = DEFAULT_MULTIPLE
+    fixed_size: tuple[int, int] | None = None
+
+    def __init__(self, name: str, cfa: str):
+        self.name = name
+        self.cfa = cfa
+        self.in_channels = cfa_mod.channels(cfa)
+        self.scale = cfa_mod.scale(cfa)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        size = "any size" if self.fixed_size is None else f"fixed {self.fixed_size[0]}x{self.fixed_size[1]}"
+        return f"{type(self).__name__}({self.name!r}, {self.cfa}, {size})"
+
+
+class TorchRunner(Runner):
+    """A PyTorch model (a loaded checkpoint or shipped model), run on CPU in eval and inference mode.
+
+    ``threads`` sets torch's (process-wide) intra-op thread count.
+    """
+
+    def __init__(self, model, spec: dict, name: str, threads: int | None = None):
+        import torch
+
+        super().__init__(name, spec["cfa"])
+        self._torch = torch
+        self.model = model.eval()
+        self.multiple = int(getattr(model, "size_multiple", DEFAULT_MULTIPLE))
+        threads = _check_threads(threads)
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
+
+
+def _spec_beside(path: Path) -> dict | None:
+    """The normalised spec in ``model.json`` next to an exported model, or None if there is none."""
+    from .models import read_spec
+
+    json_path = path.with_name("model.json")
+    return read_spec(json_path) if json_path.is_file() else None
+
+
+def _dim(value) -> int | None:
+    """A static positive dimension, or None for a dynamic one (ONNX strings/None, TFLite -1)."""
+    return int(value) if isinstance(value, (int, np.integer)) and value > 0 else None
+
+
+def _input_layout(shape, spec: dict | None, where: Path) -> tuple[str, str, tuple[int, int] | None]:
+    """From a 4-D input shape: ``(layout "nchw"/"nhwc", cfa, fixed (h, w) or None)``.
+
+    The channel axis is the one holding the spec's ``in_channels`` (or 4 / 9 without a spec).
+    """
+    if len(shape) != 4:
+        raise DarkcError(f"{where}: the model input has shape {list(shape)}; darkc needs a 4-D packed raw input "
+                         f"(1, C, h, w) or (1, h, w, C) - re-export it")
+    dims = [_dim(d) for d in shape]
+    wanted = [spec["in_channels"]] if spec else list(_CFA_BY_CHANNELS)
+    for layout, c_axis, hw in (("nchw", 1, (2, 3)), ("nhwc", 3, (1, 2))):
+        if dims[c_axis] in wanted:
+            cfa = spec["cfa"] if spec else _CFA_BY_CHANNELS[dims[c_axis]]
+            h, w = dims[hw[0]], dims[hw[1]]
+            if (h is None) != (w is None):
+                raise DarkcError(f"{where}: input shape {list(shape)} is dynamic in one of h, w only; "
+                                 f"re-export with both dynamic or both fixed")
+            return layout, cfa, None if h is None else (h, w)
+    expect = f"{spec['in_channels']} channels (from model.json)" if spec else "4 (Bayer) or 9 (X-Trans) channels"
+    raise DarkcError(f"{where}: input shape {list(shape)} has no axis with {expect}; "
+                     f"pass a darkc packed-raw model, or fix model.json beside it")
+
+
+def _to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if layout == "nhwc" else x)
+
+
+def _from_layout(y: np.ndarray, layout: str) -> np.ndarray:
+    return y.transpose(0, 3, 1, 2) if layout == "nhwc" else y
+
+
+class OnnxRunner(Runner):
+    """An ONNX model run by onnxruntime on the CPU execution provider.
+
+    The spec comes from ``model.json`` beside the ``.onnx`` when there is one, else from the input shape
+    (4 channels: Bayer, 9: X-Trans). A fixed input h, w in the graph sets :attr:`fixed_size`.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        threads = _check_threads(threads)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads is not None:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise DarkcError(f"cannot load ONNX model {path}: {_one_line(exc)}; re-export it") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(self.session.get_outputs()) != 1:
+            raise DarkcError(f"{path}: the model has {len(inputs)} inputs and {len(self.session.get_outputs())} "
+                             f"outputs; darkc needs one packed-raw input and one sRGB output")
+        self._input = inputs[0].name
+        self._fp16 = inputs[0].type == "tensor(float16)"
+        self.layout, cfa, self.fixed_size = _input_layout(inputs[0].shape, _spec_beside(path), path)
+        super().__init__(str(path), cfa)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _to_layout(x.astype(np.float16 if self._fp16 else np.float32, copy=False), self.layout)
+        y = self.session.run(None, {self._input: x})[0]
+        return np.asarray(_from_layout(y, self.layout), dtype=np.float32)
+
+
+class TFLiteRunner(Runner):
+    """A TFLite model run by LiteRT (``ai_edge_litert``, the ``darkc[tflite]`` extra).
+
+    NHWC or NCHW input is read off the input shape; int8/uint8/int16 inputs and outputs are quantised and
+    dequantised with the tensors' own (scale, zero point); a dynamic input (``shape_signature`` with -1) is
+    resized to each tile, a fixed one sets :attr:`fixed_size`.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        path = Path(path)
+        threads = _check_threads(threads)
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise DarkcError(f"cannot run {path}: the TFLite runtime is not installed; "
+                             f"install darkc[tflite] (pip install ai-edge-litert)") from exc
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:  # LiteRT raises ValueError/RuntimeError with multi-line text
+            raise DarkcError(f"cannot load TFLite model {path}: {_one_line(exc)}; re-export it") from exc
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise DarkcError(f"{path}: the model has {len(inputs)} inputs and {len(outputs)} outputs; darkc "
+                             f"needs one packed-raw input and one sRGB output")
+        self._in, self._out = inputs[0], outputs[0]
+        signature = self._in.get("shape_signature")
+        signature = self._in["shape"] if signature is None or len(signature) == 0 else signature
+        self.layout, cfa, self.fixed_size = _input_layout(list(signature), _spec_beside(path), path)
+        self._shape = tuple(int(d) for d in self._in["shape"])
+        super().__init__(str(path), cfa)
+
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        if shape != self._shape:
+            self.interpreter.resize_tensor_input(self._in["index"], list(shape), strict=False)
+            self.interpreter.allocate_tensors()
+            self._shape = shape
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._run_one(x[i:i + 1]) for i in range(x.shape[0])], axis=0)
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        x = _to_layout(x, self.layout)
+        self._resize(tuple(x.shape))
+        self.interpreter.set_tensor(self._in["index"], _quantize(x, self._in))
+        self.interpreter.invoke()
+        y = _dequantize(self.interpreter.get_tensor(self._out["index"]), self._out)
+        return np.ascontiguousarray(_from_layout(y, self.layout))
+
+
+def _quant_params(detail: dict) -> tuple[float, int]:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    return float(scale), int(zero)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype, copy=False)
+    scale, zero = _quant_params(detail)
+    if scale <= 0:
+        raise DarkcError(f"TFLite input '{detail.get('name')}' is {dtype} without quantisation parameters; "
+                         f"re-export with a float or quantised input")
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(y.dtype).kind == "f":
+        return y.astype(np.float32, copy=False)
+    scale, zero = _quant_params(detail)
+    if scale <= 0:
+        raise DarkcError(f"TFLite output '{detail.get('name')}' is {y.dtype} without quantisation parameters; "
+                         f"re-export with a float or quantised output")
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+def load_runner(ref, threads: int | None = None) -> Runner:
+    """A runner for a ``--model`` argument: a shipped name, a checkpoint directory, a ``.onnx`` or a ``.tflite``.
+
+    Args:
+        ref: the model reference (see :func:`darkc.models.resolve_model_ref`); a :class:`Runner` is returned as is.
+        threads: CPU threads for inference; None keeps the runtime's default (ignored for a given Runner).
+
+    Raises:
+        DarkcError: the reference does not resolve, or the model cannot be loaded (message names the file).
+    """
+    if isinstance(ref, Runner):
+        return ref
+    from .models import load_checkpoint, resolve_model_ref
+
+    kind, path = resolve_model_ref(ref)
+    if kind in ("pretrained", "checkpoint"):
+        model, spec = load_checkpoint(path)
+        return TorchRunner(model, spec, name=str(ref) if kind == "pretrained" else str(path), threads=threads)
+    if kind == "onnx":
+        return OnnxRunner(path, threads)
+    return TFLiteRunner(path, threads)
+
+
+# --- tiling ---------------------------------------------------------------------------------------------
+
+#: Width (packed px) of the raised-cosine blend between two tiles; it sits in the middle of their overlap.
+BLEND_WIDTH = 32
+
+
+def _blend(overlap: int) -> tuple[float, float]:
+    """``(margin, width)``: a tile's weight is 0 within ``margin`` packed px of a cut, 1 past ``margin + width``."""
+    width = min(overlap / 2, BLEND_WIDTH)
+    return (overlap - width) / 2, width
+
+
+def _ramp(d: np.ndarray, margin: float, width: float) -> np.ndarray:
+    if width <= 0:
+        return (d >= margin).astype(np.float64)
+    t = np.clip((d - margin) / width, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(np.pi * t)
+
+
+def _ceil_to(value: float, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
+def _axis_plan(length: int, tile: int, overlap: int, multiple: int, fixed: int | None, scale: int
+               ) -> tuple[int, int, list[int], np.ndarray]:
+    """Tiles along one axis of ``length`` packed px.
+
+    Returns:
+        ``(padded, window, starts, weights)``: the padded length (a multiple of ``multiple``, at least the
+        fixed size), the window the model sees (``tile`` or less: windows are evened out so the last one
+        does not mostly repeat its neighbour), the window starts (multiples of ``multiple``), and the blend
+        weights at output resolution, shape (len(starts), padded * scale), summing to 1 at every pixel.
+    """
+    padded = _ceil_to(length, multiple)
+    if fixed is not None:
+        window = fixed
+        padded = max(padded, window)
+    else:
+        window = min(tile, padded)
+        if window < padded:
+            n = 1 + math.ceil((padded - window) / max((window - overlap) // multiple * multiple, 1))
+            even = _ceil_to((padded + (n - 1) * overlap) / n, multiple)
+            window = min(window, max(even, _ceil_to(overlap + 1, multiple)))
+    if window >= padded:
+        return padded, padded, [0], np.ones((1, padded * scale))
+    step = (window - overlap) // multiple * multiple
+    if step < multiple:
+        what, fix = (f"the model's fixed input size {window}", "a smaller overlap") if fixed is not None else \
+            (f"tile {window}", "a larger tile or a smaller overlap")
+        raise DarkcError(f"{what} with overlap {overlap} leaves no room to advance (tiles advance in steps of "
+                         f"{multiple} packed px); use {fix}")
+    n = 1 + math.ceil((padded - window) / step)
+    units = (padded - window) // multiple
+    starts = [round(i * units / (n - 1)) * multiple for i in range(n)]
+    margin, width = _blend(overlap)
+    centres = (np.arange(padded * scale) + 0.5) / scale
+    weights = np.zeros((n, padded * scale))
+    for i, s in enumerate(starts):
+        w = ((centres >= s) & (centres < s + window)).astype(np.float64)
+        if s > 0:
+            w *= _ramp(centres - s, margin, width)
+        if s + window < padded:
+            w *= _ramp(s + window - centres, margin, width)
+        weights[i] = w
+    total = weights.sum(axis=0)
+    assert (total > 0).all(), "tile plan leaves pixels without weight"
+    return padded, window, starts, weights / total
+
+
+def _describe_cfa(cfa: str) -> str:
+    return f"{cfa_mod.channels(cfa)}-channel {CFA_NAMES[cfa]}"
+
+
+def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                   progress: bool = True, source: str = "packed input") -> np.ndarray:
+    """Run ``runner`` over a whole packed raw frame, in overlapping tiles when it is larger than ``tile``.
+
+    Args:
+        runner: the model (see :func:`load_runner`).
+        packed: (C, h, w) float32 packed raw, black-level subtracted, amplified by the exposure ratio and
+            clipped to [0, 1]; C must be ``runner.in_channels``.
+        tile: largest window side in packed px (rounded down to the model's multiple, 16; windows are evened
+            out over the frame); ignored for fixed-size models, whose window is their input size. Memory
+            grows with tile**2, not with the frame.
+        overlap: packed px shared by neighbouring tiles; output pixels come only from tiles where they are at
+            least ``(overlap - min(overlap / 2, 32)) / 2`` px from a cut. The SID U-Net's output depends on
+            inputs up to ~95 px away, so the default 224 matches a whole-frame pass; smaller overlaps cost
+            less compute and differ near the cuts (smoothly: there are no seams).
+        progress: show a tqdm bar over the tiles (not for a single tile).
+        source: names the input (the raw file) in error messages.
+
+    Returns:
+        (3, h * scale, w * scale) float32 sRGB clipped to [0, 1].
+
+    Raises:
+        DarkcError: wrong channel count or shape, NaN/Inf input, bad tile/overlap, or a model that returns
+            the wrong shape or NaN/Inf.
+    """
+    packed = np.asarray(packed)
+    if packed.ndim != 3:
+        raise DarkcError(f"{source}: packed raw must be (C, h, w), got shape {tuple(packed.shape)}")
+    c, h, w = packed.shape
+    if c != runner.in_channels:
+        got = f"is {_describe_cfa(_CFA_BY_CHANNELS[c])}" if c in _CFA_BY_CHANNELS else f"has {c} channels"
+        raise DarkcError(f"model {runner.name} expects {_describe_cfa(runner.cfa)} input but {source} {got}; "
+                         f"pass a model for that sensor")
+    check_finite(packed, source)
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < runner.multiple:
+        raise DarkcError(f"tile is {tile!r}; pass a tile of at least {runner.multiple} packed px (e.g. {DEFAULT_TILE})")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
+        raise DarkcError(f"overlap is {overlap!r}; pass a non-negative number of packed px (e.g. {DEFAULT_OVERLAP})")
+    m, s = runner.multiple, runner.scale
+    tile = int(tile) // m * m
+    fixed = runner.fixed_size or (None, None)
+    for f in fixed:
+        if f is not None and f % m:
+            raise DarkcError(f"model {runner.name} has fixed input size {runner.fixed_size}, not a multiple of {m}; "
+                             f"re-export it at a multiple of {m}")
+    ph, th, ys, wys = _axis_plan(h, tile, int(overlap), m, fixed[0], s)
+    pw, tw, xs, wxs = _axis_plan(w, tile, int(overlap), m, fixed[1], s)
+
+    packed = packed.astype(np.float32, copy=False)
+    if (ph, pw) != (h, w):
+        packed = np.pad(packed, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
+    out_h, out_w = h * s, w * s
+    out = np.zeros((3, out_h, out_w), np.float32)
+    expected = (1, 3, th * s, tw * s)
+    tiles = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    bar = tqdm(tiles, desc=f"enhance {Path(source).name}", unit="tile", disable=not progress or len(tiles) == 1)
+    for i, j in bar:
+        y0, x0 = ys[i], xs[j]
+        oy0, ox0 = y0 * s, x0 * s
+        oy1, ox1 = min(oy0 + th * s, out_h), min(ox0 + tw * s, out_w)
+        if oy1 <= oy0 or ox1 <= ox0:
+            continue
+        result = runner(np.ascontiguousarray(packed[None, :, y0:y0 + th, x0:x0 + tw]))
+        if tuple(result.shape) != expected:
+            raise DarkcError(f"model {runner.name} returned shape {tuple(result.shape)} for input "
+                             f"{(1, c, th, tw)}; expected {expected} (3-channel sRGB at {s}x) - check the export")
+        if not np.isfinite(result).all():
+            raise DarkcError(f"model {runner.name} produced NaN/Inf on {source} (tile at packed y={y0}, x={x0}); "
+                             f"check the model (e.g. float16 overflow) or the exposure ratio")
+        weight = (wys[i, oy0:oy1, None] * wxs[j, None, ox0:ox1]).astype(np.float32)
+        out[:, oy0:oy1, ox0:ox1] += result[0, :, :oy1 - oy0, :ox1 - ox0] * weight
+    bar.close()
+    return np.clip(out, 0.0, 1.0, out=out)
