@@ -284,11 +284,13 @@ def fit(model: nn.Module, spec: dict, dataset, out_dir: str | os.PathLike, cfg: 
                 if best is None or v["psnr"] > best["val"]["psnr"]:
                     best = record
                     save_checkpoint(model, _with_provenance(spec, provenance, cfg, done, v), out / "best")
-                bar.write(f"step {done}: loss {record['loss']:.4f}  val PSNR {v['psnr']:.2f} dB  SSIM {v['ssim']:.4f}")
+                if progress:
+                    bar.write(f"step {done}: loss {record['loss']:.4f}  val PSNR {v['psnr']:.2f} dB  SSIM {v['ssim']:.4f}")
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             if record is None and rank == 0:
                 history.append({"step": done, "loss": float(np.mean(running)) if running else None,
                                 "wall_s": wall_before + time.time() - t0})
+                running = []
             if rank == 0:
                 _save_state(out, model, _with_provenance(spec, provenance, cfg, done, None), opt, done, cfg,
                             history, best, {k: _unwrap(m) for k, m in extra_modules.items()})

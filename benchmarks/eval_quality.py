@@ -1,0 +1,74 @@
+"""Quality report: a model vs the classical baselines on the reference validation set.
+
+    python benchmarks/eval_quality.py --model teacher --out benchmarks/results/teacher
+
+writes <out>.md, <out>.json and <out>.png (PSNR and SSIM per exposure ratio, model vs baselines).
+Protocol: float sRGB in [0, 1] vs the LibRaw-rendered long exposure; SSIM is scikit-image's 7x7 uniform.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from darkc.errors import atomic_path  # noqa: E402
+from darkc.evaluate import evaluate, format_result  # noqa: E402
+
+
+def plot(result: dict, png: Path) -> None:
+    entries = [(result["model"], result)] + [(f"baseline {k}", v) for k, v in result.get("baselines", {}).items()]
+    ratios = list(result["per_ratio"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.8 / len(entries)
+    for ax, metric in zip(axes, ("psnr", "ssim")):
+        for i, (name, r) in enumerate(entries):
+            xs = [j + i * width for j in range(len(ratios))]
+            ax.bar(xs, [r["per_ratio"][k][metric] for k in ratios], width, label=name)
+        ax.set_xticks([j + width * (len(entries) - 1) / 2 for j in range(len(ratios))], ratios)
+        ax.set_xlabel("exposure ratio")
+        ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{result['model']} vs classical baselines ({result['data']} set, {result['n']} pairs)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="teacher")
+    ap.add_argument("--data", default="synthetic")
+    ap.add_argument("--out", default="benchmarks/results/teacher_quality")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    res = evaluate(args.model, args.data, baselines=True, threads=args.threads, limit=args.limit, progress=True)
+    res["host"] = {"machine": platform.machine(), "python": sys.version.split()[0], "threads": args.threads,
+                   "runtime": "PyTorch CPU (artifacts) / ONNX Runtime / LiteRT per model file"}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md = (f"# {args.model}: quality vs classical baselines\n\n"
+          f"Command: `python benchmarks/eval_quality.py --model {args.model} --data {args.data}"
+          f"{' --limit %d' % args.limit if args.limit else ''}`\n\n" + format_result(res, "md")
+          + f"\n![PSNR/SSIM per ratio]({out.name}.png)\n")
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(md)
+    slim = {k: v for k, v in res.items() if k != "images"}
+    with atomic_path(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(slim, indent=1))
+    plot(res, out.with_suffix(".png"))
+    print(format_result(res, "table"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
