@@ -1,0 +1,690 @@
+"""``darkc prune``: structured channel pruning of the SID U-Net with Torch-Pruning's dependency graph.
+
+The dependency graph (which layers must lose the same channels: the U-Net's concatenated skips, the
+transposed convs, the inputs of the next conv) is Torch-Pruning's ``DependencyGraph``, built by its
+``BasePruner`` (alias ``MetaPruner``); this module only chooses the policy: importance criterion, scope,
+ratio or budget, and fine-tuning between iterative steps. The head ``conv10`` (``3 * scale**2`` channels
+before the PixelShuffle) is never pruned. Ten lines of use::
+
+    from darkc.compress.prune import prune, prune_model
+    from darkc.models import build_model, normalize_spec
+
+    report = prune("runs/teacher", "runs/pruned", target_macs="5G@1920x1080", steps=3, finetune_iters=500)
+    print(report["after"]["macs"], report["after"]["psnr"])
+
+    spec = normalize_spec({"arch": "sid-unet", "widths": [32, 64, 128, 256, 512]})
+    model, spec = prune_model(build_model(spec), spec, ratio=0.5)       # in place, L1, uniform, round_to 8
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import shlex
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torch_pruning as tp
+from torch import nn
+from torch.utils.data import Dataset
+
+from darkc.errors import DarkcError, atomic_dir
+
+IMPORTANCES = ("l1", "l2", "taylor", "random")
+SCOPES = ("uniform", "global")
+#: Raw frame sizes (W, H) the report states MACs at: a 1080p frame and the Sony A7S II sensor of SID.
+REPORT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((1920, 1080), (4240, 2832))
+#: No layer loses more than this fraction of its channels (and none drops below ``round_to``).
+MAX_LAYER_RATIO = 0.9
+#: A budget is met when the achieved cost lies within this fraction of the requested value.
+BUDGET_TOLERANCE = 0.05
+RAW_EXTS = {".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".nrw"}
+REPORT_JSON = "prune_report.json"
+REPORT_MD = "prune_report.md"
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_PRUNER = getattr(tp.pruner, "BasePruner", None) or tp.pruner.MetaPruner
+
+
+# ---------------------------------------------------------------- budgets
+@dataclass(frozen=True)
+class Budget:
+    """A cost ceiling for the ratio search: ``cost_fn(model) -> float`` must come out near ``value``.
+
+    MACs today (:func:`macs_budget`); a latency predictor can be dropped in as another ``cost_fn``.
+    ``label`` names the cost in reports (e.g. ``"MACs@1920x1080"``); ``tolerance`` is the accepted
+    relative deviation (see :func:`search_ratio` for the rule).
+    """
+
+    value: float
+    cost_fn: Callable[[nn.Module], float]
+    label: str = "cost"
+    tolerance: float = BUDGET_TOLERANCE
+
+
+def parse_resolution(text: str, what: str = "resolution") -> tuple[int, int]:
+    """``'1920x1080'`` -> ``(1920, 1080)``: a raw frame's width and height in pixels."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise DarkcError(f"{what} {text!r} is not WIDTHxHEIGHT in raw pixels; write e.g. 1920x1080")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_budget(text: str) -> tuple[float, tuple[int, int]]:
+    """``'5G@1920x1080'`` -> ``(5e9, (1920, 1080))``: MACs per frame and the raw frame size (W, H).
+
+    Suffixes K, M, G, T (powers of 1000, case-insensitive; a trailing ``MACs`` is allowed); without
+    ``@WxH`` the frame is 1920x1080.
+    """
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kmgt]?)(?:macs?)?\s*(?:@(.+))?", str(text),
+                     flags=re.IGNORECASE)
+    if not m:
+        raise DarkcError(f"--target-macs {text!r} is not a MAC budget; write e.g. 5G@1920x1080 or 800M@1280x720 "
+                         f"(MACs per raw frame of WIDTHxHEIGHT px)")
+    value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+    if not value > 0 or not math.isfinite(value):
+        raise DarkcError(f"--target-macs {text!r}: the MAC budget must be positive")
+    res = parse_resolution(m.group(3), "--target-macs resolution") if m.group(3) else (1920, 1080)
+    return value, res
+
+
+def packed_shape(cfa: str, resolution: tuple[int, int]) -> tuple[int, int, int]:
+    """Packed input ``(C, H, W)`` of a raw frame of ``resolution = (W, H)`` px (before padding to 16)."""
+    from darkc.data import cfa as cfa_mod
+
+    w, h = resolution
+    s = cfa_mod.scale(cfa)
+    if w < s or h < s:
+        raise DarkcError(f"frame {w}x{h} is smaller than one {cfa} packing tile")
+    return cfa_mod.channels(cfa), h // s, w // s
+
+
+def macs_budget(macs: float, resolution: tuple[int, int], cfa: str) -> Budget:
+    """A budget in conv MACs per raw frame of ``resolution`` (packed as ``cfa``, padded to 16)."""
+    from darkc.models import count_macs
+
+    shape = packed_shape(cfa, resolution)
+    return Budget(float(macs), lambda m: float(count_macs(m, shape)), f"MACs@{resolution[0]}x{resolution[1]}")
+
+
+# ---------------------------------------------------------------- the pruning policy on torch-pruning
+def make_importance(name: str) -> tp.importance.Importance:
+    """Torch-Pruning's criterion for ``name``: l1 / l2 weight magnitude, first-order Taylor, random."""
+    if name == "l1":
+        return tp.importance.MagnitudeImportance(p=1)
+    if name == "l2":
+        return tp.importance.MagnitudeImportance(p=2)
+    if name == "taylor":
+        return tp.importance.TaylorImportance()
+    if name == "random":
+        return tp.importance.RandomImportance()
+    raise DarkcError(f"--importance {name!r} is unknown; use one of {list(IMPORTANCES)}")
+
+
+def check_prunable(model: nn.Module, spec: dict, where: str = "model") -> None:
+    """Raise :class:`DarkcError` unless ``model`` is a U-Net with per-layer widths and a fixed ``conv10`` head."""
+    head = getattr(model, "conv10", None)
+    scale = spec.get("scale")
+    if not isinstance(head, nn.Conv2d) or "channels" not in spec or not hasattr(model, "channels"):
+        raise DarkcError(f"{where}: arch {spec.get('arch')!r} has no fixed head 'conv10' and per-layer "
+                         f"'channels', so pruning would have to cut its output head; darkc prune handles "
+                         f"'sid-unet' models")
+    if not isinstance(scale, int) or head.out_channels != 3 * scale * scale:
+        raise DarkcError(f"{where}: head conv10 has {head.out_channels} output channels but the PixelShuffle "
+                         f"needs 3 * {scale}**2; re-save the model from its spec")
+
+
+def _floor_width(width: int, round_to: int, max_layer_ratio: float) -> int:
+    """Fewest channels a layer of ``width`` may keep: a multiple of ``round_to`` and at least
+    ``(1 - max_layer_ratio) * width``; layers already at or below that are left alone."""
+    floor = max(round_to, math.ceil(width * (1 - max_layer_ratio) / round_to) * round_to)
+    return min(width, floor)
+
+
+def _taylor_gradients(model: nn.Module, x: torch.Tensor) -> None:
+    """Gradients for first-order Taylor importance, data-free: of the mean squared output.
+
+    The distillation loss is zero while the model equals its teacher, so it carries no signal;
+    the output energy ranks channels by how much they move the output.
+    """
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        model(x).pow(2).mean().backward()
+
+
+def _prune_step(pruner, floors: dict[nn.Module, int]) -> None:
+    """One ``pruner.step`` in interactive mode, capping every group at its layer's floor width.
+
+    Torch-Pruning rounds the kept channels *down* to ``round_to`` and, in global mode, ranks all layers
+    against one threshold; either can ask to remove a whole layer, which its ``check_pruning_group`` then
+    skips silently (the layer keeps all its channels). Letting such groups through and trimming them to
+    the floor here keeps every layer alive and the cost monotone in the ratio.
+    """
+    dg = pruner.DG
+    check = dg.check_pruning_group
+    dg.check_pruning_group = lambda group: True
+    try:
+        for group in pruner.step(interactive=True):
+            dep, idxs = group[0]
+            layer = dep.target.module
+            width = dg.get_out_channels(layer)
+            floor = floors.get(layer, width)
+            if width - len(idxs) < floor:
+                if width <= floor:
+                    continue
+                full = dg.get_pruning_group(layer, dep.handler, list(range(width)))
+                imp = pruner.estimate_importance(full)
+                group = dg.get_pruning_group(layer, dep.handler, torch.argsort(imp)[: width - floor].tolist())
+            if check(group):
+                group.prune()
+    finally:
+        dg.check_pruning_group = check
+
+
+def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l1", scope: str = "uniform",
+                round_to: int = 8, example_input: torch.Tensor | None = None, *, steps: int = 1,
+                after_step: Callable[[int, nn.Module, dict], None] | None = None,
+                max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0) -> tuple[nn.Module, dict]:
+    """Prune ``model`` **in place** to ``ratio`` with Torch-Pruning, keeping ``conv10`` and the output shape.
+
+    Args:
+        model: a U-Net with per-layer widths (``SIDUNet``); pass a copy to keep the original.
+        spec: its normalised spec; the returned spec carries the new ``channels``.
+        ratio: fraction of channels removed, in (0, 1): per layer (``uniform``) or of all prunable
+            channels ranked together (``global``); reached over ``steps`` equal increments.
+        importance: ``l1`` | ``l2`` | ``taylor`` | ``random`` (see :func:`make_importance`).
+        scope: ``uniform`` (``global_pruning=False``) or ``global`` (``global_pruning=True``).
+        round_to: every pruned layer keeps a multiple of this many channels (at least ``round_to``).
+        example_input: packed raw (N, C, h, w), h and w multiples of 16, in [0, 1]; traces the graph and
+            (``taylor``) gives the gradients. Default: uniform noise (1, C, 32, 32).
+        steps: iterative pruning steps (Torch-Pruning's ``iterative_steps``).
+        after_step: called as ``after_step(k, model, spec)`` after step ``k`` (1-based), e.g. to fine-tune.
+        max_layer_ratio: no layer loses more than this fraction of its channels.
+        seed: seeds the random criterion and the default example input.
+
+    Returns:
+        ``(model, spec)``: the same module, pruned, and its updated spec.
+    """
+    from darkc.models import normalize_spec
+
+    check_prunable(model, spec)
+    if not 0 < ratio < 1 or scope not in SCOPES or round_to < 1 or steps < 1:
+        raise DarkcError(f"prune_model: need 0 < ratio < 1, scope in {list(SCOPES)}, round_to >= 1, steps >= 1; "
+                         f"got ratio {ratio}, scope {scope!r}, round_to {round_to}, steps {steps}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if example_input is None:
+            example_input = torch.rand(1, model.conv1_1.in_channels, 32, 32)
+        example_input = example_input.to(next(model.parameters()).device)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out_shape = tuple(model(example_input).shape)
+        before = dict(model.channels)
+        head = model.conv10.out_channels
+        pruner = _PRUNER(model, example_input, importance=make_importance(importance),
+                         global_pruning=scope == "global", pruning_ratio=ratio, max_pruning_ratio=max_layer_ratio,
+                         iterative_steps=steps, ignored_layers=[model.conv10], round_to=round_to)
+        floors = {getattr(model, n): _floor_width(w, round_to, max_layer_ratio) for n, w in before.items()}
+        for k in range(1, steps + 1):
+            if importance == "taylor":
+                _taylor_gradients(model, example_input)
+            _prune_step(pruner, floors)
+            model.zero_grad(set_to_none=True)
+            spec = normalize_spec({**spec, "channels": dict(model.channels)})
+            if after_step is not None:
+                after_step(k, model, spec)
+                model.eval()
+        with torch.no_grad():
+            shape = tuple(model(example_input).shape)
+    model.train(was_training)
+    odd = {n: c for n, c in model.channels.items() if c != before[n] and c % round_to}
+    if shape != out_shape or model.conv10.out_channels != head or odd:
+        raise RuntimeError(f"torch-pruning left an inconsistent model: output {shape} (was {out_shape}), "
+                           f"conv10 {model.conv10.out_channels} (was {head}), not multiples of {round_to}: {odd}")
+    from darkc.models import count_params
+    spec["params"] = count_params(model)
+    return model, spec
+
+
+def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: str = "l1", scope: str = "uniform",
+                 round_to: int = 8, example_input: torch.Tensor | None = None, steps: int = 1,
+                 max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0) -> tuple[float, float, list[dict]]:
+    """Bisect the pruning ratio (the global ratio in global scope) on deep copies until the cost meets ``budget``.
+
+    Each trial prunes a copy in ``steps`` steps without fine-tuning. Uniform widths depend on the ratio
+    alone, so the real run lands on the trial's cost; in global scope fine-tuning between steps changes
+    the ranking and so, slightly, the widths (:func:`prune` reports the achieved cost either way).
+
+    Rule: of all ratios tried, the one with the highest cost at or below ``budget.value`` wins if it lies
+    within ``budget.tolerance`` below it; otherwise the lowest cost above the budget, if within the
+    tolerance above it. Costs are step functions of the ratio (``round_to``), so neither may exist.
+
+    Returns:
+        ``(ratio, achieved cost, trials)``, trials a list of ``{"ratio", "cost"}`` in the order tried.
+
+    Raises:
+        DarkcError: the budget is at or above the model's own cost, below the cost with every layer at
+            its floor width, or no ratio lands within the tolerance (the message names the nearest costs).
+    """
+    value, tol = float(budget.value), budget.tolerance
+    full = float(budget.cost_fn(model))
+    if value >= full:
+        raise DarkcError(f"budget {_si(value)} {budget.label} is at or above the model's own "
+                         f"{_si(full)}; nothing to prune - ask for less than {_si(full)}")
+    trials: list[dict] = []
+
+    def cost(ratio: float) -> float:
+        m, _ = prune_model(copy.deepcopy(model), spec, ratio, importance, scope, round_to, example_input,
+                           steps=steps, max_layer_ratio=max_layer_ratio, seed=seed)
+        trials.append({"ratio": ratio, "cost": float(budget.cost_fn(m))})
+        return trials[-1]["cost"]
+
+    lo, hi = 0.0, max_layer_ratio
+    floor_cost = cost(hi)
+    if floor_cost > value * (1 + tol):
+        raise DarkcError(f"budget {_si(value)} {budget.label} is below what the minimum widths allow: with every "
+                         f"layer at max({round_to}, {1 - max_layer_ratio:.0%} of its width) channels the model "
+                         f"costs {_si(floor_cost)}; ask for at least {_si(floor_cost)} or lower --round-to")
+    while floor_cost <= value and hi - lo > 1e-3:
+        mid = (lo + hi) / 2
+        c = cost(mid)
+        if c <= value:
+            hi = mid
+            if c >= value * (1 - tol / 10):
+                break
+        else:
+            lo = mid
+    below = [t for t in trials if t["cost"] <= value]
+    above = [t for t in trials if t["cost"] > value]
+    best_below = max(below, key=lambda t: (t["cost"], -t["ratio"]), default=None)
+    best_above = min(above, key=lambda t: (t["cost"], t["ratio"]), default=None)
+    if best_below and best_below["cost"] >= value * (1 - tol):
+        return best_below["ratio"], best_below["cost"], trials
+    if best_above and best_above["cost"] <= value * (1 + tol):
+        return best_above["ratio"], best_above["cost"], trials
+    near = [f"{_si(t['cost'])} (ratio {t['ratio']:.4f})" for t in (best_below, best_above) if t]
+    if best_above is None:
+        near.append(f"{_si(full)} (unpruned)")
+    hint = "--scope global (finer steps) or " if scope == "uniform" else ""
+    raise DarkcError(f"no {scope} pruning ratio lands within {tol:.0%} of {_si(value)} {budget.label} with round_to "
+                     f"{round_to}; nearest: {', '.join(near)}; ask for one of those, or use {hint}a lower --round-to")
+
+
+# ---------------------------------------------------------------- fine-tuning data (inputs only)
+class _Inputs(Dataset):
+    """The packed inputs of another index-deterministic dataset, shifted by ``offset`` items."""
+
+    def __init__(self, dataset, offset: int = 0):
+        self.dataset, self.offset = dataset, offset
+
+    def __len__(self) -> int:
+        return 10**9
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input": self.dataset[self.offset + i]["input"]}
+
+
+class RawFolderInputs(Dataset):
+    """Random packed crops of the raw files under a folder, amplified by a random SID ratio.
+
+    Item ``i`` (a pure function of seed and ``i``): dict(input=(C, patch/s, patch/s) float32 in [0, 1]).
+    """
+
+    def __init__(self, folder: str | Path, cfa: str, patch: int = 256, ratios=(100, 250, 300), seed: int = 0,
+                 cache: int = 4):
+        from darkc.data.datasets import check_patch
+        from darkc.data.raw import read_raw
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DarkcError(f"--data {folder} is neither 'synthetic' nor a folder of raw files")
+        self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in RAW_EXTS and p.is_file())
+        if not self.files:
+            raise DarkcError(f"--data {folder} holds no raw files ({', '.join(sorted(RAW_EXTS))}); "
+                             f"pass a folder of camera raws or use 'synthetic'")
+        first = read_raw(self.files[0])
+        if first.cfa != cfa:
+            raise DarkcError(f"--data {self.files[0]} is a {first.cfa} raw but the model takes {cfa}; "
+                             f"pass raws of the model's sensor type")
+        self.cfa, self.patch = cfa, check_patch(patch, cfa)
+        self.ratios, self.seed = tuple(ratios), seed
+        self._cache: dict[int, np.ndarray] = {0: first.packed()}
+        self._cache_size = cache
+
+    def __len__(self) -> int:
+        return 10**9
+
+    def _packed(self, k: int) -> np.ndarray:
+        from darkc.data.raw import read_raw
+
+        if k not in self._cache:
+            frame = read_raw(self.files[k])
+            if frame.cfa != self.cfa:
+                raise DarkcError(f"--data {self.files[k]} is a {frame.cfa} raw but the model takes {self.cfa}")
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[k] = frame.packed()
+        return self._cache[k]
+
+    def __getitem__(self, i: int) -> dict:
+        from darkc.data import cfa as cfa_mod
+        from darkc.data.raw import amplify
+
+        rng = np.random.default_rng([self.seed, i, 17])
+        k = int(rng.integers(len(self.files)))
+        packed = self._packed(k)
+        p = self.patch // cfa_mod.scale(self.cfa)
+        h, w = packed.shape[1:]
+        if h < p or w < p:
+            raise DarkcError(f"--data {self.files[k]} is smaller than the fine-tuning patch ({self.patch} px); "
+                             f"lower --patch")
+        y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+        ratio = float(self.ratios[int(rng.integers(len(self.ratios)))])
+        return {"input": torch.from_numpy(amplify(np.ascontiguousarray(packed[:, y:y + p, x:x + p]), ratio))}
+
+
+def _finetune_data(data, cfa: str, patch: int, seed: int):
+    """'synthetic' -> SyntheticPairs on the teacher's training pool; a folder -> its raws; a Dataset as is."""
+    if isinstance(data, Dataset):
+        return data
+    if str(data) == "synthetic":
+        from darkc.data.datasets import SyntheticPairs
+        from darkc.data.profiles import get_profile
+        from darkc.data.sources import training_images
+
+        return SyntheticPairs(training_images(), get_profile(None, cfa), patch=patch, seed=seed)
+    return RawFolderInputs(data, cfa, patch=patch, seed=seed)
+
+
+def distill_objective(teacher: nn.Module):
+    """``fit`` objective: L1 between the model's output and the (frozen) teacher's on the same inputs."""
+
+    def objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        x = batch["input"]
+        with torch.no_grad():
+            target = teacher.to(x.device)(x)
+        return F.l1_loss(model(x), target), {}
+
+    return objective
+
+
+# ---------------------------------------------------------------- measuring
+def _si(value: float) -> str:
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suf}"
+    return f"{value:.3g}"
+
+
+@torch.inference_mode()
+def host_latency_ms(model: nn.Module, shape: tuple[int, int, int], runs: int = 3) -> float:
+    """Median wall time (ms) of ``runs`` forwards on CPU with 1 torch thread, after one warm-up,
+    at the packed ``shape`` padded to 16."""
+    from darkc.models.complexity import padded_shape
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = model.eval()
+        x = torch.rand(padded_shape(model, shape), generator=torch.Generator().manual_seed(0))
+        model(x)
+        times = []
+        for _ in range(max(1, runs)):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times)
+
+
+def _measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int) -> dict:
+    from darkc.models import count_macs, count_params
+
+    res = {"params": count_params(model),
+           "macs": {f"{w}x{h}": count_macs(model, packed_shape(cfa, (w, h))) for w, h in REPORT_RESOLUTIONS}}
+    if latency_shape is not None:
+        res["latency_ms"] = host_latency_ms(model, latency_shape, latency_runs)
+    return res
+
+
+# ---------------------------------------------------------------- the stage
+def _check_options(ratio, target_macs, budget, importance, scope, round_to, steps, finetune_iters,
+                   max_layer_ratio) -> None:
+    given = [n for n, v in (("--ratio", ratio), ("--target-macs", target_macs), ("budget", budget)) if v is not None]
+    if len(given) != 1:
+        raise DarkcError(f"pass exactly one of --ratio or --target-macs (got {', '.join(given) or 'neither'})")
+    if ratio is not None and not (isinstance(ratio, (int, float, np.floating)) and 0 < ratio < 1):
+        raise DarkcError(f"--ratio {ratio} must lie strictly between 0 and 1 (the fraction of channels removed)")
+    if importance not in IMPORTANCES:
+        raise DarkcError(f"--importance {importance!r} is unknown; use one of {list(IMPORTANCES)}")
+    if scope not in SCOPES:
+        raise DarkcError(f"--scope {scope!r} is unknown; use one of {list(SCOPES)}")
+    for name, v, least in (("--round-to", round_to, 1), ("--steps", steps, 1), ("--finetune-iters", finetune_iters, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise DarkcError(f"{name} {v!r} must be an integer >= {least}")
+    if not 0 < max_layer_ratio < 1:
+        raise DarkcError(f"max_layer_ratio {max_layer_ratio} must lie strictly between 0 and 1")
+
+
+def _load(model_ref) -> tuple[nn.Module, dict, Path]:
+    from darkc.models import load_checkpoint, resolve_model_ref
+
+    kind, path = resolve_model_ref(model_ref)
+    if kind not in ("pretrained", "checkpoint"):
+        raise DarkcError(f"--model {model_ref} is a {kind} file; darkc prune needs a torch checkpoint directory "
+                         f"(model.json + model.safetensors) or a shipped name")
+    model, spec = load_checkpoint(path)
+    check_prunable(model, spec, str(model_ref))
+    return model, spec, path
+
+
+def _equivalent_command(model_ref, out_dir, opts: dict) -> str:
+    args = ["darkc", "prune", "--model", str(model_ref)]
+    for key, value in opts.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return shlex.join(args + ["-o", str(out_dir)])
+
+
+def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
+          budget: Budget | None = None, importance: str = "l1", scope: str = "uniform", round_to: int = 8,
+          steps: int = 1, finetune_iters: int = 0, data="synthetic", batch_size: int = 4, patch: int = 256,
+          lr: float = 1e-4, seed: int = 0, max_layer_ratio: float = MAX_LAYER_RATIO, evaluate: bool = True,
+          eval_data: str = "synthetic", eval_limit: int | None = None, latency_size="1920x1080",
+          latency_runs: int = 3, progress: bool = True) -> dict:
+    """``darkc prune``: prune a checkpoint, optionally fine-tune against itself, write an artifact and a report.
+
+    Args:
+        model_ref: shipped name (the CLI's default is ``teacher``) or checkpoint directory of a SID U-Net.
+        out_dir: artifact directory to write (model.safetensors, model.json, prune_report.md/.json).
+        ratio: fraction of channels removed (see :func:`prune_model`); or instead
+        target_macs: a MAC budget, ``'5G@1920x1080'`` or ``(macs, (W, H))`` (raw frame size; conv MACs at
+            the packed, 16-padded size); or instead
+        budget: any :class:`Budget` (e.g. a latency predictor's ``cost_fn``).
+        importance, scope, round_to, max_layer_ratio: the policy (see :func:`prune_model`).
+        steps: iterative pruning steps, each followed by ``finetune_iters`` iterations of ``darkc.train.fit``
+            on the L1 distance to the unpruned model's output (data-free: no targets needed).
+        data: fine-tuning inputs: ``'synthetic'`` (SyntheticPairs' packed inputs), a folder of raw files
+            (random crops amplified by a random SID ratio) or a Dataset of dicts with ``'input'``.
+        batch_size, patch, lr, seed: fine-tuning batch, patch side in raw px, Adam learning rate, seed.
+        evaluate, eval_data, eval_limit: PSNR/SSIM of parent and result with ``darkc.evaluate.evaluate``.
+        latency_size: raw ``'WxH'`` (or ``(W, H)``) for host latency (torch, 1 thread); None skips it.
+
+    Returns:
+        The report (also written as ``prune_report.json``): options, budget search, before/after params,
+        MACs at :data:`REPORT_RESOLUTIONS`, latency, PSNR/SSIM, per-layer channels.
+
+    Raises:
+        DarkcError: bad options, missing or unprunable model, unreachable budget. Nothing is written then.
+    """
+    t0 = time.time()
+    _check_options(ratio, target_macs, budget, importance, scope, round_to, steps, finetune_iters, max_layer_ratio)
+    ratio = None if ratio is None else float(ratio)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DarkcError(f"-o {out} exists and is not a directory; pick a directory for the pruned artifact")
+    if isinstance(latency_size, str):
+        latency_size = None if latency_size.lower() in ("", "none", "0") else parse_resolution(latency_size,
+                                                                                                "--latency-size")
+    model, spec, src = _load(model_ref)
+    if out.resolve() == src.resolve():
+        raise DarkcError(f"-o {out} is the input model's directory; write the pruned model elsewhere")
+    cfa = spec["cfa"]
+    budget_request = None
+    if target_macs is not None:
+        macs, res = parse_budget(target_macs) if isinstance(target_macs, str) else (float(target_macs[0]),
+                                                                                      tuple(target_macs[1]))
+        budget = macs_budget(macs, res, cfa)
+        budget_request = str(target_macs) if isinstance(target_macs, str) else f"{_si(macs)}@{res[0]}x{res[1]}"
+    latency_shape = packed_shape(cfa, latency_size) if latency_size else None
+
+    dataset = None
+    if finetune_iters > 0 or importance == "taylor":
+        dataset = _finetune_data(data, cfa, patch, seed)
+        example = torch.stack([dataset[i]["input"] for i in range(2)])
+    else:
+        example = torch.rand(1, spec["in_channels"], 32, 32, generator=torch.Generator().manual_seed(seed))
+
+    model.eval()
+    before = _measure(model, cfa, latency_shape, latency_runs)
+    channels_before = dict(model.channels)
+    search = None
+    policy = dict(importance=importance, scope=scope, round_to=round_to, max_layer_ratio=max_layer_ratio, seed=seed)
+    if budget is not None:
+        ratio, found, trials = search_ratio(model, spec, budget, example_input=example, steps=steps, **policy)
+        search = {"label": budget.label, "requested": budget.value, "found": found, "tolerance": budget.tolerance,
+                  "trials": trials}
+
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    finetune_log: list[dict] = []
+
+    def finetune(k: int, m: nn.Module, s: dict) -> None:
+        from darkc.train import TrainConfig, fit
+
+        cfg = TrainConfig(steps=finetune_iters, batch_size=batch_size, lr=lr, min_lr=lr * 0.1, val_every=10**9,
+                          ckpt_every=finetune_iters, seed=seed + k, log_every=max(1, finetune_iters // 20))
+        with tempfile.TemporaryDirectory(prefix="darkc-prune-finetune-") as tmp:
+            summary = fit(m, s, _Inputs(dataset, (k - 1) * finetune_iters * batch_size), tmp, cfg,
+                          objective=distill_objective(teacher), progress=progress,
+                          provenance={"stage": "prune-finetune", "step": k})
+        finetune_log.append({"step": k, "iters": finetune_iters, "wall_s": summary["wall_s"],
+                             "loss": summary["history"][-1]["loss"] if summary["history"] else None})
+
+    model, spec = prune_model(model, spec, ratio, example_input=example, steps=steps,
+                              after_step=finetune if finetune_iters > 0 else None, **policy)
+    model.eval()
+    after = _measure(model, cfa, latency_shape, latency_runs)
+    if search is not None:
+        search["achieved"] = float(budget.cost_fn(model))
+        search["deviation"] = search["achieved"] / budget.value - 1
+        search["within_tolerance"] = abs(search["deviation"]) <= budget.tolerance
+
+    options = {"ratio": round(ratio, 6), "target_macs": budget_request, "importance": importance, "scope": scope,
+               "round_to": round_to, "steps": steps, "finetune_iters": finetune_iters,
+               "data": data if isinstance(data, str) else type(data).__name__, "batch_size": batch_size,
+               "patch": patch, "lr": lr, "seed": seed}
+    command = _equivalent_command(model_ref, out, {**options, "ratio": None if budget_request else options["ratio"],
+                                                   "data": options["data"] if dataset is not None else None})
+    macs_key = "1920x1080"
+    provenance = {"stage": "prune", "parent": str(model_ref), "command": command, **options,
+                  "max_layer_ratio": max_layer_ratio, "pruner": _pruner_name(),
+                  "params_before": before["params"], "params_after": after["params"],
+                  f"macs_{macs_key}_before": before["macs"][macs_key],
+                  f"macs_{macs_key}_after": after["macs"][macs_key],
+                  "budget": None if search is None else {k: v for k, v in search.items() if k != "trials"},
+                  "finetune": finetune_log, "parent_provenance": spec.get("provenance") or {}}
+    spec = {**spec, "provenance": provenance}
+    report = {"parent": str(model_ref), "output": str(out), "command": command, "options": options,
+              "max_layer_ratio": max_layer_ratio, "budget": search, "before": before, "after": after,
+              "latency": None if latency_shape is None else {
+                  "raw": f"{latency_size[0]}x{latency_size[1]}", "packed_padded": list(_padded(model, latency_shape)),
+                  "threads": 1, "runs": latency_runs, "runtime": f"torch {torch.__version__} CPU"},
+              "channels": {"before": channels_before, "after": dict(model.channels)}, "finetune": finetune_log}
+
+    from darkc.models import save_checkpoint
+    with atomic_dir(out) as tmp:
+        save_checkpoint(model, spec, tmp)
+        if evaluate:
+            from darkc.evaluate import evaluate as evaluate_model
+
+            for key, ref in (("before", model_ref), ("after", tmp)):
+                res = evaluate_model(str(ref), eval_data, limit=eval_limit, progress=progress)
+                report[key].update(psnr=res["psnr"], ssim=res["ssim"], eval_pairs=res["n"])
+            report["eval"] = {"data": eval_data, "limit": eval_limit, "protocol": res["protocol"]}
+            spec["provenance"]["metrics"] = {k: {m: report[k][m] for m in ("psnr", "ssim", "eval_pairs")}
+                                             for k in ("before", "after")} | {"eval": report["eval"]}
+            save_checkpoint(model, spec, tmp)
+        report["seconds"] = time.time() - t0
+        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        (tmp / REPORT_MD).write_text(format_report(report, "md"), encoding="utf-8")
+    return report
+
+
+def _pruner_name() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("torch-pruning")     # tp.__version__ of 1.6.1 still says 1.6.0
+    except PackageNotFoundError:
+        v = tp.__version__
+    return f"torch-pruning {v} {_PRUNER.__name__}"
+
+
+def _padded(model: nn.Module, shape) -> tuple[int, int, int]:
+    from darkc.models.complexity import padded_shape
+
+    return padded_shape(model, tuple(shape))[1:]
+
+
+def format_report(report: dict, fmt: str = "table") -> str:
+    """Render a :func:`prune` report as a plain-text table (``table``) or markdown (``md``)."""
+    b, a = report["before"], report["after"]
+    rows = [("params", b["params"], a["params"], _si)]
+    for res in b["macs"]:
+        rows.append((f"MACs @{res}", b["macs"][res], a["macs"][res], _si))
+    if "latency_ms" in b:
+        lat = report["latency"]
+        rows.append((f"latency ms ({lat['raw']} -> {'x'.join(map(str, lat['packed_padded']))}, 1 thread)",
+                     b["latency_ms"], a["latency_ms"], lambda v: f"{v:.1f}"))
+    for key, fmt_v in (("psnr", lambda v: f"{v:.2f} dB"), ("ssim", lambda v: f"{v:.4f}")):
+        if key in b:
+            rows.append((key.upper(), b[key], a[key], fmt_v))
+    table = [["", "before", "after", "change"]]
+    for name, vb, va, f in rows:
+        change = {"PSNR": f"{va - vb:+.2f} dB", "SSIM": f"{va - vb:+.4f}"}.get(name, f"{(va / vb - 1) * 100:+.1f} %")
+        table.append([name, f(vb), f(va), change])
+    o = report["options"]
+    head = (f"pruned {report['parent']} -> {report['output']}: ratio {o['ratio']:.3f}, importance {o['importance']}, "
+            f"scope {o['scope']}, round_to {o['round_to']}, steps {o['steps']}, finetune_iters {o['finetune_iters']}")
+    notes = []
+    if report.get("budget"):
+        bud = report["budget"]
+        notes.append(f"budget {_si(bud['requested'])} {bud['label']}: achieved {_si(bud['achieved'])} "
+                     f"({bud['deviation']:+.1%}{'' if bud['within_tolerance'] else ', OUTSIDE tolerance'})")
+    if "eval" in report:
+        e = report["eval"]
+        notes.append(f"PSNR/SSIM on {e['data']} ({b.get('eval_pairs')} pairs); {e['protocol']}")
+    notes.append("MACs: conv + transposed conv multiply-accumulates per raw frame, packed and padded to 16")
+    if fmt == "md":
+        lines = ["# darkc prune report", "", head, "", "| " + " | ".join(table[0]) + " |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
+        lines += [""] + [f"- {n}" for n in notes] + ["", f"Command: `{report['command']}`", ""]
+        ch = report["channels"]
+        lines += ["| layer | before | after |", "|---|---|---|"]
+        lines += [f"| {n} | {ch['before'][n]} | {ch['after'][n]} |" for n in ch["before"]]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    text = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    return "\n".join(text + notes)
