@@ -237,10 +237,18 @@ def test_xtrans_dng_reads_back_with_canonical_pattern(tmp_path):
     assert frame.packed().shape == (9, 174, 232)
     pair = make_pair(clean, XTRANS, 100, 5 * 100003)
     np.testing.assert_array_equal(frame.mosaic, normalise(pair.short, XTRANS))
-    # the file's LibRaw render is the in-memory target
+    # the file's LibRaw render is the in-memory target. LibRaw demosaics X-Trans in 512-px tiles
+    # with OpenMP; on many-core machines a few pixels at the tile seams can differ between two
+    # renders of the same mosaic (seen in CI: 0.36 % of values, all on one seam row), so the
+    # renders must agree everywhere except a thin seam, and the mosaics above agree exactly.
     target = render_raw(pair_info.long)
     assert target.shape == (522, 696, 3)
-    np.testing.assert_array_equal(target, pair.target())
+    want = pair.target()
+    differ = np.abs(target - want) > 1e-6
+    assert differ.mean() < 0.01, f"{differ.mean():.2%} of values differ"
+    assert 10 * np.log10(1 / np.mean((target - want) ** 2)) > 40
+    rows = np.unique(np.nonzero(differ)[0])
+    assert len(rows) <= 24, rows
 
 
 def test_libraw_refuses_xtrans_under_its_minimum():
