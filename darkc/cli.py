@@ -155,6 +155,47 @@ def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetun
     click.echo(f"wrote {out} (report: prune_report.md, prune_report.json)")
 
 
+@cli.command()
+@click.option("--teacher", default="teacher", show_default=True, help="shipped name or checkpoint folder")
+@click.option("--student", default=None, type=click.Path(), help="student init: a checkpoint (e.g. darkc prune output)")
+@click.option("--student-widths", default=None, help="fresh student with these 5 level widths, e.g. 8,16,32,64,128")
+@click.option("--student-arch", default=None, help="architecture of a fresh student (default: the teacher's)")
+@click.option("--data", default="synthetic", show_default=True,
+              help="'synthetic', a SID-layout folder, or a folder of raw files (unlabelled)")
+@click.option("--unlabelled", default=None, type=click.Path(), help="folder of raw captures without ground truth")
+@click.option("--images", multiple=True, type=click.Path(), help="clean photo folders for synthetic data")
+@click.option("--kd", default="output", show_default=True, help="distillation terms: output, features or both")
+@click.option("--gt-weight", type=float, default=0.0, show_default=True, help="weight of the ground-truth L1 term")
+@click.option("--feature-weight", type=float, default=0.1, show_default=True)
+@click.option("--beta", type=float, default=0.99, show_default=True, help="L1 share of the output term (rest MS-SSIM)")
+@click.option("--steps", type=int, default=2000, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--patch", type=int, default=512, show_default=True, help="patch side in raw px")
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--val-every", type=int, default=500, show_default=True, help="0: no validation")
+@click.option("--ckpt-every", type=int, default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--resume", is_flag=True, help="continue the run in -o")
+@click.option("--no-eval", is_flag=True, help="skip the reference-set evaluation of teacher and student")
+@click.option("--eval-limit", type=int, default=None, help="only the first N validation pairs")
+@click.option("--latency-size", default="1920x1080", show_default=True, help="raw WxH for host latency, or 'none'")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="student run / artifact folder")
+def distill(teacher, student, student_widths, student_arch, data, unlabelled, images, kd, gt_weight, feature_weight,
+            beta, steps, batch_size, patch, lr, val_every, ckpt_every, seed, threads, resume, no_eval, eval_limit,
+            latency_size, out) -> None:
+    """Distil the teacher into a compact student (output and feature KD, with or without ground truth)."""
+    from .compress.distill import distill as run, format_report
+    report = run(teacher, out, student=student, student_widths=_ints(student_widths, "--student-widths"),
+                 student_arch=student_arch, data=data, unlabelled=unlabelled, images=list(images), kd=kd,
+                 gt_weight=gt_weight, feature_weight=feature_weight, beta=beta, steps=steps, batch_size=batch_size,
+                 patch=patch, lr=lr, val_every=val_every, ckpt_every=ckpt_every, seed=seed, threads=threads,
+                 resume=resume, evaluate=not no_eval, eval_limit=eval_limit, latency_size=latency_size)
+    if "teacher_stats" in report:
+        click.echo(format_report(report))
+        click.echo(f"wrote {out} (report: distill_report.md, distill_report.json)")
+
+
 def _int8_options(fn):
     """Calibration options shared by ``export`` (with --precision int8) and ``quantize``."""
     for opt in reversed([
