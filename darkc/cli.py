@@ -112,7 +112,7 @@ def eval_cmd(model, data, baselines, fmt, threads, limit, out) -> None:
 @click.option("--ratio", type=float, default=None, help="exposure ratio (default: from SID-style file names)")
 @click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True)
 @click.option("--tile", type=int, default=1024, show_default=True, help="largest tile side in packed px (memory)")
-@click.option("--overlap", type=int, default=224, show_default=True, help="tile overlap in packed px (seams)")
+@click.option("--overlap", type=int, default=None, help="tile overlap in packed px (default 224; a quarter of a small fixed window)")
 @click.option("--threads", type=int, default=None)
 def enhance(raw, out, model, ratio, bits, tile, overlap, threads) -> None:
     """Enhance one raw file into a PNG, full resolution, in tiles with bounded memory."""
@@ -251,6 +251,20 @@ def quantize(model, input_size, calib, calib_method, samples, calib_size, calib_
                  calib_size=calib_size, calib_ratio=calib_ratio, reduce_range=reduce_range, check=not no_check,
                  command=command_line(ctx.command_path, ctx.params))
     click.echo(format_report(report))
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="run folder")
+@click.option("--from", "from_stage", default=None, help="re-run from this stage on (prune, distill, quantize, "
+              "export, bench, eval)")
+def pipeline(recipe, out, from_stage) -> None:
+    """Run a recipe: prune -> distill -> quantize -> export -> bench -> eval, skipping finished stages."""
+    from .pipeline import run_pipeline
+    res = run_pipeline(recipe, out, from_stage=from_stage)
+    for stage, what in res["stages"].items():
+        click.echo(f"{stage:9s} {what}")
+    click.echo(f"wrote {out}/report.md (report.json, report.png)")
 
 
 def main(argv: list[str] | None = None) -> int:

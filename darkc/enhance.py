@@ -85,7 +85,7 @@ def _peak_rss_mib() -> float:
 
 
 def enhance_file(raw_path: str | os.PathLike, out_png: str | os.PathLike, model: str | os.PathLike | Runner = "teacher",
-                 ratio: float | None = None, bits: int = 8, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                 ratio: float | None = None, bits: int = 8, tile: int = DEFAULT_TILE, overlap: int | None = None,
                  threads: int | None = None, progress: bool = True) -> dict:
     """Enhance one dark raw file into an sRGB PNG.
 

@@ -358,7 +358,7 @@ def _describe_cfa(cfa: str) -> str:
     return f"{cfa_mod.channels(cfa)}-channel {CFA_NAMES[cfa]}"
 
 
-def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE, overlap: int | None = None,
                    progress: bool = True, source: str = "packed input") -> np.ndarray:
     """Run ``runner`` over a whole packed raw frame, in overlapping tiles when it is larger than ``tile``.
 
@@ -372,7 +372,8 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
         overlap: packed px shared by neighbouring tiles; output pixels come only from tiles where they are at
             least ``(overlap - min(overlap / 2, 32)) / 2`` px from a cut. The SID U-Net's output depends on
             inputs up to ~95 px away, so the default 224 matches a whole-frame pass; smaller overlaps cost
-            less compute and differ near the cuts (smoothly: there are no seams).
+            less compute and differ near the cuts (smoothly: there are no seams). None: 224, or a quarter
+            of the window for a model exported at a fixed size too small to advance with 224.
         progress: show a tqdm bar over the tiles (not for a single tile).
         source: names the input (the raw file) in error messages.
 
@@ -394,6 +395,8 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
     check_finite(packed, source)
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < runner.multiple:
         raise DarkcError(f"tile is {tile!r}; pass a tile of at least {runner.multiple} packed px (e.g. {DEFAULT_TILE})")
+    auto_overlap = overlap is None
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
         raise DarkcError(f"overlap is {overlap!r}; pass a non-negative number of packed px (e.g. {DEFAULT_OVERLAP})")
     m, s = runner.multiple, runner.scale
@@ -403,8 +406,11 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
         if f is not None and f % m:
             raise DarkcError(f"model {runner.name} has fixed input size {runner.fixed_size}, not a multiple of {m}; "
                              f"re-export it at a multiple of {m}")
-    ph, th, ys, wys = _axis_plan(h, tile, int(overlap), m, fixed[0], s)
-    pw, tw, xs, wxs = _axis_plan(w, tile, int(overlap), m, fixed[1], s)
+    # a model exported at a small fixed size cannot advance with the default overlap: use a quarter window
+    ov = [min(int(overlap), f // 4 // m * m) if auto_overlap and f is not None and f - overlap < m else int(overlap)
+          for f in fixed]
+    ph, th, ys, wys = _axis_plan(h, tile, ov[0], m, fixed[0], s)
+    pw, tw, xs, wxs = _axis_plan(w, tile, ov[1], m, fixed[1], s)
 
     packed = packed.astype(np.float32, copy=False)
     if (ph, pw) != (h, w):

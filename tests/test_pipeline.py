@@ -1,0 +1,179 @@
+"""Tests for darkc/pipeline.py: a tiny recipe end to end, skipping finished stages, re-running from a deleted
+stage, --from, and recipe errors reported with their line before any work starts."""
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+
+import pytest
+import torch
+
+from darkc.cli import main
+from darkc.errors import DarkcError
+from darkc.models import build_model, load_checkpoint, normalize_spec, save_checkpoint
+from darkc.pipeline import load_recipe, run_pipeline
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    torch.manual_seed(0)
+    spec = normalize_spec({"arch": "sid-unet", "cfa": "bayer", "widths": [16, 16, 16, 16, 16]})
+    return save_checkpoint(build_model(spec), spec, tmp_path_factory.mktemp("t") / "teacher")
+
+
+def has_bench() -> bool:
+    try:
+        from darkc.latency import bench  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def recipe(tmp_path, teacher, extra: str = "", bench: bool = True) -> str:
+    text = f'''
+    [pipeline]
+    teacher = "{teacher}"
+    threads = 1
+
+    [prune]
+    ratio = 0.5
+    round_to = 4
+
+    [distill]
+    init = "pruned"
+    kd = "output,features"
+    steps = 3
+    batch_size = 1
+    patch = 64
+    val_every = 0
+    ckpt_every = 2
+
+    [quantize]
+    targets = ["onnx"]
+    input_size = "64x64"
+    samples = 2
+
+    [export]
+    targets = ["onnx"]
+    '''
+    if bench and has_bench():
+        text += '''
+    [bench]
+    devices = ["host"]
+    size = "64x64"
+    runs = 2
+    '''
+    text += '''
+    [eval]
+    limit = 1
+    models = ["teacher", "student", "onnx-int8"]
+    ''' + extra
+    path = tmp_path / "recipe.toml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def stage_dirs(out):
+    return sorted(p.name for p in out.iterdir() if p.is_dir())
+
+
+def test_tiny_recipe_end_to_end_then_skip_then_rerun_from_deleted_stage(tmp_path, teacher):
+    path, out = recipe(tmp_path, teacher), tmp_path / "run"
+    res = run_pipeline(path, out, progress=False)
+    stages = list(res["stages"])
+    assert set(res["stages"].values()) == {"ran"}
+    assert stages[:4] == ["prune", "distill", "quantize", "export"] and stages[-1] == "eval"
+    for d in stage_dirs(out):
+        m = json.loads((out / d / "manifest.json").read_text())
+        assert m["outputs"] and m["versions"]["torch"] and m["command"].startswith("darkc pipeline")
+    student, spec = load_checkpoint(out / "02-distill")
+    assert spec["provenance"]["stage"] == "distill" and spec["widths"] == [8, 8, 8, 8, 8]
+    assert (out / "03-quantize" / "model-int8.onnx").is_file() and (out / "04-export" / "model-fp32.onnx").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert {r["model"] for r in report["rows"] if "psnr" in r} == {"teacher", "student", "onnx-int8"}
+    assert (out / "report.md").is_file() and (out / "report.png").stat().st_size > 1000
+    mtimes = {d: (out / d / "manifest.json").stat().st_mtime_ns for d in stage_dirs(out)}
+
+    # second run: no work
+    res = run_pipeline(path, out, progress=False)
+    assert set(res["stages"].values()) == {"skipped"}
+    assert {d: (out / d / "manifest.json").stat().st_mtime_ns for d in stage_dirs(out)} == mtimes
+
+    # delete the quantize stage: it and every later stage run again, earlier ones do not
+    shutil.rmtree(out / "03-quantize")
+    res = run_pipeline(path, out, progress=False)
+    assert res["stages"]["prune"] == res["stages"]["distill"] == "skipped"
+    assert all(res["stages"][s] == "ran" for s in stages[2:])
+
+    # --from export re-runs export and after
+    res = run_pipeline(path, out, from_stage="export", progress=False)
+    assert [s for s, v in res["stages"].items() if v == "ran"] == stages[3:]
+
+
+def test_changed_recipe_table_reruns_that_stage_and_later(tmp_path, teacher):
+    out = tmp_path / "run"
+    path = recipe(tmp_path, teacher, bench=False)
+    text = open(path).read()
+    open(path, "w").write(text.replace('models = ["teacher", "student", "onnx-int8"]', 'models = ["student"]'))
+    run_pipeline(path, out, progress=False)
+    open(path, "w").write(text.replace('models = ["teacher", "student", "onnx-int8"]', 'models = ["student"]')
+                          .replace("samples = 2", "samples = 3"))
+    res = run_pipeline(path, out, progress=False)
+    assert res["stages"]["distill"] == "skipped" and res["stages"]["quantize"] == "ran"
+    assert res["stages"]["eval"] == "ran"
+
+
+@pytest.mark.parametrize("extra, fragment, line", [
+    ("[finetune]\nsteps = 3\n", "unknown stage/table [finetune]", True),
+    ("", None, None),
+])
+def test_unknown_table_is_reported_with_its_line(tmp_path, teacher, extra, fragment, line):
+    path = recipe(tmp_path, teacher, extra)
+    if fragment is None:
+        assert load_recipe(path)["pipeline"]["teacher"] == str(teacher)
+        return
+    with pytest.raises(DarkcError, match=r"recipe\.toml:\d+: unknown stage/table \[finetune\]"):
+        load_recipe(path)
+
+
+def test_bad_recipes_fail_before_any_work(tmp_path, teacher):
+    base = recipe(tmp_path, teacher, bench=False)
+    text = open(base).read()
+    cases = [
+        (text.replace("round_to = 4", "round_to = 4\nratoi = 0.2"), r"recipe\.toml:\d+: unknown key 'ratoi' in \[prune\]"),
+        (text.replace("steps = 3", 'steps = "many"'), r":\d+: \[distill\] steps = 'many' must be a int"),
+        (text.replace(str(teacher), str(tmp_path / "missing")), "teacher"),
+        (text.replace("ratio = 0.5", 'target_macs = "1T@1920x1080"'), "impossible"),
+        (text.replace("ratio = 0.5", 'target_macs = "1K@1920x1080"'), "impossible"),
+        (text.replace("ratio = 0.5", "ratio = 1.5"), r"ratio 1.5 must lie in \(0, 1\)"),
+        (text.replace('teacher = "', 'name = "x"\nteechur = "'), "unknown key 'teechur'"),
+    ]
+    for i, (body, fragment) in enumerate(cases):
+        path = tmp_path / "recipe.toml"
+        path.write_text(body)
+        out = tmp_path / f"out{i}"
+        with pytest.raises(DarkcError, match=fragment):
+            run_pipeline(str(path), out, progress=False)
+        assert not out.exists()
+
+
+def test_cli_pipeline(tmp_path, teacher, capsys):
+    path = recipe(tmp_path, teacher, bench=False)
+    text = open(path).read()
+    body = text[:text.index("[quantize]")] + text[text.index("[eval]"):].replace(
+        'models = ["teacher", "student", "onnx-int8"]', 'models = ["student"]')
+    open(path, "w").write(body)
+    assert main(["pipeline", path, "-o", str(tmp_path / "run")]) == 0
+    outp = capsys.readouterr().out
+    assert "distill   ran" in outp and "report.md" in outp
+    assert main(["pipeline", path, "-o", str(tmp_path / "run"), "--from", "nope"]) == 1
+    assert "--from" in capsys.readouterr().err
