@@ -26,7 +26,7 @@ import numpy as np
 from .data.raw import amplify, check_finite, read_raw
 from .data.sid import exposure_from_name, ratio_from_names
 from .errors import DarkcError, atomic_path
-from .inference import CFA_NAMES, DEFAULT_OVERLAP, DEFAULT_TILE, Runner, enhance_packed, load_runner
+from .inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner
 
 _BITS = {8: (np.uint8, 255.0), 16: (np.uint16, 65535.0)}
 

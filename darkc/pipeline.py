@@ -43,7 +43,7 @@ import time
 import uuid
 from pathlib import Path
 
-from darkc.errors import DarkcError, atomic_path
+from darkc.errors import DarkcError, atomic_path, sha256_file
 
 STAGES = ("prune", "distill", "quantize", "export", "bench", "eval")
 MANIFEST = "manifest.json"
@@ -188,21 +188,13 @@ def _check_feasible(recipe: dict) -> dict:
             raise DarkcError(f"{recipe['_path']}:{line}: [prune] target_macs {p['target_macs']} is impossible: the "
                              f"teacher needs {full / 1e9:.3g}G and every layer at {rt} channels still needs "
                              f"{least / 1e9:.3g}G at {res[0]}x{res[1]}")
-    return {"kind": kind, "path": str(path), "sha256": _sha256(Path(path) / "model.safetensors"),
+    return {"kind": kind, "path": str(path), "sha256": sha256_file(Path(path) / "model.safetensors"),
             "cfa": spec["cfa"]}
 
 
 # ---------------------------------------------------------------- manifests
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*"))
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != MANIFEST and "train_state" not in p.name
             and not any(part in ("best", "last") for part in p.relative_to(folder).parts)}
 

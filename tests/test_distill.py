@@ -20,14 +20,6 @@ TEACHER_WIDTHS = [8, 8, 16, 16, 32]
 STUDENT_WIDTHS = [4, 4, 8, 8, 16]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Pairs(Dataset):
     """Index-deterministic packed inputs with a smooth target: item i = dict(input, target)."""
 

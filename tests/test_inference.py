@@ -61,15 +61,6 @@ def he_init(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: one thread is fastest and does not fight other processes for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def local():
     torch.manual_seed(0)

@@ -15,14 +15,6 @@ from darkc.models import build_model, load_checkpoint, normalize_spec, save_chec
 from darkc.pipeline import load_recipe, run_pipeline
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     torch.manual_seed(0)

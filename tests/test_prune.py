@@ -25,15 +25,6 @@ WIDTHS = [16, 16, 32, 32, 64]
 HD = (4, 540, 960)   # packed 1920x1080 Bayer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs are dominated by thread start-up on a busy 2-core host; one thread is 10-50x faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(cfa: str = "bayer", widths=WIDTHS, seed: int = 0):
     torch.manual_seed(seed)
     spec = normalize_spec({"arch": "sid-unet", "cfa": cfa, "widths": list(widths)})

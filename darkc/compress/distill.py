@@ -19,10 +19,7 @@ through :func:`darkc.train.fit` (same schedule, checkpoints, resume, progress, t
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -210,15 +207,9 @@ def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict
 
 
 def _equivalent_command(teacher_ref, out_dir, opts: dict) -> str:
-    args = ["darkc", "distill", "--teacher", str(teacher_ref)]
-    for key, value in opts.items():
-        if value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, (list, tuple)):
-            value = ",".join(map(str, value))
-        args += [flag] if value is True else [flag, str(value)]
-    return shlex.join(args + ["-o", str(out_dir)])
+    from darkc.compress.prune import command_line
+
+    return command_line(["darkc", "distill", "--teacher", str(teacher_ref)], opts, out_dir)
 
 
 def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_arch: str | None = None,

@@ -488,14 +488,22 @@ def _load(model_ref) -> tuple[nn.Module, dict, Path]:
     return model, spec, path
 
 
-def _equivalent_command(model_ref, out_dir, opts: dict) -> str:
-    args = ["darkc", "prune", "--model", str(model_ref)]
+def command_line(words: list[str], opts: dict, out_dir) -> str:
+    """The shell command ``words --opt value ... -o out_dir`` (None/False options left out, True as a flag,
+    lists comma-joined)."""
+    args = list(words)
     for key, value in opts.items():
         if value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
         args += [flag] if value is True else [flag, str(value)]
     return shlex.join(args + ["-o", str(out_dir)])
+
+
+def _equivalent_command(model_ref, out_dir, opts: dict) -> str:
+    return command_line(["darkc", "prune", "--model", str(model_ref)], opts, out_dir)
 
 
 def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
