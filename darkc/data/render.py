@@ -12,21 +12,29 @@ from ..errors import DarkcError
 _XTRANS_MIN = 516
 
 
-def libraw_render(raw: "rawpy.RawPy") -> np.ndarray:
+#: LibRaw's default: where a frame's own maximum exceeds this fraction of the white level, it becomes the white
+#: level (so brightness depends on content); SID's targets keep it, video ground truth turns it off (0)
+ADJUST_MAXIMUM_THR = 0.75
+
+
+def libraw_render(raw: "rawpy.RawPy", adjust_maximum_thr: float = ADJUST_MAXIMUM_THR) -> np.ndarray:
     """rawpy.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16) / 65535."""
-    img = raw.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16)
+    img = raw.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16,
+                          adjust_maximum_thr=adjust_maximum_thr)
     return img.astype(np.float32) / 65535.0
 
 
-def render_dng_bytes(data: bytes, name: str = "<in-memory DNG>") -> np.ndarray:
+def render_dng_bytes(data: bytes, name: str = "<in-memory DNG>",
+                     adjust_maximum_thr: float = ADJUST_MAXIMUM_THR) -> np.ndarray:
     try:
         with rawpy.imread(io.BytesIO(data)) as raw:
-            return libraw_render(raw)
+            return libraw_render(raw, adjust_maximum_thr)
     except (rawpy.LibRawError, ValueError) as exc:
         raise DarkcError(f"LibRaw could not render {name}: {exc}") from exc
 
 
-def render_mosaic(mosaic: np.ndarray, kind: str, **dng_tags) -> np.ndarray:
+def render_mosaic(mosaic: np.ndarray, kind: str, adjust_maximum_thr: float = ADJUST_MAXIMUM_THR,
+                  **dng_tags) -> np.ndarray:
     """Render a canonical-phase uint16 mosaic through LibRaw via an in-memory DNG -> (H, W, 3) float32.
 
     X-Trans mosaics smaller than LibRaw's minimum are padded with whole CFA tiles (wrap-around,
@@ -40,5 +48,5 @@ def render_mosaic(mosaic: np.ndarray, kind: str, **dng_tags) -> np.ndarray:
         ph = max(0, -(-(_XTRANS_MIN - h) // 6) * 6)
         pw = max(0, -(-(_XTRANS_MIN - w) // 6) * 6)
         src = np.pad(mosaic, ((0, ph), (0, pw)), mode="wrap")
-    out = render_dng_bytes(dng_bytes(src, kind, **dng_tags))
+    out = render_dng_bytes(dng_bytes(src, kind, **dng_tags), adjust_maximum_thr=adjust_maximum_thr)
     return out[:h, :w]

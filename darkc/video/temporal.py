@@ -1,0 +1,293 @@
+"""Temporal filters for enhanced video: each makes frame ``t`` a per-pixel blend of the current frame and its own
+previous output (a recursive filter), so the noise that the per-frame network leaves, and that shows as flicker,
+is averaged over time.
+
+    filt = make_filter("flow", strength=0.8)
+    for x in frames:                # (H, W, C) float32: sRGB network outputs, or packed raw, any C
+        y = filt(x)
+
+Kinds:
+
+* ``none``: per-frame, ``y_t = x_t``.
+* ``ema``: exponential moving average, ``y_t = (1 - s) x_t + s y_{t-1}``: the baseline; it ghosts on motion.
+* ``motion-adaptive``: ``y_t = x_t + k (y_{t-1} - x_t)`` with a per-pixel ``k`` from the local difference
+  between ``x_t`` and ``y_{t-1}`` relative to the noise expected at that pixel's intensity (:class:`NoiseModel`):
+  ``k = s`` where noise explains the difference, falling linearly to 0 where it is :data:`RAMP` times larger
+  (motion), so static regions are smoothed and moving ones are not ghosted.
+* ``flow``: the same blend against the previous output warped to frame ``t`` with OpenCV DIS optical flow
+  between consecutive input frames. Pixels that fail the forward-backward consistency check (occlusions, flow
+  errors) cannot use the warped history; each pixel takes whichever history, warped or still, matches the
+  current frame better, so flat regions where flow is unreliable are still smoothed.
+
+All decisions (noise level, difference, flow, occlusion) are made at 1/:data:`STAT_SCALE` resolution on local
+means (area averaging then a 3x3 box: a ~12 px window), which averages noise and keeps the cost small; at full
+resolution a frame costs one area resize, the upsampling of ``k`` (and of the flow), one warp and the blend.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..errors import DarkcError
+from .flow import FB_ALPHA, FB_BETA, DISFlow, luma_u8, occlusion_mask, warp
+
+KINDS = ("none", "ema", "motion-adaptive", "flow")
+#: default largest history weight per kind (benchmarks/results/video/video_temporal.md measures them)
+DEFAULT_STRENGTH = {"none": 0.0, "ema": 0.8, "motion-adaptive": 0.8, "flow": 0.8}
+#: statistics (and flow) resolution divisor
+STAT_SCALE = 4
+#: normalised-difference ramp: k = s for m <= RAMP[0], 0 for m >= RAMP[1]
+RAMP = (1.0, 2.5)
+
+
+def _low(img: np.ndarray) -> np.ndarray:
+    """Area-average by STAT_SCALE then a 3x3 box: local means over a ~3*STAT_SCALE px window, (h, w, C)."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, w // STAT_SCALE), max(1, h // STAT_SCALE)), interpolation=cv2.INTER_AREA)
+    small = cv2.blur(small, (3, 3), borderType=cv2.BORDER_REFLECT)
+    return small if small.ndim == 3 else small[..., None]
+
+
+def _up(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+class _Blender:
+    """x + k (hist - x) at full resolution, k upsampled from the statistics resolution into a reused buffer."""
+
+    def __init__(self):
+        self._k: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray, hist: np.ndarray, k_low: np.ndarray, hist_is_scratch: bool = False) -> np.ndarray:
+        h, w, c = x.shape
+        if self._k is None or self._k.shape != x.shape:
+            self._k = np.empty(x.shape, np.float32)
+        k = self._k.reshape(h, w, c) if c > 1 else self._k
+        cv2.resize(cv2.merge([k_low] * c), (w, h), dst=k if c > 1 else k[..., 0], interpolation=cv2.INTER_LINEAR)
+        d = np.subtract(hist, x, out=hist if hist_is_scratch else None)
+        np.multiply(d, self._k, out=d)
+        np.add(d, x, out=d)
+        return d
+
+
+def _chan_mean(a: np.ndarray) -> np.ndarray:
+    """Mean over the (few) channels of (h, w, C): summing slices is much faster than a reduction over axis 2."""
+    out = a[..., 0].copy()
+    for c in range(1, a.shape[2]):
+        out += a[..., c]
+    out *= 1.0 / a.shape[2]
+    return out
+
+
+def _ramp(m: np.ndarray, s: float) -> np.ndarray:
+    lo, hi = RAMP
+    return (s * np.clip((hi - m) / (hi - lo), 0.0, 1.0)).astype(np.float32)
+
+
+class NoiseModel:
+    """Expected standard deviation of the local-mean temporal difference of two noisy frames, per channel, as a
+    function of local intensity (the channel mean), estimated from the frames themselves.
+
+    Each update takes the local-mean difference of two consecutive *inputs* (motion-compensated for ``flow``),
+    splits the pixels into :attr:`bins` intensity bins and takes a robust scale per bin and channel: the 25th
+    percentile of ``|d|`` divided by 0.3186 (its value for a zero-mean Gaussian), which moving content, in the
+    upper tail, barely shifts. Estimates are smoothed over time (``momentum``); bins with too few pixels
+    borrow from their neighbours. Works the same for network outputs and for raw (Poisson-Gaussian) input.
+    """
+
+    bins = 16
+    momentum = 0.7
+    min_count = 32
+    max_samples = 40000
+
+    def __init__(self):
+        self.sigma: np.ndarray | None = None        # (bins, C)
+
+    def update(self, diff: np.ndarray, level: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """diff: (h, w, C) local-mean difference of two inputs; level: (h, w) local intensity in [0, 1]."""
+        c = diff.shape[2]
+        step = max(1, int(np.sqrt(level.size / self.max_samples)))
+        d = np.abs(diff[::step, ::step]).reshape(-1, c)
+        idx = np.clip((level[::step, ::step].reshape(-1) * self.bins).astype(np.int64), 0, self.bins - 1)
+        if valid is not None:
+            keep = valid[::step, ::step].reshape(-1)
+            d, idx = d[keep], idx[keep]
+        est = np.full((self.bins, c), np.nan)
+        order = np.argsort(idx, kind="stable")
+        bounds = np.searchsorted(idx[order], np.arange(self.bins + 1))
+        for b in range(self.bins):
+            sel = order[bounds[b]:bounds[b + 1]]
+            if len(sel) >= self.min_count:
+                est[b] = np.percentile(d[sel], 25, axis=0) / 0.3186
+        ok = ~np.isnan(est[:, 0])
+        if not ok.any():
+            if len(d) == 0:
+                return
+            est[:] = np.percentile(d, 25, axis=0) / 0.3186      # too few pixels to split by intensity
+            ok[:] = True
+        centres = np.arange(self.bins)
+        est = np.stack([np.interp(centres, centres[ok], est[ok, j]) for j in range(c)], axis=1)
+        est = np.maximum(est, 1e-4)
+        if self.sigma is None or self.sigma.shape != est.shape:
+            self.sigma = est
+        else:
+            self.sigma = self.momentum * self.sigma + (1 - self.momentum) * est
+
+    def __call__(self, level: np.ndarray) -> np.ndarray | None:
+        """(h, w) intensity -> (h, w, C) expected std of the difference; None before any estimate."""
+        if self.sigma is None:
+            return None
+        idx = np.clip((level * self.bins).astype(np.int64), 0, self.bins - 1)
+        return self.sigma[idx].astype(np.float32)
+
+
+class TemporalFilter:
+    """A recursive filter over (H, W, C) float32 frames; call it on each frame in order. This base is ``none``."""
+
+    kind = "none"
+
+    def __init__(self, strength: float | None = None):
+        s = DEFAULT_STRENGTH[self.kind] if strength is None else strength
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s < 1.0:
+            raise DarkcError(f"--strength {s!r} for --temporal {self.kind}: pass a history weight in [0, 1) "
+                             f"(default {DEFAULT_STRENGTH[self.kind]})")
+        self.strength = float(s)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history (start of a clip, or after a gap)."""
+        self.prev_out: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 3:
+            raise ValueError(f"frames must be (H, W, C), got shape {x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.prev_out is not None and self.prev_out.shape != x.shape:
+            raise DarkcError(f"a frame of shape {x.shape} follows one of shape {self.prev_out.shape}: every frame "
+                             f"of a video must have the same size")
+        y = (self._first(x) if self.prev_out is None else self._step(x)).reshape(x.shape)
+        self.prev_out = y
+        return y
+
+    def _first(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def _step(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+
+class EMAFilter(TemporalFilter):
+    kind = "ema"
+
+    def _step(self, x: np.ndarray) -> np.ndarray:
+        return cv2.addWeighted(x, 1.0 - self.strength, self.prev_out, self.strength, 0.0)
+
+
+class MotionAdaptiveFilter(TemporalFilter):
+    kind = "motion-adaptive"
+
+    def reset(self) -> None:
+        super().reset()
+        self.blend = _Blender()
+        self.noise = NoiseModel()
+        self.prev_in_low: np.ndarray | None = None   # local means of the previous input
+        self.prev_out_low: np.ndarray | None = None  # ... and of the previous output
+
+    def _first(self, x: np.ndarray) -> np.ndarray:
+        self.prev_in_low = self.prev_out_low = _low(x)
+        return x
+
+    def _m(self, x_low: np.ndarray, hist_low: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """Normalised difference: the largest over channels of |local mean of x - history| / expected noise
+        (infinite, so no history is used, while the noise level is unknown)."""
+        if sigma is None:
+            return np.full(x_low.shape[:2], np.inf, np.float32)
+        r = np.abs(x_low - hist_low)
+        r /= sigma
+        return np.maximum.reduce([r[..., c] for c in range(r.shape[2])])
+
+    def _step(self, x: np.ndarray) -> np.ndarray:
+        x_low = _low(x)
+        level = _chan_mean(x_low)
+        self.noise.update(x_low - self.prev_in_low, level)
+        k = _ramp(self._m(x_low, self.prev_out_low, self.noise(level)), self.strength)
+        y = self.blend(x, self.prev_out, k)
+        self.prev_out_low = x_low + k[..., None] * (self.prev_out_low - x_low)
+        self.prev_in_low = x_low
+        return y
+
+
+class FlowFilter(MotionAdaptiveFilter):
+    """Motion-adaptive blend against the motion-compensated previous output.
+
+    Flow: DIS (``preset``) both ways between the channel means of consecutive *inputs* at the statistics
+    resolution; the forward-backward check (``fb_alpha``, ``fb_beta`` in full-resolution px^2) marks occlusions.
+    """
+
+    kind = "flow"
+
+    def __init__(self, strength: float | None = None, preset: str = "ultrafast", fb_alpha: float = FB_ALPHA,
+                 fb_beta: float = FB_BETA):
+        self.dis = DISFlow(preset)
+        self.fb_alpha, self.fb_beta = fb_alpha, fb_beta
+        self._grid: np.ndarray | None = None
+        super().__init__(strength)
+
+    def reset(self) -> None:
+        super().reset()
+        self.prev_grey: np.ndarray | None = None
+
+    def _first(self, x: np.ndarray) -> np.ndarray:
+        super()._first(x)
+        self.prev_grey = luma_u8(self.prev_in_low)
+        return x
+
+    def _full_flow(self, flow_low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Absolute full-resolution sampling map (H, W, 2) for cv2.remap from a low-resolution flow."""
+        h, w = size
+        lh, lw = flow_low.shape[:2]
+        scaled = flow_low * np.array([w / lw, h / lh], np.float32)
+        if self._grid is None or self._grid.shape[:2] != (h, w):
+            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            self._grid = np.dstack([gx, gy])
+        full = _up(scaled, (h, w))
+        full += self._grid
+        return full
+
+    def _step(self, x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[:2]
+        x_low = _low(x)
+        grey = luma_u8(x_low)
+        lh, lw = grey.shape
+        bwd = self.dis(grey, self.prev_grey)                 # F_t->t-1, low-resolution px
+        fwd = self.dis(self.prev_grey, grey)                 # F_t-1->t
+        occ = occlusion_mask(bwd, fwd, alpha=self.fb_alpha, beta=self.fb_beta * (lw / w) * (lh / h))
+        level = _chan_mean(x_low)
+        self.noise.update(x_low - warp(self.prev_in_low, bwd), level, valid=~occ)
+        sigma = self.noise(level)
+        warped_low = warp(self.prev_out_low, bwd)
+        m_warped = self._m(x_low, warped_low, sigma)
+        m_warped[occ] = np.inf
+        m_still = self._m(x_low, self.prev_out_low, sigma)
+        use_warped = m_warped <= m_still
+        k = _ramp(np.minimum(m_warped, m_still), self.strength)
+        chosen = np.where(use_warped[..., None], bwd, 0.0).astype(np.float32)
+        hist = cv2.remap(self.prev_out, self._full_flow(chosen, (h, w)), None, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        hist = hist if hist.ndim == 3 else hist[..., None]
+        y = self.blend(x, hist, k, hist_is_scratch=True)
+        hist_low = np.where(use_warped[..., None], warped_low, self.prev_out_low)
+        self.prev_out_low = x_low + k[..., None] * (hist_low - x_low)
+        self.prev_in_low, self.prev_grey = x_low, grey
+        return y
+
+
+_FILTERS = {f.kind: f for f in (TemporalFilter, EMAFilter, MotionAdaptiveFilter, FlowFilter)}
+
+
+def make_filter(kind: str, strength: float | None = None, **options) -> TemporalFilter:
+    """A fresh filter of ``kind`` (one of :data:`KINDS`); ``strength`` is the largest weight of the history."""
+    if kind not in _FILTERS:
+        raise DarkcError(f"unknown --temporal {kind!r}: use one of {', '.join(KINDS)}")
+    return _FILTERS[kind](strength, **options)
