@@ -46,8 +46,20 @@ def cli() -> None:
 @click.option("--split", type=click.Choice(["test", "train", "val"]), default="test", show_default=True,
               help="'val' writes the project's reference validation set (ignores --images/--seed)")
 @click.option("--ratios", default="100,250,300", show_default=True)
-def synth(out, count, size, seed, cfa, profile, images, split, ratios) -> None:
-    """Write synthetic low-light raw pairs as DNG files in the SID layout."""
+@click.option("--video", is_flag=True, help="write one raw video clip instead: --count frames (default 24), --size "
+              "(default 512), the first of --ratios; dark DNG frames, ground truth and true optical flow")
+@click.option("--motion", type=click.Choice(["mixed", "pan", "zoom", "jitter", "static"]), default="mixed",
+              show_default=True, help="--video: camera motion (mixed = pan + zoom + jitter)")
+def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, motion) -> None:
+    """Write synthetic low-light raw pairs as DNG files in the SID layout (or a raw video clip with --video)."""
+    if video:
+        from .video.synth import DEFAULT_FRAMES, DEFAULT_SIZE, write_clip
+        res = write_clip(out, frames=count or DEFAULT_FRAMES, size=size or DEFAULT_SIZE, seed=seed, cfa=cfa,
+                         profile=profile, images=list(images) or None, motion=motion,
+                         ratio=float(_ints(ratios, "--ratios")[0]))
+        click.echo(f"wrote {res['frames']} frames ({res['size'][1]}x{res['size'][0]}, x{res['ratio']:g}, camera "
+                   f"{res['motion']}) with ground truth and flow to {out}")
+        return
     from .data.synth import synthesize
     res = synthesize(out, count=count, size=size, seed=seed, cfa=cfa, profile=profile, images=list(images),
                      split=split, ratios=tuple(_ints(ratios, "--ratios")))
@@ -265,6 +277,31 @@ def pipeline(recipe, out, from_stage) -> None:
     for stage, what in res["stages"].items():
         click.echo(f"{stage:9s} {what}")
     click.echo(f"wrote {out}/report.md (report.json, report.png)")
+
+
+@cli.command()
+@click.argument("input", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(), help="OUT.mp4 (H.264) or a folder for PNG frames")
+@click.option("--model", default=None, help="shipped name, artifact folder, .onnx or .tflite (default: the shipped "
+              "student, else the teacher)")
+@click.option("--temporal", type=click.Choice(["none", "ema", "motion-adaptive", "flow"]), default=None,
+              help="temporal filter (default: flow)")
+@click.option("--strength", type=float, default=None, help="largest history weight in [0, 1) (default 0.8)")
+@click.option("--domain", type=click.Choice(["output", "raw", "both"]), default=None,
+              help="filter the network's output, its raw input, or both (default: output)")
+@click.option("--ratio", type=float, default=None, help="exposure ratio (default: the synthetic clip's)")
+@click.option("--fps", type=float, default=None, help="video frame rate (default: the clip's, else 30)")
+@click.option("--png", default=None, type=click.Path(file_okay=False), help="also write PNG frames here")
+@click.option("--metrics", default=None, type=click.Path(dir_okay=False), help="write the report as JSON "
+              "(psnr, ssim, flicker, warp_error, fps vs the clip's ground truth)")
+@click.option("--skip-bad", is_flag=True, help="leave out unreadable or mismatched frames with a warning")
+@click.option("--threads", type=int, default=None)
+def video(input, out, model, temporal, strength, domain, ratio, fps, png, metrics, skip_bad, threads) -> None:
+    """Enhance a folder of dark raw frames (or a synth --video clip) into a temporally filtered video."""
+    from .video import enhance_video, format_report
+    rep = enhance_video(input, out, model=model, temporal=temporal, strength=strength, domain=domain, ratio=ratio,
+                        fps=fps, png=png, metrics=metrics, skip_bad=skip_bad, threads=threads)
+    click.echo(format_report(rep))
 
 
 def main(argv: list[str] | None = None) -> int:

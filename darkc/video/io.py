@@ -167,8 +167,9 @@ class VideoWriter:
             if self.mp4 is not None:
                 self._start_mp4(w, h)
         elif (h, w) != self.size:
-            raise DarkcError(f"frame {index if index is not None else self.count} is {w}x{h} but the video is "
-                             f"{self.size[1]}x{self.size[0]}: every frame must have the same size")
+            raise DarkcError(f"frame {index if index is not None else self.count} is {w}x{h} but the video "
+                             f"{self.mp4 or self.png_dir} is {self.size[1]}x{self.size[0]}: every frame must have the "
+                             f"same size")
         rgb = _rgb8(frame)
         if self._gen is not None:
             self._gen.send(np.ascontiguousarray(rgb).tobytes())
@@ -183,8 +184,8 @@ class VideoWriter:
         import imageio_ffmpeg
 
         if w % 2 or h % 2:
-            raise DarkcError(f"frames are {w}x{h}; H.264 (yuv420p) needs an even width and height - "
-                             f"write PNG frames instead (pass a folder to -o)")
+            raise DarkcError(f"cannot write {self.mp4}: frames are {w}x{h} and H.264 (yuv420p) needs an even width "
+                             f"and height; write PNG frames instead (pass a folder to -o)")
         self._gen = imageio_ffmpeg.write_frames(str(self._mp4_tmp), (w, h), fps=self.fps, codec="libx264",
                                                 pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None,
                                                 macro_block_size=1, ffmpeg_log_level="error",

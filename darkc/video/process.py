@@ -75,7 +75,7 @@ def _outputs(out: str | os.PathLike, png: str | os.PathLike | None) -> tuple[Pat
 
 
 def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: str | os.PathLike | Runner | None = None,
-                  temporal: str = DEFAULT_TEMPORAL, strength: float | None = None, domain: str = DEFAULT_DOMAIN,
+                  temporal: str | None = None, strength: float | None = None, domain: str | None = None,
                   ratio: float | None = None, fps: float | None = None, png: str | os.PathLike | None = None,
                   metrics: str | os.PathLike | None = None, skip_bad: bool = False, threads: int | None = None,
                   tile: int = DEFAULT_TILE, crf: int = 18, progress: bool = True) -> dict:
@@ -86,9 +86,9 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
         out: ``.mp4`` file (H.264), or a folder for 8-bit PNG frames ``NNNNN.png`` (input frame index).
         model: shipped name, checkpoint folder, ``.onnx`` or ``.tflite``, or a loaded :class:`Runner`;
             None: :func:`default_model` (the shipped student, else the teacher).
-        temporal: filter kind, one of :data:`darkc.video.temporal.KINDS`.
+        temporal: filter kind, one of :data:`darkc.video.temporal.KINDS`; None: :data:`DEFAULT_TEMPORAL`.
         strength: the filter's largest history weight in [0, 1); None: the kind's default.
-        domain: where the filter runs, one of :data:`DOMAINS`.
+        domain: where the filter runs, one of :data:`DOMAINS`; None: :data:`DEFAULT_DOMAIN`.
         ratio: exposure ratio the raw frames are amplified by; None: the clip's, required for plain folders.
         fps: frame rate of the MP4; None: the clip's, else 30.
         png: also write PNG frames to this folder (with an ``.mp4`` output).
@@ -108,6 +108,8 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
         DarkcError: bad input folder (empty, missing), a bad frame without ``skip_bad``, mixed sizes/CFAs, no
             ratio, a model for the other CFA, bad options. Nothing is written then.
     """
+    temporal = DEFAULT_TEMPORAL if temporal is None else temporal
+    domain = DEFAULT_DOMAIN if domain is None else domain
     if temporal not in KINDS:
         raise DarkcError(f"unknown --temporal {temporal!r}: use one of {', '.join(KINDS)}")
     if domain not in DOMAINS:
