@@ -82,7 +82,8 @@ def main(argv=None) -> int:
              f"- Stage: {prov.get('stage')}; parent: {prov.get('parent')}",
              f"- Data: {json.dumps(prov.get('data'))}",
              f"- Loss: {prov.get('loss', prov.get('kd'))}",
-             f"- Steps: {train.get('step')} (batch {cfg.get('batch_size')}, Adam lr {cfg.get('lr')} "
+             f"- Steps: {state.get('step', train.get('step'))} trained, shipped weights from step {train.get('step')} "
+             f"(batch {cfg.get('batch_size')}, Adam lr {cfg.get('lr')} "
              f"{cfg.get('schedule')} to {cfg.get('min_lr')}, seed {cfg.get('seed')})",
              f"- Wall time: {train.get('wall_s', 0) / 3600:.2f} h on {hardware} "
              f"(device {train.get('device')}, {train.get('world_size')} process(es))",

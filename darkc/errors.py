@@ -53,6 +53,12 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
         if dest.is_dir():
             shutil.copytree(dest, tmp, dirs_exist_ok=True)
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)            # mkdtemp makes 0700 folders; some writers make 0600 files
+        for path in tmp.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o666 & ~umask)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             if old.exists():
