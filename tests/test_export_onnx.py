@@ -197,14 +197,14 @@ def test_tflite_target_dispatches_to_its_module_or_says_it_is_missing(tiny, tmp_
 
     calls = []
 
-    def export_tflite(model, spec, out, precision, input_size, calib):
-        calls.append((spec["cfa"], out.name, precision, input_size, calib))
+    def export_tflite(model, spec, out, precision, input_size, calib, **options):
+        calls.append((spec["cfa"], out.name, precision, input_size, calib, options))
         out.write_bytes(b"TFL3")
         return {"converter": "fake"}
 
     monkeypatch.setitem(sys.modules, "darkc.export.tflite", types.SimpleNamespace(export_tflite=export_tflite))
     rep = export(tiny, tmp_path / "t2", target="tflite", input_size="64x64", check=False)
-    assert calls == [("bayer", "model.tflite", "fp32", (32, 32), None)]
+    assert calls == [("bayer", "model.tflite", "fp32", (32, 32), None, {"io": "float", "calib_method": "minmax"})]
     assert rep["converter"] == "fake" and (tmp_path / "t2" / "model.tflite").is_file()
     assert rep["parity"]["passed"] is None and rep["parity"]["error"]    # no TFLite runtime / not a real model
 

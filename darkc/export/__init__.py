@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 
 from darkc.errors import DarkcError
+from darkc.export.contract import METADATA_KEY, embed_onnx, input_contract, read_contract
 from darkc.export.onnx import (INPUT_NAME, OPSET, OUTPUT_NAME, PRECISIONS, check_precision, export_onnx,
                                parse_input_size, to_fp16, torch_to_onnx)
 from darkc.export.parity import THRESHOLDS, check_parity, psnr
@@ -47,9 +48,9 @@ WEIGHTS_FILE = "model.safetensors"
 #: Keys of model.json that say which model it is (the rest is bookkeeping).
 _BOOKKEEPING = ("provenance", "params", "format_version", "weights_dtype")
 
-__all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "PRECISIONS", "TARGETS", "THRESHOLDS", "check_parity",
-           "command_line", "export", "export_onnx", "format_report", "parse_input_size", "psnr", "to_fp16",
-           "torch_to_onnx"]
+__all__ = ["INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "PRECISIONS", "TARGETS", "THRESHOLDS",
+           "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract",
+           "parse_input_size", "psnr", "read_contract", "to_fp16", "torch_to_onnx"]
 
 
 def _sha256(path: Path) -> str:
@@ -135,7 +136,8 @@ def _commit(staging: Path, dest: Path, names: list[str]) -> None:
 def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx", precision: str = "fp32",
            input_size: str | None = "dynamic", calib: str | os.PathLike = "synthetic", calib_method: str = "minmax",
            samples: int | None = None, calib_size: int | None = None, calib_ratio: float | None = None,
-           reduce_range: bool | str | None = None, check: bool = True, command: str | None = None) -> dict:
+           reduce_range: bool | str | None = None, io: str = "float", check: bool = True,
+           command: str | None = None) -> dict:
     """Export a checkpoint to ONNX (or TFLite) at one precision, check it against PyTorch, write the artifact.
 
     Args:
@@ -154,6 +156,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         calib_ratio: int8 only: exposure ratio for raw files without SID names.
         reduce_range: int8 only: 7-bit weights; None / ``auto`` decides from this CPU (see ``cpu_int8_info``),
             ``on``/True or ``off``/False force it.
+        io: TFLite int8 only: ``float`` (QUANTIZE/DEQUANTIZE inside the model) or ``int8`` input and output.
         check: fail when the parity check fails; with False it is still measured and recorded when possible.
         command: the command line, recorded in the provenance.
 
@@ -179,6 +182,9 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     calib_size = check_count(DEFAULT_CALIB_SIZE if calib_size is None else calib_size, "--calib-size")
     if calib_size % 16:
         raise DarkcError(f"--calib-size {calib_size} must be a multiple of 16 packed px (e.g. {DEFAULT_CALIB_SIZE})")
+    if io != "float" and (target != "tflite" or precision != "int8"):
+        raise DarkcError(f"--io {io!r} is for --target tflite --precision int8; other exports have float32 "
+                         f"input and output (leave --io out)")
     exporter = _tflite_exporter() if target == "tflite" else None
     kind, src_dir = resolve_model_ref(model)
     if kind not in ("checkpoint", "pretrained"):
@@ -202,10 +208,13 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         staged = staging / filename
         if exporter is None:
             info = export_onnx(net, spec, staged, precision, fixed, calib_inputs, calib_method, reduce_range)
+            info["contract"] = _onnx_contract(spec, fixed)
+            embed_onnx(staged, info["contract"])
         else:
             # export_tflite(model, spec, out, precision, input_size=packed (h, w) or None, calib=list of
-            # (1, C, h, w) calibration arrays for int8, else None) -> dict of facts to record (or None)
-            info = exporter(net, spec, staged, precision, fixed, calib_inputs) or {}
+            # (1, C, h, w) calibration arrays for int8, else None, io=, calib_method=) -> dict of facts to record;
+            # it embeds the input contract in the file and returns it under "contract"
+            info = exporter(net, spec, staged, precision, fixed, calib_inputs, io=io, calib_method=calib_method)
             info = dict(info) if isinstance(info, dict) else {}
         if not staged.is_file():
             raise DarkcError(f"the {target} exporter wrote no {filename}; re-run, or report the bug")
@@ -249,6 +258,15 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return {**record, "artifact": str(dest), "file": str(dest / filename)}
+
+
+def _onnx_contract(spec: dict, fixed: tuple[int, int] | None) -> dict:
+    """The input contract of an ONNX export: NCHW, float32 I/O (fp16 and QDQ int8 keep float32 I/O)."""
+    h, w = fixed or (-1, -1)
+    s = spec["scale"]
+    return input_contract(spec, "NCHW", [1, spec["in_channels"], h, w],
+                          output_shape=[1, 3, h * s if h > 0 else -1, w * s if w > 0 else -1],
+                          input_name=INPUT_NAME, output_name=OUTPUT_NAME)
 
 
 def command_line(command_path: str, params: dict) -> str:

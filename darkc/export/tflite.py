@@ -1,0 +1,721 @@
+"""PyTorch -> TFLite (LiteRT): fp32, fp16 and full-integer int8, in NHWC, run by ai-edge-litert's interpreter.
+
+Needs the ``darkc[tflite]`` extra: litert-torch (converts PyTorch directly, no TensorFlow), ai-edge-quantizer and
+ai-edge-litert. ``tflite-runtime`` (last released 2023, 2.14) cannot load what today's converter writes
+(SystemError in CreateWrapperFromFile): darkc runs ``.tflite`` files with ai-edge-litert only.
+
+The graph (signature ``serving_default``) has one input ``raw`` (packed raw, **NHWC**, black-level subtracted,
+amplified by the exposure ratio and clipped to [0, 1]) and one output ``srgb`` (NHWC sRGB at ``scale`` times the
+input size). NHWC I/O is TFLite's own layout, so no layout Transpose is left in the graph. H and W are dynamic
+unless a fixed size is asked for (NPU compilers want one).
+
+How the graph is made (see :func:`export_tflite`):
+
+- The PixelShuffle head becomes one ``DEPTH_TO_SPACE``: litert-torch lowers ``pixel_shuffle`` to four
+  TRANSPOSE + RESHAPE pairs (and cannot lower it with dynamic H/W at all), so the net is converted without it, the
+  head conv's output channels are permuted from PyTorch's (c, dy, dx) order to TFLite's (dy, dx, c) order, and a
+  DEPTH_TO_SPACE op is appended to the flatbuffer. The permutation is checked numerically in PyTorch first; a net
+  without a PixelShuffle head is converted as it is.
+- fp16: float16 weights (ai-edge-quantizer ``float_casting``), each dequantised by a DEQUANTIZE op; compute is
+  float32 on CPU (XNNPACK) and float16 on GPU delegates - TFLite's "float16 quantisation".
+- int8: ai-edge-quantizer static recipe (``static_wi8_ai8``: int8 weights per output channel, int8 activations
+  per tensor, min/max calibrated on packed raw inputs). That recipe does not know LEAKY_RELU nor DEPTH_TO_SPACE and
+  leaves them in float between DEQUANTIZE/QUANTIZE pairs (an NPU compiler then runs most of the graph on the CPU).
+  Both have int8 kernels in TFLite, so the graph is fixed here: each DEQUANTIZE -> LEAKY_RELU -> QUANTIZE becomes
+  one int8 LEAKY_RELU (input and output keep their calibrated scales), DEPTH_TO_SPACE is placed on the int8 side.
+  Every operator is then integer; anything left in float is an error, never a silently float "INT8" model. I/O is
+  float (a QUANTIZE after the input, a DEQUANTIZE before the output) or int8 (``io="int8"``; scale and zero point
+  in the tensors and in the contract).
+
+The input contract (layout, packing, normalisation, ratio, dtypes) is stored in the file's ``metadata`` under
+``darkc.contract`` (see :mod:`darkc.export.contract`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from darkc.errors import DarkcError
+from darkc.export.contract import METADATA_KEY, input_contract
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "raw"
+OUTPUT_NAME = "srgb"
+LAYOUT = "NHWC"
+#: ``io`` values for int8: dtype of the model's input and output tensors.
+IO_TYPES = ("float", "int8")
+#: Largest packed side a dynamic graph accepts (litert-torch needs a bound).
+MAX_DYNAMIC_SIDE = 8192
+#: Ops with TFLite int8 kernels that ai-edge-quantizer leaves in float (DEQUANTIZE -> op -> QUANTIZE); rewired.
+INTEGERISED_OPS = ("LEAKY_RELU",)
+#: Packed side of the example input a dynamic graph is traced with.
+_TRACE_SIDE = 64
+#: Op versions for int8 kernels of the ops this module writes or rewires (TFLite op versioning).
+_INT8_VERSION = {"LEAKY_RELU": 2, "DEPTH_TO_SPACE": 2}
+_FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def check_io(io: str) -> str:
+    if io not in IO_TYPES:
+        raise DarkcError(f"--io {io!r} is unknown; use one of {', '.join(IO_TYPES)}")
+    return io
+
+
+@contextlib.contextmanager
+def _quiet_native():
+    """Send stdout/stderr (Python and C++: converter logs, tqdm bars) to a scratch file while converting."""
+    import logging
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    root = logging.getLogger()
+    level = root.level
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        root.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            root.setLevel(level)
+
+
+def _litert_torch():
+    try:
+        with _quiet_native():
+            import litert_torch
+    except ImportError as exc:
+        raise DarkcError(f"TFLite export needs litert-torch ({_one_line(exc)}); install darkc[tflite]") from exc
+    litert_torch.config.show_progress = False
+    return litert_torch
+
+
+# ---------------------------------------------------------------- PyTorch side
+def _depth_to_space_nhwc(y, r: int):
+    n, h, w, c = y.shape
+    return y.reshape(n, h, w, r, r, c // (r * r)).permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c // (r * r))
+
+
+def split_pixel_shuffle(model, in_channels: int):
+    """``(body, r)``: a copy of ``model`` without its PixelShuffle head, whose output followed by TFLite's
+    DEPTH_TO_SPACE(r) in NHWC equals ``model``'s output; ``(None, None)`` when the model has no such head.
+
+    The head conv (the last Conv2d with ``3 * r * r`` outputs) gets its output channels permuted from PyTorch's
+    pixel-shuffle order ``c * r * r + dy * r + dx`` to DEPTH_TO_SPACE's ``(dy * r + dx) * 3 + c``; the result is
+    checked on a random input.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    shuffle = getattr(model, "pixel_shuffle", None)
+    if not isinstance(shuffle, nn.PixelShuffle):
+        return None, None
+    r = int(shuffle.upscale_factor)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 3 * r * r]
+    if not convs:
+        return None, None
+    body = copy.deepcopy(model).eval()
+    body.pixel_shuffle = nn.Identity()
+    head = [m for m in body.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 3 * r * r][-1]
+    perm = [c * r * r + dy * r + dx for dy in range(r) for dx in range(r) for c in range(3)]
+    with torch.no_grad():
+        head.weight.copy_(head.weight[perm].clone())
+        if head.bias is not None:
+            head.bias.copy_(head.bias[perm].clone())
+        side = 2 * int(getattr(model, "size_multiple", 16))
+        x = torch.rand(1, in_channels, side, side, generator=torch.Generator().manual_seed(0))
+        want = model.eval()(x).permute(0, 2, 3, 1)
+        got = _depth_to_space_nhwc(body(x).permute(0, 2, 3, 1), r)
+    if got.shape != want.shape or not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
+        return None, None
+    return body, r
+
+
+def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int] | None = None,
+                    multiple: int = 16) -> tuple[bytes, int | None, dict]:
+    """Convert ``model`` (NCHW PyTorch) to a float32 TFLite flatbuffer with NHWC I/O, without its PixelShuffle.
+
+    Args:
+        model: the PyTorch model (not modified).
+        in_channels: packed channels (4 Bayer, 9 X-Trans).
+        fixed_size: packed (h, w), or None for dynamic H and W (multiples of ``multiple``).
+
+    Returns:
+        ``(flatbuffer bytes, block, info)``: ``block`` is the DEPTH_TO_SPACE block size still to append with
+        :func:`append_depth_to_space` (after quantisation, so it lands on the integer side), None when the model's
+        own head was converted; info names the converter and how the head is made.
+
+    Raises:
+        DarkcError: the converter failed (an op it cannot lower, or dynamic shapes it cannot keep).
+    """
+    import torch
+
+    litert_torch = _litert_torch()
+    body, r = split_pixel_shuffle(model, in_channels)
+    net = body if body is not None else model.eval()
+    wrapped = litert_torch.to_channel_last_io(net, args=[0], outputs=[0]).eval()
+    h, w = fixed_size or (_TRACE_SIDE, _TRACE_SIDE)
+    example = torch.zeros(1, h, w, in_channels)
+    dynamic = None
+    if fixed_size is None:
+        dh = torch.export.Dim("height", min=1, max=MAX_DYNAMIC_SIDE // multiple)
+        dw = torch.export.Dim("width", min=1, max=MAX_DYNAMIC_SIDE // multiple)
+        dynamic = (({1: multiple * dh, 2: multiple * dw},),)   # the wrapper takes *args
+    try:
+        with _quiet_native(), torch.no_grad():
+            edge = litert_torch.convert(wrapped, (example,), dynamic_shapes=dynamic)
+            content = bytes(edge.model_content())
+    except Exception as exc:  # the converter raises many types (torch export, jax lowering, MLIR)
+        hint = ("; export at a fixed size (--input-size HxW)" if fixed_size is None
+                else "; the model uses an op litert-torch cannot lower - use --target onnx or change the op")
+        raise DarkcError(f"litert-torch could not convert the model: {_one_line(exc)[:300]}{hint}") from exc
+    info = {"converter": f"litert-torch {litert_torch.__version__} (to_channel_last_io: NHWC input and output)",
+            "layout": LAYOUT,
+            "pixel_shuffle": (f"DEPTH_TO_SPACE(block_size={r}) appended to the flatbuffer, head conv channels "
+                              f"permuted to its order" if r else "converted as the model computes it")}
+    m = _read(content)
+    if fixed_size is None:
+        # litert-torch leaves the dynamic input at 1x1 (too small to allocate: four poolings) and the output
+        # static; start at the trace size, mark the output's H and W dynamic
+        g = m.subgraphs[0]
+        g.tensors[int(g.inputs[0])].shape = np.asarray([1, h, w, in_channels], dtype=np.int32)
+        ot = g.tensors[int(g.outputs[0])]
+        ot.shapeSignature = np.asarray([1, -1, -1, int(ot.shape[3])], dtype=np.int32)
+    _name_io(m)
+    return _write(m), r, info
+
+
+def append_depth_to_space(content: bytes, block: int | None) -> bytes:
+    """The flatbuffer with DEPTH_TO_SPACE(``block``) at its output (see :func:`torch_to_tflite`) and named I/O."""
+    m = _read(content)
+    if block:
+        _append_depth_to_space(m, block)
+    _name_io(m)
+    return _write(m)
+
+
+# ---------------------------------------------------------------- flatbuffer helpers
+def _read(content: bytes):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+
+
+def _write(m) -> bytes:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+
+
+def _op_name(m, op) -> str:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    code = m.operatorCodes[op.opcodeIndex]
+    return _names(_schema().BuiltinOperator).get(flatbuffer_utils.get_builtin_code_from_operator_code(code), "CUSTOM")
+
+
+def _type_name(t: int) -> str:
+    return _names(_schema().TensorType)[t]
+
+
+def _opcode(m, name: str, version: int) -> int:
+    """Index of the operator code ``name`` at ``version``, added when missing."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    s = _schema()
+    code = getattr(s.BuiltinOperator, name)
+    for i, oc in enumerate(m.operatorCodes):
+        if flatbuffer_utils.get_builtin_code_from_operator_code(oc) == code and oc.version == version:
+            return i
+    oc = s.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), version
+    m.operatorCodes.append(oc)
+    return len(m.operatorCodes) - 1
+
+
+def _new_tensor(m, g, like, shape, signature, name: str, tensor_type: int | None = None) -> int:
+    """Append an activation tensor (own empty buffer) shaped ``shape``, quantised like ``like``."""
+    import copy
+
+    s = _schema()
+    t = s.TensorT()
+    t.shape = np.asarray(shape, dtype=np.int32)
+    t.shapeSignature = None if signature is None else np.asarray(signature, dtype=np.int32)
+    t.type = like.type if tensor_type is None else tensor_type
+    t.quantization = copy.deepcopy(like.quantization)
+    t.name = name
+    m.buffers.append(s.BufferT())
+    t.buffer = len(m.buffers) - 1
+    g.tensors.append(t)
+    return len(g.tensors) - 1
+
+
+def _producers(g) -> dict[int, int]:
+    return {t: i for i, op in enumerate(g.operators) for t in op.outputs}
+
+
+def _consumers(g) -> dict[int, list[int]]:
+    users: dict[int, list[int]] = {}
+    for i, op in enumerate(g.operators):
+        for t in op.inputs:
+            if t >= 0:
+                users.setdefault(t, []).append(i)
+    return users
+
+
+def _retarget_signature(m, old: int, new: int) -> None:
+    for sig in m.signatureDefs or []:
+        for tm in list(sig.inputs or []) + list(sig.outputs or []):
+            if tm.tensorIndex == old:
+                tm.tensorIndex = new
+
+
+def _remove_ops(g, drop: set[int]) -> None:
+    g.operators = [op for i, op in enumerate(g.operators) if i not in drop]
+
+
+def _compact_tensors(m, g) -> None:
+    """Drop tensors no operator and no graph input/output uses; renumber the rest."""
+    used = set(g.inputs) | set(g.outputs)
+    for op in g.operators:
+        used.update(t for t in list(op.inputs) + list(op.outputs) if t >= 0)
+    keep = sorted(used)
+    index = {old: new for new, old in enumerate(keep)}
+    g.tensors = [g.tensors[i] for i in keep]
+    for op in g.operators:
+        op.inputs = np.asarray([index[t] if t >= 0 else t for t in op.inputs], dtype=np.int32)
+        op.outputs = np.asarray([index[t] for t in op.outputs], dtype=np.int32)
+        if getattr(op, "intermediates", None) is not None and len(op.intermediates):
+            op.intermediates = np.asarray([index[t] for t in op.intermediates if t in index], dtype=np.int32)
+    g.inputs = np.asarray([index[t] for t in g.inputs], dtype=np.int32)
+    g.outputs = np.asarray([index[t] for t in g.outputs], dtype=np.int32)
+    for sig in m.signatureDefs or []:
+        for tm in list(sig.inputs or []) + list(sig.outputs or []):
+            tm.tensorIndex = index[tm.tensorIndex]
+
+
+def _append_depth_to_space(m, r: int) -> None:
+    """Add DEPTH_TO_SPACE(r) at the graph output; on the integer side of a final DEQUANTIZE if there is one."""
+    s = _schema()
+    g = m.subgraphs[0]
+    out = int(g.outputs[0])
+    producers = _producers(g)
+    last = producers.get(out)
+    dequant = last is not None and _op_name(m, g.operators[last]) == "DEQUANTIZE"
+    src = int(g.operators[last].inputs[0]) if dequant else out
+    st = g.tensors[src]
+    n, h, w, c = (int(v) for v in st.shape)
+    if c % (r * r):
+        raise DarkcError(f"the head emits {c} channels, not a multiple of {r * r}; cannot append DEPTH_TO_SPACE")
+    shape = [n, h * r, w * r, c // (r * r)]
+    sig = None
+    if st.shapeSignature is not None and len(st.shapeSignature):
+        sn, sh, sw, _ = (int(v) for v in st.shapeSignature)
+        sig = [sn, sh * r if sh > 0 else -1, sw * r if sw > 0 else -1, c // (r * r)]
+    d2s = _new_tensor(m, g, st, shape, sig, f"{OUTPUT_NAME}_depth_to_space" if dequant else OUTPUT_NAME)
+    op = s.OperatorT()
+    integer = _type_name(st.type) not in _FLOAT_TYPES
+    op.opcodeIndex = _opcode(m, "DEPTH_TO_SPACE", _INT8_VERSION["DEPTH_TO_SPACE"] if integer else 1)
+    op.inputs = np.asarray([src], dtype=np.int32)
+    op.outputs = np.asarray([d2s], dtype=np.int32)
+    op.builtinOptionsType = s.BuiltinOptions.DepthToSpaceOptions
+    op.builtinOptions = s.DepthToSpaceOptionsT()
+    op.builtinOptions.blockSize = r
+    if dequant:
+        g.operators[last].inputs = np.asarray([d2s], dtype=np.int32)
+        ot = g.tensors[out]
+        ot.shape = np.asarray(shape, dtype=np.int32)
+        ot.shapeSignature = None if sig is None else np.asarray(sig, dtype=np.int32)
+        g.operators.insert(last, op)
+    else:
+        g.operators.append(op)
+        g.outputs = np.asarray([d2s], dtype=np.int32)
+        _retarget_signature(m, out, d2s)
+
+
+def _name_io(m) -> None:
+    """Call the input ``raw`` and the output ``srgb``, in the tensors and the signature."""
+    g = m.subgraphs[0]
+    g.tensors[int(g.inputs[0])].name = INPUT_NAME
+    g.tensors[int(g.outputs[0])].name = OUTPUT_NAME
+    for sig in m.signatureDefs or []:
+        sig.signatureKey = SIGNATURE
+        for tm in sig.inputs or []:
+            tm.name = INPUT_NAME
+        for tm in sig.outputs or []:
+            tm.name = OUTPUT_NAME
+
+
+def _integerise(m) -> dict[str, int]:
+    """Rewire DEQUANTIZE -> op -> QUANTIZE into one integer op for :data:`INTEGERISED_OPS`; counts per op."""
+    g = m.subgraphs[0]
+    producers, consumers = _producers(g), _consumers(g)
+    drop: set[int] = set()
+    done: dict[str, int] = {}
+    for i, op in enumerate(g.operators):
+        name = _op_name(m, op)
+        if name not in INTEGERISED_OPS:
+            continue
+        x, y = int(op.inputs[0]), int(op.outputs[0])
+        dq = producers.get(x)
+        if dq is None or _op_name(m, g.operators[dq]) != "DEQUANTIZE":
+            continue
+        src = int(g.operators[dq].inputs[0])
+        if _type_name(g.tensors[src].type) in _FLOAT_TYPES:
+            continue
+        users = consumers.get(y, [])
+        if not users or y in g.outputs or any(_op_name(m, g.operators[u]) != "QUANTIZE" for u in users):
+            continue
+        keep = int(g.operators[users[0]].outputs[0])
+        kq = g.tensors[keep].quantization
+        for u in users[1:]:
+            other = int(g.operators[u].outputs[0])
+            oq = g.tensors[other].quantization
+            if list(oq.scale) == list(kq.scale) and list(oq.zeroPoint) == list(kq.zeroPoint):
+                for v in consumers.get(other, []):
+                    g.operators[v].inputs = np.asarray([keep if t == other else t for t in g.operators[v].inputs],
+                                                       dtype=np.int32)
+                drop.add(u)
+            else:                       # int8 -> int8 requantisation, an integer op
+                g.operators[u].inputs = np.asarray([keep], dtype=np.int32)
+        op.inputs = np.asarray([src], dtype=np.int32)
+        op.outputs = np.asarray([keep], dtype=np.int32)
+        op.opcodeIndex = _opcode(m, name, _INT8_VERSION[name])
+        drop.add(users[0])
+        if consumers.get(x) == [i] and x not in g.outputs:
+            drop.add(dq)
+        done[name] = done.get(name, 0) + 1
+    _remove_ops(g, drop)
+    return done
+
+
+def _integer_io(m) -> None:
+    """Drop the QUANTIZE after a float input and the DEQUANTIZE before a float output (no-op for integer I/O)."""
+    g = m.subgraphs[0]
+    producers, consumers = _producers(g), _consumers(g)
+    drop = set()
+    x = int(g.inputs[0])
+    users = consumers.get(x, [])
+    if len(users) == 1 and _op_name(m, g.operators[users[0]]) == "QUANTIZE":
+        q = int(g.operators[users[0]].outputs[0])
+        g.inputs = np.asarray([q], dtype=np.int32)
+        _retarget_signature(m, x, q)
+        drop.add(users[0])
+    y = int(g.outputs[0])
+    last = producers.get(y)
+    if last is not None and _op_name(m, g.operators[last]) == "DEQUANTIZE":
+        src = int(g.operators[last].inputs[0])
+        g.outputs = np.asarray([src], dtype=np.int32)
+        _retarget_signature(m, y, src)
+        drop.add(last)
+    _remove_ops(g, drop)
+
+
+def _float_io(m) -> None:
+    """Give an integer-I/O graph a float input (QUANTIZE after it) and a float output (DEQUANTIZE before it)."""
+    s = _schema()
+    g = m.subgraphs[0]
+    x = int(g.inputs[0])
+    if _type_name(g.tensors[x].type) not in _FLOAT_TYPES:
+        t = g.tensors[x]
+        xf = _new_tensor(m, g, t, list(t.shape), None if t.shapeSignature is None else list(t.shapeSignature),
+                         INPUT_NAME, s.TensorType.FLOAT32)
+        g.tensors[xf].quantization = None
+        t.name = f"{INPUT_NAME}_int8"
+        op = s.OperatorT()
+        op.opcodeIndex = _opcode(m, "QUANTIZE", 2)
+        op.inputs, op.outputs = np.asarray([xf], dtype=np.int32), np.asarray([x], dtype=np.int32)
+        g.operators.insert(0, op)
+        g.inputs = np.asarray([xf], dtype=np.int32)
+        _retarget_signature(m, x, xf)
+    y = int(g.outputs[0])
+    if _type_name(g.tensors[y].type) not in _FLOAT_TYPES:
+        t = g.tensors[y]
+        yf = _new_tensor(m, g, t, list(t.shape), None if t.shapeSignature is None else list(t.shapeSignature),
+                         OUTPUT_NAME, s.TensorType.FLOAT32)
+        g.tensors[yf].quantization = None
+        t.name = f"{OUTPUT_NAME}_int8"
+        op = s.OperatorT()
+        op.opcodeIndex = _opcode(m, "DEQUANTIZE", 2)
+        op.inputs, op.outputs = np.asarray([y], dtype=np.int32), np.asarray([yf], dtype=np.int32)
+        g.operators.append(op)
+        g.outputs = np.asarray([yf], dtype=np.int32)
+        _retarget_signature(m, y, yf)
+
+
+def _set_metadata(m, key: str, value: str) -> None:
+    s = _schema()
+    buf = s.BufferT()
+    buf.data = np.frombuffer(value.encode("utf-8"), dtype=np.uint8).copy()
+    m.buffers.append(buf)
+    m.metadata = [md for md in (m.metadata or []) if md.name != key]
+    md = s.MetadataT()
+    md.name, md.buffer = key, len(m.buffers) - 1
+    m.metadata.append(md)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``metadata`` entries of a ``.tflite`` file that hold UTF-8 text, by name."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    try:
+        m = flatbuffer_utils.read_model(str(path))
+    except Exception as exc:  # flatbuffers raises struct/index errors on a bad file
+        raise DarkcError(f"cannot read TFLite model {path}: {_one_line(exc)[:200]}; re-export it") from exc
+    out = {}
+    for md in m.metadata or []:
+        data = m.buffers[md.buffer].data
+        if data is None:
+            continue
+        try:
+            out[md.name.decode() if isinstance(md.name, bytes) else md.name] = bytes(np.asarray(data, np.uint8)).decode()
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------- precisions
+def quantize_fp16(content: bytes) -> tuple[bytes, dict]:
+    """Float16 weights (ai-edge-quantizer float casting), float32 compute on CPU, float32 I/O."""
+    from ai_edge_quantizer import quantizer
+
+    recipe = [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+               "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                             "compute_precision": "FLOAT", "explicit_dequantize": True}}]
+    try:
+        with _quiet_native():
+            qt = quantizer.Quantizer(bytearray(content), recipe)
+            result = qt.quantize(enable_progress_report=False)
+    except Exception as exc:  # the quantizer raises ValueError/RuntimeError
+        raise DarkcError(f"float16 conversion with ai-edge-quantizer failed: {_one_line(exc)[:300]}") from exc
+    return bytes(result.quantized_model), {"weights": "float16, dequantised by DEQUANTIZE ops",
+                                           "compute": "float32 on CPU (XNNPACK), float16 on GPU delegates",
+                                           "io": "float32", "quantizer": "ai-edge-quantizer float_casting"}
+
+
+def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", threads: int | None = None
+                  ) -> tuple[bytes, dict]:
+    """Full-integer INT8 of a float TFLite model: every operator integer, calibrated on ``inputs``.
+
+    Args:
+        content: the float32 flatbuffer (NHWC input).
+        inputs: calibration samples (1, C, h, w) float32 packed raw (NCHW, as :func:`darkc.compress.quantize.
+            calibration_inputs` gives them); transposed to NHWC here.
+        io: ``float`` (QUANTIZE/DEQUANTIZE at the boundary) or ``int8`` input and output tensors.
+        threads: interpreter threads for calibration (None: up to 4).
+
+    Raises:
+        DarkcError: no samples, the quantizer failed, or an operator is left in float.
+    """
+    from ai_edge_quantizer import quantizer, recipe
+
+    io = check_io(io)
+    if not inputs:
+        raise DarkcError("INT8 quantisation needs calibration samples; got none")
+    tensor = INPUT_NAME
+    samples = [{tensor: np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))} for x in inputs]
+    threads = threads or min(4, os.cpu_count() or 1)
+    try:
+        import ai_edge_quantizer
+
+        with _quiet_native():
+            qt = quantizer.Quantizer(bytearray(content), recipe.static_wi8_ai8())
+            calibration = qt.calibrate({SIGNATURE: samples}, num_threads=threads)
+            result = qt.quantize(calibration, enable_progress_report=False)
+        version = getattr(ai_edge_quantizer, "__version__", None) or _version("ai-edge-quantizer")
+    except DarkcError:
+        raise
+    except Exception as exc:  # the quantizer raises ValueError/RuntimeError
+        raise DarkcError(f"INT8 quantisation with ai-edge-quantizer failed: {_one_line(exc)[:300]}; check the "
+                         f"calibration inputs fit the model's input size") from exc
+    m = _read(bytes(result.quantized_model))
+    integerised = _integerise(m)
+    if io == "int8":
+        _integer_io(m)
+    else:
+        _float_io(m)
+    _compact_tensors(m, m.subgraphs[0])
+    content = _write(m)
+    info = graph_info(content)
+    if info["float_ops"]:
+        left = ", ".join(f"{k} x{v}" for k, v in _count(info["float_ops"]).items())
+        raise DarkcError(f"INT8 TFLite export left operators in float ({left}); ai-edge-quantizer has no int8 rule "
+                         f"for them - use an activation/op with int8 support or export --target onnx")
+    record = {"method": "minmax", "quantizer": f"ai-edge-quantizer {version} static_wi8_ai8 (min/max)",
+              "weights": "int8 symmetric, per output channel",
+              "activations": "int8 per tensor" + (" (symmetric)" if info["activation_zero_points"] == [0] else
+                                                  ", asymmetric (zero points)"),
+              "io": io, "integerised": integerised, "samples": len(inputs),
+              "sample_sizes": [list(s) for s in sorted({tuple(x.shape[2:]) for x in inputs})]}
+    return content, record
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def _count(items: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        key = item.split(" ", 1)[0]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------- graph facts
+def graph_info(model: bytes | str | os.PathLike) -> dict:
+    """Operators with their tensor dtypes and the facts an integrator asks about, from a ``.tflite`` file or bytes.
+
+    Returns:
+        ``{"ops": ["CONV_2D int8,int8,int32 -> int8", ...] (graph order), "op_counts": {op: n},
+        "transposes", "depth_to_space": [dtypes], "transpose_conv": [dtypes], "float_ops" (ops touching a float
+        tensor, other than a QUANTIZE of a graph input and a DEQUANTIZE to a graph output; [] for float models is
+        not meaningful - check ``precision``), "input"/"output": {"shape", "shape_signature", "dtype",
+        "quantization"}, "activation_zero_points": distinct zero points of int8 activations}``.
+    """
+    content = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else model
+    m = _read(content)
+    g = m.subgraphs[0]
+    ops, counts, float_ops = [], {}, []
+    zero_points: set[int] = set()
+    dtypes = {"DEPTH_TO_SPACE": [], "TRANSPOSE_CONV": []}
+    for op in g.operators:
+        name = _op_name(m, op)
+        ins = [_type_name(g.tensors[t].type).lower() for t in op.inputs if t >= 0]
+        outs = [_type_name(g.tensors[t].type).lower() for t in op.outputs]
+        ops.append(f"{name} {','.join(ins)} -> {','.join(outs)}")
+        counts[name] = counts.get(name, 0) + 1
+        boundary = (name == "QUANTIZE" and int(op.inputs[0]) in g.inputs) or \
+                   (name == "DEQUANTIZE" and int(op.outputs[0]) in g.outputs)
+        if not boundary and any(d.upper() in _FLOAT_TYPES for d in ins + outs):
+            float_ops.append(ops[-1])
+        if name in dtypes:
+            act = int(op.inputs[2]) if name == "TRANSPOSE_CONV" else int(op.inputs[0])
+            dtypes[name].append(_type_name(g.tensors[act].type).lower())
+        for t in op.outputs:
+            tq = g.tensors[t].quantization
+            if _type_name(g.tensors[t].type) == "INT8" and tq is not None and tq.zeroPoint is not None:
+                zero_points.update(int(z) for z in np.asarray(tq.zeroPoint).ravel())
+
+    def io(t: int) -> dict:
+        tensor = g.tensors[t]
+        sig = tensor.shapeSignature
+        q = tensor.quantization
+        quant = None
+        if q is not None and q.scale is not None and len(q.scale) == 1:
+            quant = {"scale": float(q.scale[0]), "zero_point": int(np.asarray(q.zeroPoint).ravel()[0])}
+        return {"name": tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name,
+                "shape": [int(v) for v in tensor.shape],
+                "shape_signature": None if sig is None or not len(sig) else [int(v) for v in sig],
+                "dtype": _type_name(tensor.type).lower(), "quantization": quant}
+
+    return {"ops": ops, "op_counts": counts, "operators": len(ops), "transposes": counts.get("TRANSPOSE", 0),
+            "depth_to_space": dtypes["DEPTH_TO_SPACE"], "transpose_conv": dtypes["TRANSPOSE_CONV"],
+            "float_ops": float_ops, "input": io(int(g.inputs[0])), "output": io(int(g.outputs[0])),
+            "activation_zero_points": sorted(zero_points)}
+
+
+def _where(info: dict) -> dict:
+    """Layout facts for the record: layout Transposes, and in what dtype the upsampling ops run."""
+    def summary(dtypes: list[str]) -> str:
+        if not dtypes:
+            return "none"
+        kinds = sorted(set(dtypes))
+        return f"{len(dtypes)} op{'s' if len(dtypes) > 1 else ''}, {'/'.join(kinds)}"
+
+    return {"layout_transposes": info["transposes"], "depth_to_space": summary(info["depth_to_space"]),
+            "transpose_conv": summary(info["transpose_conv"])}
+
+
+# ---------------------------------------------------------------- the exporter
+def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "fp32",
+                  input_size: tuple[int, int] | None = None, calib: list[np.ndarray] | None = None, *,
+                  io: str = "float", calib_method: str = "minmax") -> dict:
+    """Write ``model`` as one ``.tflite`` file of the given precision (in place: pass a staging path).
+
+    Args:
+        model, spec: the PyTorch model and its normalised spec (``cfa``, ``in_channels``, ``scale``).
+        out: the ``.tflite`` file to write.
+        precision: ``fp32``; ``fp16`` (float16 weights); ``int8`` (full integer, see :func:`quantize_int8`).
+        input_size: packed (h, w) or None for dynamic H/W.
+        calib: int8 only: calibration samples (1, C, h, w) packed raw, at ``input_size`` when it is set.
+        io: int8 only: ``float`` or ``int8`` input/output tensors.
+        calib_method: int8 only: ``minmax`` (ai-edge-quantizer's static recipe calibrates min/max only).
+
+    Returns:
+        The export record: converter, layout, graph facts (op list with dtypes, counts, layout transposes, where
+        DEPTH_TO_SPACE and TRANSPOSE_CONV run), ``contract`` (also embedded in the file) and ``calibration``
+        (int8) or ``fp16``.
+
+    Raises:
+        DarkcError: bad option, converter or quantizer failure, or an int8 model with a float operator.
+    """
+    from darkc.export.onnx import check_precision
+
+    precision = check_precision(precision)
+    io = check_io(io)
+    if precision != "int8" and io != "float":
+        raise DarkcError(f"--io {io} is for --precision int8; {precision} models have float32 input and output")
+    if precision == "int8" and calib_method != "minmax":
+        raise DarkcError(f"--calib-method {calib_method} is not available for TFLite (ai-edge-quantizer calibrates "
+                         f"min/max); use --calib-method minmax, or --target onnx for percentile/entropy")
+    content, block, info = torch_to_tflite(model, spec["in_channels"], input_size)
+    if precision == "fp16":
+        content, info["fp16"] = quantize_fp16(content)
+    elif precision == "int8":
+        content, info["calibration"] = quantize_int8(content, calib or [], io)
+    content = append_depth_to_space(content, block)
+    graph = graph_info(content)
+    if precision == "int8" and graph["float_ops"]:
+        raise DarkcError(f"INT8 TFLite export has float operators: {graph['float_ops'][:3]}; re-export or report")
+    contract = input_contract(spec, LAYOUT, graph["input"]["shape_signature"] or graph["input"]["shape"],
+                              graph["input"]["dtype"], graph["input"]["quantization"],
+                              graph["output"]["shape_signature"] or graph["output"]["shape"],
+                              graph["output"]["dtype"], graph["output"]["quantization"], INPUT_NAME, OUTPUT_NAME)
+    m = _read(content)
+    _set_metadata(m, METADATA_KEY, json.dumps(contract, sort_keys=True))
+    Path(out).write_bytes(_write(m))
+    info.update({
+        "runtime": f"ai-edge-litert {_version('ai-edge-litert')}",
+        "input": {"name": INPUT_NAME, "shape": graph["input"]["shape_signature"] or graph["input"]["shape"],
+                  "dtype": graph["input"]["dtype"]},
+        "output": OUTPUT_NAME,
+        "graph": {k: graph[k] for k in ("operators", "op_counts", "ops")},
+        **_where(graph),
+        "contract": contract,
+    })
+    return info
