@@ -232,18 +232,34 @@ def _int8_options(fn):
 @click.option("--input-size", default="dynamic", show_default=True,
               help="'dynamic' or HxW in raw px, e.g. 1088x1920 (must pack to multiples of 16)")
 @_int8_options
+@click.option("--io", default="float", show_default=True,
+              help="tflite int8: dtype of the model's input and output, float | int8")
 @click.option("--no-check", is_flag=True, help="keep the export even if it differs from PyTorch beyond the threshold")
 @click.option("-o", "--out", default=None, type=click.Path(),
-              help="artifact folder, or FILE.onnx in one (default: the model's own folder)")
+              help="artifact folder, or FILE.onnx / FILE.tflite in one (default: the model's own folder)")
 def export(model, target, precision, input_size, calib, calib_method, samples, calib_size, calib_ratio, reduce_range,
-           no_check, out) -> None:
+           io, no_check, out) -> None:
     """Export to ONNX (or TFLite) at fp32/fp16/int8, checked against PyTorch; writes an artifact folder."""
     from .export import command_line, export as run, format_report
     ctx = click.get_current_context()
     report = run(model, out, target=target, precision=precision, input_size=input_size, calib=calib,
                  calib_method=calib_method, samples=samples, calib_size=calib_size, calib_ratio=calib_ratio,
-                 reduce_range=reduce_range, check=not no_check, command=command_line(ctx.command_path, ctx.params))
+                 reduce_range=reduce_range, io=io, check=not no_check,
+                 command=command_line(ctx.command_path, ctx.params))
     click.echo(format_report(report))
+
+
+@cli.command()
+@click.argument("exported", type=click.Path())
+@click.option("--model", default=None, help="PyTorch checkpoint folder or shipped name it was exported from "
+              "(default: the model.safetensors + model.json beside FILE)")
+@click.option("--samples", type=int, default=4, show_default=True, help="synthetic validation inputs")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the table here")
+def diagnose(exported, model, samples, fmt, out) -> None:
+    """Per-layer SQNR of an exported .onnx/.tflite (int8 or float) against its PyTorch model."""
+    from .export.diagnose import format_table, layer_sqnr
+    _write_or_print(format_table(layer_sqnr(exported, model, samples), fmt), out)
 
 
 @cli.command()

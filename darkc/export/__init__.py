@@ -146,7 +146,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         target: ``onnx`` or ``tflite`` (the latter through ``darkc.export.tflite`` when installed).
         precision: ``fp32``; ``fp16`` (float16 weights and activations, float32 I/O); ``int8`` (ONNX Runtime
             static QDQ, see :mod:`darkc.compress.quantize`).
-        input_size: ``dynamic`` (H and W symbolic) or ``HxW`` in raw pixels, packing to multiples of 16
+        input_size: ``dynamic`` (H and W symbolic; ONNX only) or ``HxW`` in raw pixels, packing to multiples of 16
             (raw multiples of 32 for Bayer, 48 for X-Trans).
         calib: int8 only: ``synthetic`` or a folder of dark raw files.
         calib_method: int8 only: ``minmax`` / ``percentile`` / ``entropy``.
@@ -192,6 +192,10 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
                          f"directory (model.safetensors + model.json)")
     spec = read_spec(src_dir)
     fixed = parse_input_size(input_size, spec["cfa"])
+    if target == "tflite" and fixed is None:
+        raise DarkcError("--target tflite needs a fixed --input-size HxW in raw px (e.g. 1024x1024; darkc tiles larger "
+                         "frames): LiteRT's TRANSPOSE_CONV keeps the traced output shape, so a dynamic-size graph is "
+                         "only right on XNNPACK")
     dest, filename = _destination(out, kind, src_dir, target)
     net, spec = load_checkpoint(src_dir)
     weights_sha = _sha256(src_dir / WEIGHTS_FILE)

@@ -6,8 +6,11 @@ ai-edge-litert. ``tflite-runtime`` (last released 2023, 2.14) cannot load what t
 
 The graph (signature ``serving_default``) has one input ``raw`` (packed raw, **NHWC**, black-level subtracted,
 amplified by the exposure ratio and clipped to [0, 1]) and one output ``srgb`` (NHWC sRGB at ``scale`` times the
-input size). NHWC I/O is TFLite's own layout, so no layout Transpose is left in the graph. H and W are dynamic
-unless a fixed size is asked for (NPU compilers want one).
+input size). NHWC I/O is TFLite's own layout, so no layout Transpose is left in the graph. The input size is fixed
+(``--input-size HxW``; darkc's runners tile any frame with it): litert-torch can trace dynamic H/W, but it writes
+each TRANSPOSE_CONV's output shape as a constant from the trace, so such a graph is right on XNNPACK only and
+LiteRT's built-in kernels refuse it (transpose_conv.cc: computed_input_width != input width); NPU compilers want
+static shapes anyway.
 
 How the graph is made (see :func:`export_tflite`):
 
@@ -49,12 +52,8 @@ OUTPUT_NAME = "srgb"
 LAYOUT = "NHWC"
 #: ``io`` values for int8: dtype of the model's input and output tensors.
 IO_TYPES = ("float", "int8")
-#: Largest packed side a dynamic graph accepts (litert-torch needs a bound).
-MAX_DYNAMIC_SIDE = 8192
 #: Ops with TFLite int8 kernels that ai-edge-quantizer leaves in float (DEQUANTIZE -> op -> QUANTIZE); rewired.
 INTEGERISED_OPS = ("LEAKY_RELU",)
-#: Packed side of the example input a dynamic graph is traced with.
-_TRACE_SIDE = 64
 #: Op versions for int8 kernels of the ops this module writes or rewires (TFLite op versioning).
 _INT8_VERSION = {"LEAKY_RELU": 2, "DEPTH_TO_SPACE": 2}
 _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
@@ -86,6 +85,8 @@ def _quiet_native():
     import logging
     import sys
 
+    import warnings
+
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -96,7 +97,9 @@ def _quiet_native():
         os.dup2(sink.fileno(), 2)
         root.setLevel(logging.ERROR)
         try:
-            yield
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -160,14 +163,13 @@ def split_pixel_shuffle(model, in_channels: int):
     return body, r
 
 
-def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int] | None = None,
-                    multiple: int = 16) -> tuple[bytes, int | None, dict]:
+def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int]) -> tuple[bytes, int | None, dict]:
     """Convert ``model`` (NCHW PyTorch) to a float32 TFLite flatbuffer with NHWC I/O, without its PixelShuffle.
 
     Args:
         model: the PyTorch model (not modified).
         in_channels: packed channels (4 Bayer, 9 X-Trans).
-        fixed_size: packed (h, w), or None for dynamic H and W (multiples of ``multiple``).
+        fixed_size: packed (h, w), multiples of the model's size multiple (16).
 
     Returns:
         ``(flatbuffer bytes, block, info)``: ``block`` is the DEPTH_TO_SPACE block size still to append with
@@ -175,41 +177,32 @@ def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int] | None 
         own head was converted; info names the converter and how the head is made.
 
     Raises:
-        DarkcError: the converter failed (an op it cannot lower, or dynamic shapes it cannot keep).
+        DarkcError: no fixed size, or the converter failed (an op it cannot lower).
     """
     import torch
 
+    if fixed_size is None:
+        raise DarkcError("TFLite export needs a fixed --input-size HxW in raw px (e.g. 1024x1024; darkc tiles larger "
+                         "frames): LiteRT's TRANSPOSE_CONV keeps the traced output shape, so a dynamic-size graph is "
+                         "only right on XNNPACK")
     litert_torch = _litert_torch()
     body, r = split_pixel_shuffle(model, in_channels)
     net = body if body is not None else model.eval()
     wrapped = litert_torch.to_channel_last_io(net, args=[0], outputs=[0]).eval()
-    h, w = fixed_size or (_TRACE_SIDE, _TRACE_SIDE)
+    h, w = fixed_size
     example = torch.zeros(1, h, w, in_channels)
-    dynamic = None
-    if fixed_size is None:
-        dh = torch.export.Dim("height", min=1, max=MAX_DYNAMIC_SIDE // multiple)
-        dw = torch.export.Dim("width", min=1, max=MAX_DYNAMIC_SIDE // multiple)
-        dynamic = (({1: multiple * dh, 2: multiple * dw},),)   # the wrapper takes *args
     try:
         with _quiet_native(), torch.no_grad():
-            edge = litert_torch.convert(wrapped, (example,), dynamic_shapes=dynamic)
+            edge = litert_torch.convert(wrapped, (example,))
             content = bytes(edge.model_content())
     except Exception as exc:  # the converter raises many types (torch export, jax lowering, MLIR)
-        hint = ("; export at a fixed size (--input-size HxW)" if fixed_size is None
-                else "; the model uses an op litert-torch cannot lower - use --target onnx or change the op")
-        raise DarkcError(f"litert-torch could not convert the model: {_one_line(exc)[:300]}{hint}") from exc
+        raise DarkcError(f"litert-torch could not convert the model: {_one_line(exc)[:300]}; the model uses an op "
+                         f"litert-torch cannot lower - use --target onnx or change the op") from exc
     info = {"converter": f"litert-torch {litert_torch.__version__} (to_channel_last_io: NHWC input and output)",
             "layout": LAYOUT,
             "pixel_shuffle": (f"DEPTH_TO_SPACE(block_size={r}) appended to the flatbuffer, head conv channels "
                               f"permuted to its order" if r else "converted as the model computes it")}
     m = _read(content)
-    if fixed_size is None:
-        # litert-torch leaves the dynamic input at 1x1 (too small to allocate: four poolings) and the output
-        # static; start at the trace size, mark the output's H and W dynamic
-        g = m.subgraphs[0]
-        g.tensors[int(g.inputs[0])].shape = np.asarray([1, h, w, in_channels], dtype=np.int32)
-        ot = g.tensors[int(g.outputs[0])]
-        ot.shapeSignature = np.asarray([1, -1, -1, int(ot.shape[3])], dtype=np.int32)
     _name_io(m)
     return _write(m), r, info
 
@@ -550,6 +543,10 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
         with _quiet_native():
             qt = quantizer.Quantizer(bytearray(content), recipe.static_wi8_ai8())
             calibration = qt.calibrate({SIGNATURE: samples}, num_threads=threads)
+            if INPUT_NAME in calibration:      # the input's range is the contract's [0, 1], not the samples'
+                seen = calibration[INPUT_NAME]
+                calibration[INPUT_NAME] = {**seen, "min": np.zeros_like(seen["min"]),
+                                           "max": np.ones_like(seen["max"])}
             result = qt.quantize(calibration, enable_progress_report=False)
         version = getattr(ai_edge_quantizer, "__version__", None) or _version("ai-edge-quantizer")
     except DarkcError:
@@ -574,6 +571,7 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
               "weights": "int8 symmetric, per output channel",
               "activations": "int8 per tensor" + (" (symmetric)" if info["activation_zero_points"] == [0] else
                                                   ", asymmetric (zero points)"),
+              "input_range": "[0, 1] (the input contract's range; calibrated ranges everywhere else)",
               "io": io, "integerised": integerised, "samples": len(inputs),
               "sample_sizes": [list(s) for s in sorted({tuple(x.shape[2:]) for x in inputs})]}
     return content, record
@@ -671,8 +669,8 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
         model, spec: the PyTorch model and its normalised spec (``cfa``, ``in_channels``, ``scale``).
         out: the ``.tflite`` file to write.
         precision: ``fp32``; ``fp16`` (float16 weights); ``int8`` (full integer, see :func:`quantize_int8`).
-        input_size: packed (h, w) or None for dynamic H/W.
-        calib: int8 only: calibration samples (1, C, h, w) packed raw, at ``input_size`` when it is set.
+        input_size: packed (h, w); None (dynamic) is refused, see the module docstring.
+        calib: int8 only: calibration samples (1, C, h, w) packed raw at ``input_size``.
         io: int8 only: ``float`` or ``int8`` input/output tensors.
         calib_method: int8 only: ``minmax`` (ai-edge-quantizer's static recipe calibrates min/max only).
 
