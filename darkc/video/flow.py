@@ -35,8 +35,9 @@ def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
         raise ValueError(f"image {img.shape} and flow {flow.shape} differ in size")
     gx, gy = _grid(h, w)
     mx, my = gx + flow[..., 0], gy + flow[..., 1]
-    return cv2.remap(np.ascontiguousarray(img, dtype=np.float32), mx, my, cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(np.ascontiguousarray(img, dtype=np.float32), mx, my, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(img.shape)
 
 
 def in_frame(flow: np.ndarray) -> np.ndarray:

@@ -19,9 +19,10 @@ Kinds:
   errors) cannot use the warped history; each pixel takes whichever history, warped or still, matches the
   current frame better, so flat regions where flow is unreliable are still smoothed.
 
-All decisions (noise level, difference, flow, occlusion) are made at 1/:data:`STAT_SCALE` resolution on local
-means (area averaging then a 3x3 box: a ~12 px window), which averages noise and keeps the cost small; at full
-resolution a frame costs one area resize, the upsampling of ``k`` (and of the flow), one warp and the blend.
+All decisions (noise level, difference, occlusion) are made at 1/:data:`STAT_SCALE` resolution on local means
+(area averaging then a 3x3 box: a ~6 px window), which averages noise and keeps the cost small; the flow is
+computed at 1/:data:`FLOW_SCALE`. At full resolution a frame costs one area resize, the upsampling of ``k``
+(and of the flow), one warp and the blend.
 """
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ from .flow import FB_ALPHA, FB_BETA, DISFlow, luma_u8, occlusion_mask, warp
 KINDS = ("none", "ema", "motion-adaptive", "flow")
 #: default largest history weight per kind (benchmarks/results/video/video_temporal.md measures them)
 DEFAULT_STRENGTH = {"none": 0.0, "ema": 0.8, "motion-adaptive": 0.8, "flow": 0.8}
-#: statistics (and flow) resolution divisor
-STAT_SCALE = 4
+#: resolution divisor of the statistics and decisions (2: a ~6 px window; 4 halves the cost but ghosts more) and
+#: of the optical flow (computed coarser, then upsampled)
+STAT_SCALE = 2
+FLOW_SCALE = 4
 #: normalised-difference ramp: k = s for m <= RAMP[0], 0 for m >= RAMP[1]
 RAMP = (1.0, 2.5)
 
@@ -54,21 +57,23 @@ def _up(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class _Blender:
-    """x + k (hist - x) at full resolution, k upsampled from the statistics resolution into a reused buffer."""
+    """x + k (hist - x) at full resolution (one fused torch.lerp pass), k upsampled from the statistics
+    resolution into a reused buffer."""
 
     def __init__(self):
         self._k: np.ndarray | None = None
 
     def __call__(self, x: np.ndarray, hist: np.ndarray, k_low: np.ndarray, hist_is_scratch: bool = False) -> np.ndarray:
+        import torch
+
         h, w, c = x.shape
         if self._k is None or self._k.shape != x.shape:
             self._k = np.empty(x.shape, np.float32)
-        k = self._k.reshape(h, w, c) if c > 1 else self._k
-        cv2.resize(cv2.merge([k_low] * c), (w, h), dst=k if c > 1 else k[..., 0], interpolation=cv2.INTER_LINEAR)
-        d = np.subtract(hist, x, out=hist if hist_is_scratch else None)
-        np.multiply(d, self._k, out=d)
-        np.add(d, x, out=d)
-        return d
+        k_src = cv2.merge([k_low] * c) if c > 1 else k_low
+        cv2.resize(k_src, (w, h), dst=self._k if c > 1 else self._k[..., 0], interpolation=cv2.INTER_LINEAR)
+        out = hist if hist_is_scratch else np.empty_like(x)
+        torch.lerp(torch.from_numpy(x), torch.from_numpy(hist), torch.from_numpy(self._k), out=torch.from_numpy(out))
+        return out
 
 
 def _chan_mean(a: np.ndarray) -> np.ndarray:
@@ -99,7 +104,7 @@ class NoiseModel:
     bins = 16
     momentum = 0.7
     min_count = 32
-    max_samples = 40000
+    max_samples = 10000
 
     def __init__(self):
         self.sigma: np.ndarray | None = None        # (bins, C)
@@ -221,48 +226,55 @@ class MotionAdaptiveFilter(TemporalFilter):
 class FlowFilter(MotionAdaptiveFilter):
     """Motion-adaptive blend against the motion-compensated previous output.
 
-    Flow: DIS (``preset``) both ways between the channel means of consecutive *inputs* at the statistics
-    resolution; the forward-backward check (``fb_alpha``, ``fb_beta`` in full-resolution px^2) marks occlusions.
+    Flow: DIS (``preset``) both ways between the channel means of consecutive *inputs* at 1/:data:`FLOW_SCALE`;
+    the forward-backward check there (``fb_alpha``, ``fb_beta`` in full-resolution px^2) marks occlusions.
     """
 
     kind = "flow"
 
-    def __init__(self, strength: float | None = None, preset: str = "ultrafast", fb_alpha: float = FB_ALPHA,
+    def __init__(self, strength: float | None = None, preset: str = "fast", fb_alpha: float = FB_ALPHA,
                  fb_beta: float = FB_BETA):
         self.dis = DISFlow(preset)
         self.fb_alpha, self.fb_beta = fb_alpha, fb_beta
-        self._grid: np.ndarray | None = None
         super().__init__(strength)
 
     def reset(self) -> None:
         super().reset()
         self.prev_grey: np.ndarray | None = None
 
+    def _grey(self, x_low: np.ndarray) -> np.ndarray:
+        """The channel mean at 1/FLOW_SCALE, 8 bit (what DIS takes)."""
+        h, w = x_low.shape[:2]
+        f = max(1, FLOW_SCALE // STAT_SCALE)
+        small = x_low if f == 1 else cv2.resize(x_low, (max(8, w // f), max(8, h // f)), interpolation=cv2.INTER_AREA)
+        return luma_u8(small if small.ndim == 3 else small[..., None])
+
     def _first(self, x: np.ndarray) -> np.ndarray:
         super()._first(x)
-        self.prev_grey = luma_u8(self.prev_in_low)
+        self.prev_grey = self._grey(self.prev_in_low)
         return x
 
-    def _full_flow(self, flow_low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """Absolute full-resolution sampling map (H, W, 2) for cv2.remap from a low-resolution flow."""
+    @staticmethod
+    def _resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A flow field resampled to ``size`` (H, W), its vectors rescaled to the new pixel size."""
         h, w = size
-        lh, lw = flow_low.shape[:2]
-        scaled = flow_low * np.array([w / lw, h / lh], np.float32)
-        if self._grid is None or self._grid.shape[:2] != (h, w):
-            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            self._grid = np.dstack([gx, gy])
-        full = _up(scaled, (h, w))
-        full += self._grid
-        return full
+        fh, fw = flow.shape[:2]
+        if (fh, fw) == (h, w):
+            return flow
+        return cv2.resize(flow * np.array([w / fw, h / fh], np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
     def _step(self, x: np.ndarray) -> np.ndarray:
         h, w = x.shape[:2]
         x_low = _low(x)
-        grey = luma_u8(x_low)
-        lh, lw = grey.shape
-        bwd = self.dis(grey, self.prev_grey)                 # F_t->t-1, low-resolution px
+        lh, lw = x_low.shape[:2]
+        grey = self._grey(x_low)
+        gh, gw = grey.shape
+        bwd = self.dis(grey, self.prev_grey)                 # F_t->t-1 at 1/FLOW_SCALE
         fwd = self.dis(self.prev_grey, grey)                 # F_t-1->t
-        occ = occlusion_mask(bwd, fwd, alpha=self.fb_alpha, beta=self.fb_beta * (lw / w) * (lh / h))
+        occ = occlusion_mask(bwd, fwd, alpha=self.fb_alpha, beta=self.fb_beta * (gw / w) * (gh / h))
+        bwd = self._resize_flow(bwd, (lh, lw))
+        if (gh, gw) != (lh, lw):
+            occ = cv2.resize(occ.astype(np.uint8), (lw, lh), interpolation=cv2.INTER_NEAREST).astype(bool)
         level = _chan_mean(x_low)
         self.noise.update(x_low - warp(self.prev_in_low, bwd), level, valid=~occ)
         sigma = self.noise(level)
@@ -273,8 +285,8 @@ class FlowFilter(MotionAdaptiveFilter):
         use_warped = m_warped <= m_still
         k = _ramp(np.minimum(m_warped, m_still), self.strength)
         chosen = np.where(use_warped[..., None], bwd, 0.0).astype(np.float32)
-        hist = cv2.remap(self.prev_out, self._full_flow(chosen, (h, w)), None, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+        hist = cv2.remap(self.prev_out, self._resize_flow(chosen, (h, w)), None,
+                         cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP, borderMode=cv2.BORDER_REPLICATE)
         hist = hist if hist.ndim == 3 else hist[..., None]
         y = self.blend(x, hist, k, hist_is_scratch=True)
         hist_low = np.where(use_warped[..., None], warped_low, self.prev_out_low)
