@@ -234,17 +234,19 @@ def _int8_options(fn):
 @_int8_options
 @click.option("--io", default="float", show_default=True,
               help="tflite int8: dtype of the model's input and output, float | int8")
+@click.option("--int8-activation", default="leaky_relu", show_default=True,
+              help="tflite int8: LeakyReLU as leaky_relu (fast on XNNPACK) | prelu (same result on every kernel)")
 @click.option("--no-check", is_flag=True, help="keep the export even if it differs from PyTorch beyond the threshold")
 @click.option("-o", "--out", default=None, type=click.Path(),
               help="artifact folder, or FILE.onnx / FILE.tflite in one (default: the model's own folder)")
 def export(model, target, precision, input_size, calib, calib_method, samples, calib_size, calib_ratio, reduce_range,
-           io, no_check, out) -> None:
+           io, int8_activation, no_check, out) -> None:
     """Export to ONNX (or TFLite) at fp32/fp16/int8, checked against PyTorch; writes an artifact folder."""
     from .export import command_line, export as run, format_report
     ctx = click.get_current_context()
     report = run(model, out, target=target, precision=precision, input_size=input_size, calib=calib,
                  calib_method=calib_method, samples=samples, calib_size=calib_size, calib_ratio=calib_ratio,
-                 reduce_range=reduce_range, io=io, check=not no_check,
+                 reduce_range=reduce_range, io=io, int8_activation=int8_activation, check=not no_check,
                  command=command_line(ctx.command_path, ctx.params))
     click.echo(format_report(report))
 

@@ -204,7 +204,8 @@ def test_tflite_target_dispatches_to_its_module_or_says_it_is_missing(tiny, tmp_
 
     monkeypatch.setitem(sys.modules, "darkc.export.tflite", types.SimpleNamespace(export_tflite=export_tflite))
     rep = export(tiny, tmp_path / "t2", target="tflite", input_size="64x64", check=False)
-    assert calls == [("bayer", "model.tflite", "fp32", (32, 32), None, {"io": "float", "calib_method": "minmax"})]
+    assert calls == [("bayer", "model.tflite", "fp32", (32, 32), None, {"io": "float", "calib_method": "minmax",
+                                                                    "int8_activation": "leaky_relu"})]
     assert rep["converter"] == "fake" and (tmp_path / "t2" / "model.tflite").is_file()
     assert rep["parity"]["passed"] is None and rep["parity"]["error"]    # no TFLite runtime / not a real model
 

@@ -45,7 +45,8 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def art(tiny, tmp_path_factory):
-    """One artifact folder with the fp32, fp16, int8 (float I/O) and int8 (int8 I/O, via the CLI) TFLite exports."""
+    """One artifact folder with the fp32, fp16, int8 (float I/O) and int8 (int8 I/O and PRELU, via the CLI) TFLite
+    exports."""
     out = tmp_path_factory.mktemp("tfl") / "art"
     reports = {
         "fp32": export(tiny, out / "model.tflite", target="tflite", input_size=SIZE),
@@ -54,7 +55,8 @@ def art(tiny, tmp_path_factory):
                        samples=4),
     }
     assert main(["export", "--model", str(tiny), "--target", "tflite", "--precision", "int8", "--io", "int8",
-                 "--input-size", SIZE, "--samples", "4", "-o", str(out / "model-int8io.tflite")]) == 0
+                 "--int8-activation", "prelu", "--input-size", SIZE, "--samples", "4",
+                 "-o", str(out / "model-int8io.tflite")]) == 0
     return out, reports
 
 
@@ -114,6 +116,13 @@ def test_int8_graph_has_no_float_ops(art):
     assert io_int8["float_ops"] == [] and not any("float" in op for op in io_int8["ops"])
     assert io_int8["input"]["dtype"] == "int8" and io_int8["output"]["dtype"] == "int8"
     assert io_int8["input"]["quantization"]["scale"] > 0
+    assert io_int8["op_counts"]["PRELU"] == 18 and "LEAKY_RELU" not in io_int8["op_counts"]
+    assert sum(op == "PRELU int8,int8 -> int8" for op in io_int8["ops"]) == 18
+
+    record = json.loads((out / "model.json").read_text())["provenance"]["exports"]
+    assert record["model-int8io.tflite"]["calibration"]["activation"] == "prelu"
+    for name in ("model-int8.tflite", "model-int8io.tflite"):      # XNNPACK vs LiteRT's built-in int8 kernels
+        assert record[name]["kernels"]["xnnpack_vs_builtin_psnr_db"] > 40
 
 
 def test_contract_travels_in_the_file_and_model_json(art):
@@ -146,7 +155,7 @@ def test_load_runner_enhance_and_eval_take_the_tflite(tiny, art, capsys):
     assert result["n"] == 1 and np.isfinite(result["psnr"])
 
 
-@pytest.mark.parametrize("case", ["dynamic", "io-fp32", "entropy", "empty-calib", "xtrans-calib"])
+@pytest.mark.parametrize("case", ["dynamic", "io-fp32", "activation", "entropy", "empty-calib", "xtrans-calib"])
 def test_bad_input_raises_and_writes_nothing(tiny, tmp_path, case):
     dest = tmp_path / "out"
     if case == "dynamic":
@@ -155,6 +164,9 @@ def test_bad_input_raises_and_writes_nothing(tiny, tmp_path, case):
     elif case == "io-fp32":
         with raises_naming("--io 'int8' is for --target tflite --precision int8"):
             export(tiny, dest, target="tflite", input_size=SIZE, io="int8")
+    elif case == "activation":
+        with raises_naming("--int8-activation 'relu6' is unknown", "leaky_relu, prelu"):
+            export(tiny, dest, target="tflite", precision="int8", input_size=SIZE, int8_activation="relu6", samples=2)
     elif case == "entropy":
         with raises_naming("--calib-method entropy", "minmax"):
             export(tiny, dest, target="tflite", precision="int8", input_size=SIZE, calib_method="entropy", samples=2)
@@ -177,8 +189,10 @@ def test_bad_input_raises_and_writes_nothing(tiny, tmp_path, case):
 def test_quantizer_refuses_wrong_channel_count_and_no_samples(art):
     out, _ = art
     content = (out / "model.tflite").read_bytes()
-    with raises_naming("INT8 quantisation with ai-edge-quantizer failed"):
+    with raises_naming("calibration sample 0 has shape (1, 9, 64, 64)", "(1, 4, 64, 64)"):
         quantize_int8(content, [np.zeros((1, 9, *PACKED), np.float32)])
+    with raises_naming("calibration sample 1 has shape (1, 4, 32, 32)"):
+        quantize_int8(content, [np.zeros((1, 4, *PACKED), np.float32), np.zeros((1, 4, 32, 32), np.float32)])
     with raises_naming("needs calibration samples"):
         quantize_int8(content, [])
 

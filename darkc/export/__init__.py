@@ -136,8 +136,8 @@ def _commit(staging: Path, dest: Path, names: list[str]) -> None:
 def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx", precision: str = "fp32",
            input_size: str | None = "dynamic", calib: str | os.PathLike = "synthetic", calib_method: str = "minmax",
            samples: int | None = None, calib_size: int | None = None, calib_ratio: float | None = None,
-           reduce_range: bool | str | None = None, io: str = "float", check: bool = True,
-           command: str | None = None) -> dict:
+           reduce_range: bool | str | None = None, io: str = "float", int8_activation: str = "leaky_relu",
+           check: bool = True, command: str | None = None) -> dict:
     """Export a checkpoint to ONNX (or TFLite) at one precision, check it against PyTorch, write the artifact.
 
     Args:
@@ -157,6 +157,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         reduce_range: int8 only: 7-bit weights; None / ``auto`` decides from this CPU (see ``cpu_int8_info``),
             ``on``/True or ``off``/False force it.
         io: TFLite int8 only: ``float`` (QUANTIZE/DEQUANTIZE inside the model) or ``int8`` input and output.
+        int8_activation: TFLite int8 only: ``leaky_relu`` or ``prelu`` (see ``darkc.export.tflite.quantize_int8``).
         check: fail when the parity check fails; with False it is still measured and recorded when possible.
         command: the command line, recorded in the provenance.
 
@@ -185,6 +186,9 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     if io != "float" and (target != "tflite" or precision != "int8"):
         raise DarkcError(f"--io {io!r} is for --target tflite --precision int8; other exports have float32 "
                          f"input and output (leave --io out)")
+    if int8_activation != "leaky_relu" and (target != "tflite" or precision != "int8"):
+        raise DarkcError(f"--int8-activation {int8_activation!r} is for --target tflite --precision int8 "
+                         f"(leave it out)")
     exporter = _tflite_exporter() if target == "tflite" else None
     kind, src_dir = resolve_model_ref(model)
     if kind not in ("checkpoint", "pretrained"):
@@ -218,7 +222,8 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
             # export_tflite(model, spec, out, precision, input_size=packed (h, w) or None, calib=list of
             # (1, C, h, w) calibration arrays for int8, else None, io=, calib_method=) -> dict of facts to record;
             # it embeds the input contract in the file and returns it under "contract"
-            info = exporter(net, spec, staged, precision, fixed, calib_inputs, io=io, calib_method=calib_method)
+            info = exporter(net, spec, staged, precision, fixed, calib_inputs, io=io, calib_method=calib_method,
+                            int8_activation=int8_activation)
             info = dict(info) if isinstance(info, dict) else {}
         if not staged.is_file():
             raise DarkcError(f"the {target} exporter wrote no {filename}; re-run, or report the bug")
@@ -299,7 +304,7 @@ def format_report(report: dict) -> str:
     extra = ""
     if "calibration" in report:
         cal = report["calibration"]
-        extra = (f"; {cal.get('method')} calibration on {cal.get('samples')} samples, "
-                 f"reduce_range={cal.get('reduce_range')}")
+        extra = f"; {cal.get('method')} calibration on {cal.get('samples')} samples"
+        extra += f", reduce_range={cal['reduce_range']}" if "reduce_range" in cal else f", {cal.get('io')} I/O"
     return (f"wrote {report['file']} ({report['target']} {report['precision']}, {size}, "
             f"{report['bytes'] / 1e6:.2f} MB{extra}); {check}")

@@ -54,8 +54,8 @@ LAYOUT = "NHWC"
 IO_TYPES = ("float", "int8")
 #: Ops with TFLite int8 kernels that ai-edge-quantizer leaves in float (DEQUANTIZE -> op -> QUANTIZE); rewired.
 INTEGERISED_OPS = ("LEAKY_RELU",)
-#: Op versions for int8 kernels of the ops this module writes or rewires (TFLite op versioning).
-_INT8_VERSION = {"LEAKY_RELU": 2, "DEPTH_TO_SPACE": 2}
+#: ``int8_activation`` values: the int8 op that computes LeakyReLU (see :func:`quantize_int8`).
+INT8_ACTIVATIONS = ("leaky_relu", "prelu")
 _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
 
 
@@ -336,8 +336,7 @@ def _append_depth_to_space(m, r: int) -> None:
         sig = [sn, sh * r if sh > 0 else -1, sw * r if sw > 0 else -1, c // (r * r)]
     d2s = _new_tensor(m, g, st, shape, sig, f"{OUTPUT_NAME}_depth_to_space" if dequant else OUTPUT_NAME)
     op = s.OperatorT()
-    integer = _type_name(st.type) not in _FLOAT_TYPES
-    op.opcodeIndex = _opcode(m, "DEPTH_TO_SPACE", _INT8_VERSION["DEPTH_TO_SPACE"] if integer else 1)
+    op.opcodeIndex = _opcode(m, "DEPTH_TO_SPACE", 1)       # version 1: float32 and int8 (2 is uint8)
     op.inputs = np.asarray([src], dtype=np.int32)
     op.outputs = np.asarray([d2s], dtype=np.int32)
     op.builtinOptionsType = s.BuiltinOptions.DepthToSpaceOptions
@@ -356,10 +355,15 @@ def _append_depth_to_space(m, r: int) -> None:
 
 
 def _name_io(m) -> None:
-    """Call the input ``raw`` and the output ``srgb``, in the tensors and the signature."""
+    """Call the input ``raw`` and the output ``srgb``, in the tensors and the signature (names stay unique)."""
     g = m.subgraphs[0]
-    g.tensors[int(g.inputs[0])].name = INPUT_NAME
-    g.tensors[int(g.outputs[0])].name = OUTPUT_NAME
+    io = {int(g.inputs[0]): INPUT_NAME, int(g.outputs[0]): OUTPUT_NAME}
+    for i, t in enumerate(g.tensors):
+        name = t.name.decode() if isinstance(t.name, bytes) else t.name
+        if i not in io and name in io.values():
+            t.name = f"{name}_{i}"
+    for i, name in io.items():
+        g.tensors[i].name = name
     for sig in m.signatureDefs or []:
         sig.signatureKey = SIGNATURE
         for tm in sig.inputs or []:
@@ -402,7 +406,6 @@ def _integerise(m) -> dict[str, int]:
                 g.operators[u].inputs = np.asarray([keep], dtype=np.int32)
         op.inputs = np.asarray([src], dtype=np.int32)
         op.outputs = np.asarray([keep], dtype=np.int32)
-        op.opcodeIndex = _opcode(m, name, _INT8_VERSION[name])
         drop.add(users[0])
         if consumers.get(x) == [i] and x not in g.outputs:
             drop.add(dq)
@@ -433,6 +436,36 @@ def _integer_io(m) -> None:
     _remove_ops(g, drop)
 
 
+def _leaky_to_prelu(m) -> int:
+    """Turn every int8 LEAKY_RELU into PRELU with alpha as an exact int8 constant (127 at scale alpha / 127)."""
+    s = _schema()
+    g = m.subgraphs[0]
+    alphas: dict[float, int] = {}
+    count = 0
+    for op in g.operators:
+        if _op_name(m, op) != "LEAKY_RELU" or _type_name(g.tensors[int(op.inputs[0])].type) != "INT8":
+            continue
+        alpha = float(op.builtinOptions.alpha)
+        if not 0 < alpha < 1:
+            continue
+        if alpha not in alphas:
+            buf = s.BufferT()
+            buf.data = np.array([127], np.int8).view(np.uint8)
+            m.buffers.append(buf)
+            t = s.TensorT()
+            t.shape, t.type, t.buffer, t.name = np.array([1], np.int32), s.TensorType.INT8, len(m.buffers) - 1, \
+                f"prelu_alpha_{alpha:g}"
+            t.quantization = s.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = [alpha / 127], [0]
+            g.tensors.append(t)
+            alphas[alpha] = len(g.tensors) - 1
+        op.opcodeIndex = _opcode(m, "PRELU", 1)
+        op.inputs = np.asarray([int(op.inputs[0]), alphas[alpha]], dtype=np.int32)
+        op.builtinOptionsType, op.builtinOptions = 0, None
+        count += 1
+    return count
+
+
 def _float_io(m) -> None:
     """Give an integer-I/O graph a float input (QUANTIZE after it) and a float output (DEQUANTIZE before it)."""
     s = _schema()
@@ -445,7 +478,7 @@ def _float_io(m) -> None:
         g.tensors[xf].quantization = None
         t.name = f"{INPUT_NAME}_int8"
         op = s.OperatorT()
-        op.opcodeIndex = _opcode(m, "QUANTIZE", 2)
+        op.opcodeIndex = _opcode(m, "QUANTIZE", 1)
         op.inputs, op.outputs = np.asarray([xf], dtype=np.int32), np.asarray([x], dtype=np.int32)
         g.operators.insert(0, op)
         g.inputs = np.asarray([xf], dtype=np.int32)
@@ -458,7 +491,7 @@ def _float_io(m) -> None:
         g.tensors[yf].quantization = None
         t.name = f"{OUTPUT_NAME}_int8"
         op = s.OperatorT()
-        op.opcodeIndex = _opcode(m, "DEQUANTIZE", 2)
+        op.opcodeIndex = _opcode(m, "DEQUANTIZE", 1)
         op.inputs, op.outputs = np.asarray([y], dtype=np.int32), np.asarray([yf], dtype=np.int32)
         g.operators.append(op)
         g.outputs = np.asarray([yf], dtype=np.int32)
@@ -515,8 +548,8 @@ def quantize_fp16(content: bytes) -> tuple[bytes, dict]:
                                            "io": "float32", "quantizer": "ai-edge-quantizer float_casting"}
 
 
-def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", threads: int | None = None
-                  ) -> tuple[bytes, dict]:
+def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", threads: int | None = None,
+                  activation: str = "leaky_relu") -> tuple[bytes, dict]:
     """Full-integer INT8 of a float TFLite model: every operator integer, calibrated on ``inputs``.
 
     Args:
@@ -525,6 +558,12 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
             calibration_inputs` gives them); transposed to NHWC here.
         io: ``float`` (QUANTIZE/DEQUANTIZE at the boundary) or ``int8`` input and output tensors.
         threads: interpreter threads for calibration (None: up to 4).
+        activation: the int8 op for LeakyReLU: ``leaky_relu`` (LEAKY_RELU; XNNPACK runs it fast and unbiased, but
+            LiteRT's built-in and reference int8 kernels round its negative side with a bias of -0.1 to -0.3
+            steps that accumulates: teacher at 768x768 raw, 47.1 dB parity on XNNPACK, 39.9 dB on built-in
+            kernels) or ``prelu`` (PRELU with alpha 0.2 held exactly as int8 127 x 0.2/127: 47.5 dB on XNNPACK,
+            built-in and reference kernels alike, but XNNPACK leaves int8 PRELU to the built-in kernels: 1.8x
+            slower on an x86 host).
 
     Raises:
         DarkcError: no samples, the quantizer failed, or an operator is left in float.
@@ -532,10 +571,17 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
     from ai_edge_quantizer import quantizer, recipe
 
     io = check_io(io)
+    if activation not in INT8_ACTIVATIONS:
+        raise DarkcError(f"--int8-activation {activation!r} is unknown; use one of {', '.join(INT8_ACTIVATIONS)}")
     if not inputs:
         raise DarkcError("INT8 quantisation needs calibration samples; got none")
-    tensor = INPUT_NAME
-    samples = [{tensor: np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))} for x in inputs]
+    n, h, w, c = graph_info(content)["input"]["shape"]
+    for i, x in enumerate(inputs):
+        if np.ndim(x) != 4 or tuple(np.shape(x)) != (1, c, h, w):
+            raise DarkcError(f"calibration sample {i} has shape {tuple(np.shape(x))} but the model takes "
+                             f"{(1, c, h, w)} (packed raw, NCHW); calibrate with raws of the model's sensor at the "
+                             f"export size")
+    samples = [{INPUT_NAME: np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))} for x in inputs]
     threads = threads or min(4, os.cpu_count() or 1)
     try:
         import ai_edge_quantizer
@@ -556,6 +602,8 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
                          f"calibration inputs fit the model's input size") from exc
     m = _read(bytes(result.quantized_model))
     integerised = _integerise(m)
+    if activation == "prelu":
+        integerised = {"PRELU": _leaky_to_prelu(m), **{k: v for k, v in integerised.items() if k != "LEAKY_RELU"}}
     if io == "int8":
         _integer_io(m)
     else:
@@ -572,7 +620,7 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
               "activations": "int8 per tensor" + (" (symmetric)" if info["activation_zero_points"] == [0] else
                                                   ", asymmetric (zero points)"),
               "input_range": "[0, 1] (the input contract's range; calibrated ranges everywhere else)",
-              "io": io, "integerised": integerised, "samples": len(inputs),
+              "io": io, "integerised": integerised, "activation": activation, "samples": len(inputs),
               "sample_sizes": [list(s) for s in sorted({tuple(x.shape[2:]) for x in inputs})]}
     return content, record
 
@@ -647,6 +695,33 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
             "activation_zero_points": sorted(zero_points)}
 
 
+def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int, int]) -> dict:
+    """PSNR between LiteRT's XNNPACK and built-in int8 kernels on one synthetic input (darkc's parity input).
+
+    The two should agree to rounding (> 45 dB); a lower figure means an op rounds differently on the two (see
+    ``activation`` in :func:`quantize_int8`), so a device without XNNPACK (an NPU, TFLite Micro) may score lower
+    than the parity check, which runs XNNPACK.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from darkc.export.parity import parity_inputs, psnr
+    from darkc.inference import _dequantize, _quantize
+
+    content = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else model
+    x = np.ascontiguousarray(parity_inputs(cfa, size, 1)[0].transpose(0, 2, 3, 1))
+    outputs = {}
+    for name, resolver in (("xnnpack", OpResolverType.AUTO),
+                           ("builtin", OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)):
+        interp = Interpreter(model_content=content, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+        inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
+        interp.set_tensor(inp["index"], _quantize(x, inp))
+        interp.invoke()
+        outputs[name] = _dequantize(interp.get_tensor(outp["index"]), outp)
+    return {"xnnpack_vs_builtin_psnr_db": round(psnr(outputs["builtin"], outputs["xnnpack"]), 2),
+            "input": f"synthetic validation photo, packed {size[0]}x{size[1]}"}
+
+
 def _where(info: dict) -> dict:
     """Layout facts for the record: layout Transposes, and in what dtype the upsampling ops run."""
     def summary(dtypes: list[str]) -> str:
@@ -662,7 +737,7 @@ def _where(info: dict) -> dict:
 # ---------------------------------------------------------------- the exporter
 def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "fp32",
                   input_size: tuple[int, int] | None = None, calib: list[np.ndarray] | None = None, *,
-                  io: str = "float", calib_method: str = "minmax") -> dict:
+                  io: str = "float", calib_method: str = "minmax", int8_activation: str = "leaky_relu") -> dict:
     """Write ``model`` as one ``.tflite`` file of the given precision (in place: pass a staging path).
 
     Args:
@@ -673,6 +748,7 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
         calib: int8 only: calibration samples (1, C, h, w) packed raw at ``input_size``.
         io: int8 only: ``float`` or ``int8`` input/output tensors.
         calib_method: int8 only: ``minmax`` (ai-edge-quantizer's static recipe calibrates min/max only).
+        int8_activation: int8 only: ``leaky_relu`` or ``prelu``, see :func:`quantize_int8`.
 
     Returns:
         The export record: converter, layout, graph facts (op list with dtypes, counts, layout transposes, where
@@ -688,6 +764,10 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
     io = check_io(io)
     if precision != "int8" and io != "float":
         raise DarkcError(f"--io {io} is for --precision int8; {precision} models have float32 input and output")
+    if int8_activation not in INT8_ACTIVATIONS:
+        raise DarkcError(f"--int8-activation {int8_activation!r} is unknown; use one of {', '.join(INT8_ACTIVATIONS)}")
+    if precision != "int8" and int8_activation != "leaky_relu":
+        raise DarkcError(f"--int8-activation {int8_activation} is for --precision int8; leave it out for {precision}")
     if precision == "int8" and calib_method != "minmax":
         raise DarkcError(f"--calib-method {calib_method} is not available for TFLite (ai-edge-quantizer calibrates "
                          f"min/max); use --calib-method minmax, or --target onnx for percentile/entropy")
@@ -695,7 +775,7 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
     if precision == "fp16":
         content, info["fp16"] = quantize_fp16(content)
     elif precision == "int8":
-        content, info["calibration"] = quantize_int8(content, calib or [], io)
+        content, info["calibration"] = quantize_int8(content, calib or [], io, activation=int8_activation)
     content = append_depth_to_space(content, block)
     graph = graph_info(content)
     if precision == "int8" and graph["float_ops"]:
@@ -706,7 +786,10 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
                               graph["output"]["dtype"], graph["output"]["quantization"], INPUT_NAME, OUTPUT_NAME)
     m = _read(content)
     _set_metadata(m, METADATA_KEY, json.dumps(contract, sort_keys=True))
-    Path(out).write_bytes(_write(m))
+    content = _write(m)
+    Path(out).write_bytes(content)
+    if precision == "int8":
+        info["kernels"] = kernel_agreement(content, spec["cfa"], input_size)
     info.update({
         "runtime": f"ai-edge-litert {_version('ai-edge-litert')}",
         "input": {"name": INPUT_NAME, "shape": graph["input"]["shape_signature"] or graph["input"]["shape"],
