@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -216,15 +217,16 @@ def main(argv=None) -> int:
                 "fps": 1000.0 / total, "fps_wall_measured": rep["fps"],
                 "per_frame": rep["per_frame"], "strength": rep["strength"],
             }
-        results[name] = {"motion": motion, "seed": seed, "source": base["input"], "size": [base["height"], base["width"]],
+        results[name] = {"motion": motion, "seed": seed, "source": base["input"],
+                         "size": [base["height"], base["width"]],
                          "background": open_sequence(clip).meta["source"]["name"], "rows": table,
                          "out_dirs": {k: str(work / f"{name}_out" / k.replace("/", "_")) for k in rows}}
     cost = None
     if args.cost_size != "none":
         cost = cost_at(args.cost_size, runner.inner, kinds, work, args.cost_runs, args.threads)
     labels = list(results[clips[0]]["rows"])
-    mean = {lab: {k: float(np.mean([results[c]["rows"][lab][k] for c in clips]))
-                  for k in ("d_psnr", "d_psnr_changing", "flicker_change_pct", "warp_change_pct", "filter_over_network")}
+    keys = ("d_psnr", "d_psnr_changing", "flicker_change_pct", "warp_change_pct", "filter_over_network")
+    mean = {lab: {k: float(np.mean([results[c]["rows"][lab][k] for c in clips])) for k in keys}
             for lab in labels if lab != "per-frame"}
     for lab, m in mean.items():
         worst = {"d_psnr": min(results[c]["rows"][lab]["d_psnr"] for c in clips),
@@ -261,7 +263,8 @@ def main(argv=None) -> int:
         "fps": "1000 / (read + raw filter + network + output filter + encode) CPU ms per frame, with the network "
                "time of the per-frame run (output-domain runs replay its outputs)",
         "targets": TARGETS, "seconds": round(elapsed, 1), "cost_runs": args.cost_runs,
-        "command": "python benchmarks/video_temporal.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(["python", "benchmarks/video_temporal.py",
+                               *(argv if argv is not None else sys.argv[1:])]),
     }
     data = {"meta": meta, "clips": {c: {k: v for k, v in r.items() if k != "out_dirs"} for c, r in results.items()},
             "summary": mean, "cost": cost}
@@ -330,9 +333,10 @@ def report_md(data: dict, clips: list[str], labels: list[str], fig_clip: str) ->
         for lab in labels:
             r = data["clips"][c]["rows"][lab]
             lines.append(
-                f"| {lab} | {r['psnr']:.3f} | {r['d_psnr']:+.3f} | {r['ssim']:.4f} | {_f(r['flicker'], '.5f')} | "
-                f"{_f(r['flicker_change_pct'], '+.0f')} % | {r['warp_error']:.5f} | {_f(r['warp_change_pct'], '+.0f')} % "
-                f"| {r['psnr_changing']:.2f} ({r['d_psnr_changing']:+.2f}) | {r['filter_ms']:.1f} | "
+                f"| {lab} | {r['psnr']:.3f} | {r['d_psnr']:+.3f} | {r['ssim']:.4f} | {_f(r['flicker'], '.5f')} "
+                f"| {_f(r['flicker_change_pct'], '+.0f')} % | {r['warp_error']:.5f} "
+                f"| {_f(r['warp_change_pct'], '+.0f')} % | {r['psnr_changing']:.2f} ({r['d_psnr_changing']:+.2f}) "
+                f"| {r['filter_ms']:.1f} | "
                 f"{100 * r['filter_over_network']:.1f} % | {r['fps']:.1f} |")
         r0 = data["clips"][c]["rows"]["per-frame"]
         lines += ["", f"E_warp of the truth itself (interpolation floor): {r0['warp_error_truth']:.5f}; network "
@@ -341,9 +345,10 @@ def report_md(data: dict, clips: list[str], labels: list[str], fig_clip: str) ->
     lines += ["## Against the targets (worst clip)", "",
               f"Targets: flicker and E_warp at least {100 * t['reduction']:.0f} % lower than per-frame, PSNR at most "
               f"{t['psnr_loss_db']} dB lower, no ghosting (PSNR on changing pixels at most {t['ghost_loss_db']} dB "
-              f"lower), filter at most {100 * t['cost_fraction']:.0f} % of the student's time per frame.", "",
-              "| filter/domain | worst Δflicker | worst ΔE_warp | worst ΔPSNR | worst ΔPSNR changing | quality targets |"
-              + (f" filter ms @{cost['size']} | / student-size net |" if cost else ""),
+              f"lower), filter at most {100 * t['cost_fraction']:.0f} % of the student's time per frame.",
+              "",
+              "| filter/domain | worst Δflicker | worst ΔE_warp | worst ΔPSNR | worst ΔPSNR changing "
+              "| quality targets |" + (f" filter ms @{cost['size']} | / student-size net |" if cost else ""),
               "|---|---|---|---|---|---|" + ("---|---|" if cost else "")]
     for lab, m in data["summary"].items():
         w = m["worst"]

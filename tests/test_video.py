@@ -86,6 +86,17 @@ def test_static_camera_truth_is_stable_and_noise_is_fresh(tmp_path):
     assert np.abs(fwd).max() == 0
 
 
+def test_xtrans_clip_runs_through_an_xtrans_model(tmp_path):
+    write_clip(tmp_path / "x", frames=2, size=96, seed=0, cfa="xtrans", progress=False)
+    assert read_raw(open_sequence(tmp_path / "x").frames[0].path).cfa == "xtrans"
+    torch.manual_seed(0)
+    spec = {"arch": "sid-unet", "cfa": "xtrans", "widths": [4] * 5}
+    model = save_checkpoint(build_model(spec), spec, tmp_path / "m")
+    rep = enhance_video(tmp_path / "x", tmp_path / "x.mp4", model=model, threads=1, progress=False)
+    assert (rep["width"], rep["height"]) == (96, 60) and np.isfinite(rep["warp_error"])
+    assert probe_video(tmp_path / "x.mp4")["frames"] == 2
+
+
 def test_clip_bad_options(tmp_path):
     with raises_naming("--count 1", "at least 2"):
         write_clip(tmp_path / "c", frames=1, size=96, progress=False)

@@ -93,7 +93,8 @@ def _open_clip(root: Path) -> Sequence:
     for f in frames:
         for p in (f.truth, f.fwd, f.bwd):
             if p is not None and not p.is_file():
-                raise DarkcError(f"{p} listed in {meta_file} does not exist; regenerate the clip with darkc synth --video")
+                raise DarkcError(f"{p} listed in {meta_file} does not exist; regenerate the clip with "
+                                 f"darkc synth --video")
     return Sequence(root, frames, ratio=float(meta["ratio"]), fps=float(meta.get("fps", 30.0)), meta=meta)
 
 
@@ -105,7 +106,8 @@ def open_sequence(path: str | os.PathLike) -> Sequence:
     """
     root = Path(path)
     if not root.exists():
-        raise DarkcError(f"video input {root} does not exist: pass a folder of raw frames or a darkc synth --video clip")
+        raise DarkcError(f"video input {root} does not exist: pass a folder of raw frames or a darkc synth --video "
+                         f"clip")
     if not root.is_dir():
         raise DarkcError(f"video input {root} is a file: pass the folder that holds the raw frames")
     if (root / CLIP_FILE).is_file():

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -93,7 +92,9 @@ def camera_path(n: int, motion: str, rng: np.random.Generator, size: tuple[int, 
     h, w = size
     centre = np.array([(w - 1) / 2, (h - 1) / 2])
     angle = rng.uniform(0, 2 * np.pi)
-    pan = rng.uniform(1.5, 3.0) * np.array([np.cos(angle), np.sin(angle)]) if motion in ("pan", "mixed") else np.zeros(2)
+    pan = np.zeros(2)
+    if motion in ("pan", "mixed"):
+        pan = rng.uniform(1.5, 3.0) * np.array([np.cos(angle), np.sin(angle)])
     zoom_total = 0.08 if motion in ("zoom", "mixed") else 0.0
     jitter = rng.normal(0, 0.6, (n, 2)) if motion in ("jitter", "mixed") else np.zeros((n, 2))
     maps = []
@@ -154,7 +155,8 @@ def _scene_texture(clean: np.ndarray, maps: list[np.ndarray], size: tuple[int, i
     big = cv2.GaussianBlur(np.clip(big, 0, 1), (0, 0), SCENE_BLUR_PX * SUPERSAMPLE)
     # centre the footprint in the resized photo
     off = (np.array([big.shape[1], big.shape[0]]) - np.array([need_w, need_h]) * SUPERSAMPLE) / 2
-    to_pixels = np.array([[SUPERSAMPLE, 0, off[0] - lo[0] * SUPERSAMPLE], [0, SUPERSAMPLE, off[1] - lo[1] * SUPERSAMPLE]])
+    to_pixels = np.array([[SUPERSAMPLE, 0, off[0] - lo[0] * SUPERSAMPLE],
+                          [0, SUPERSAMPLE, off[1] - lo[1] * SUPERSAMPLE]])
     return big.astype(np.float32), to_pixels
 
 
@@ -281,8 +283,8 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
             "camera_path": [np.round(c, 6).tolist() for c in cams],
             "objects": [sp.record() for sp in sprites],
             "truth_definition": "noise-free long exposure (ratio x the dark frame's light), quantised to 14 bit, "
-                                "rendered by LibRaw (camera WB, no auto-bright, 16 bit) as SID renders targets, but with "
-                                "adjust_maximum_thr=0 so brightness does not follow each frame's own maximum",
+                                "rendered by LibRaw (camera WB, no auto-bright, 16 bit) as SID renders targets, but "
+                                "with adjust_maximum_thr=0 so brightness does not follow each frame's own maximum",
             "flow_definition": "F_a->b: content at pixel p of frame a is at p + F(p) in frame b; fwd_t = F_t->t+1, "
                                "bwd_t = F_t->t-1; x then y, raw px",
             **names,
