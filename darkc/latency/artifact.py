@@ -1,0 +1,161 @@
+"""What ``darkc bench MODEL`` measures: the model file each runtime and device needs, and its input shape.
+
+MODEL is a ``.onnx`` (ONNX Runtime), a ``.tflite`` (LiteRT) or a checkpoint folder / shipped name (PyTorch, or
+exported on the fly for ``--runtime ort|litert``). Files a device needs and MODEL is not - a small export for the
+emulated ARM CPUs, a fixed-size INT8 TFLite for Ethos-U - are exported from the checkpoint (the folder, or the
+``model.safetensors`` + ``model.json`` beside an exported file) with :func:`darkc.export.export` into
+``~/.cache/darkc/bench/exports``, keyed by the weights' hash and the export options, and reused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from darkc.errors import DarkcError, sha256_file
+
+RUNTIMES = ("ort", "litert", "torch")
+TARGET_OF = {"ort": "onnx", "litert": "tflite"}
+RUNTIME_OF = {"onnx": "ort", "tflite": "litert"}
+#: Calibration samples for INT8 exports made only to be timed (latency does not depend on calibration quality).
+BENCH_CALIB_SAMPLES = 4
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "darkc" / "bench"
+
+
+def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
+    """``'1920x1080'`` -> raw ``(W, H)``."""
+    from darkc.compress.prune import parse_resolution
+
+    return parse_resolution(text, what)
+
+
+def packed_hw(raw_wh: tuple[int, int], cfa: str, multiple: int = 16) -> tuple[int, int]:
+    """Packed ``(h, w)`` a raw ``(W, H)`` frame runs at: packed, then padded up to ``multiple`` (16 for the U-Net)."""
+    from darkc.compress.prune import packed_shape
+
+    _, h, w = packed_shape(cfa, raw_wh)
+    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+
+
+@dataclass
+class Subject:
+    """The model under test.
+
+    Attributes:
+        ref: MODEL as given.
+        kind: ``checkpoint`` / ``pretrained`` / ``onnx`` / ``tflite``.
+        path: the file (exported kinds) or the checkpoint folder.
+        runtime: host runtime (``ort`` / ``litert`` / ``torch``).
+        cfa, scale, in_channels: packing of the input.
+        layout: ``nchw`` / ``nhwc`` (of ``path``'s input).
+        fixed: packed ``(h, w)`` of a fixed-size file, else None.
+        checkpoint: the checkpoint folder to export from (the folder itself, or the one beside the file), or None.
+        record: ``model.json``'s export record of this file (precision, target, options), or {}.
+        notes: how files were obtained (exports made for this run).
+    """
+
+    ref: str
+    kind: str
+    path: Path
+    runtime: str
+    cfa: str
+    scale: int
+    in_channels: int
+    layout: str
+    fixed: tuple[int, int] | None
+    checkpoint: Path | None
+    record: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def shape(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        h, w = hw
+        return (1, h, w, self.in_channels) if self.layout == "nhwc" else (1, self.in_channels, h, w)
+
+
+def _record_beside(path: Path) -> tuple[Path | None, dict]:
+    """(checkpoint folder beside an exported file, its export record) when model.json and weights are there."""
+    spec_path, weights = path.with_name("model.json"), path.with_name("model.safetensors")
+    if not (spec_path.is_file() and weights.is_file()):
+        return None, {}
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (OSError, ValueError):
+        return None, {}
+    exports = spec.get("provenance", {}).get("exports", {}) if isinstance(spec, dict) else {}
+    record = exports.get(path.name, {}) if isinstance(exports, dict) else {}
+    return path.parent, record if isinstance(record, dict) else {}
+
+
+def load_subject(model, runtime: str | None = None) -> Subject:
+    """Resolve MODEL and the host runtime; a DarkcError for a non-model or a runtime that cannot run it."""
+    from darkc.models import read_spec, resolve_model_ref
+
+    if runtime is not None and runtime not in RUNTIMES:
+        raise DarkcError(f"--runtime {runtime!r} is unknown; use one of {', '.join(RUNTIMES)}")
+    kind, path = resolve_model_ref(model)
+    if kind in ("onnx", "tflite"):
+        own = RUNTIME_OF[kind]
+        if runtime not in (None, own):
+            raise DarkcError(f"{path} is a .{kind} file, which --runtime {runtime} cannot run; use --runtime {own}, "
+                             f"or pass the checkpoint folder to have it exported")
+        from darkc.inference import load_runner
+
+        runner = load_runner(str(path), threads=1)
+        checkpoint, record = _record_beside(path)
+        return Subject(str(model), kind, path, own, runner.cfa, runner.scale, runner.in_channels, runner.layout,
+                       runner.fixed_size, checkpoint, record)
+    spec = read_spec(path)
+    return Subject(str(model), kind, path, runtime or "ort", spec["cfa"], spec["scale"], spec["in_channels"],
+                   "nchw", None, path)
+
+
+def export_cached(checkpoint: Path, target: str, precision: str, input_size: str, note: str) -> tuple[Path, str]:
+    """``checkpoint`` exported to ``target``/``precision`` at ``input_size`` (raw HxW or ``dynamic``), cached.
+
+    Returns:
+        ``(file, note)``: the exported file and a sentence saying where it came from.
+    """
+    from darkc.export import export
+
+    sha = sha256_file(checkpoint / "model.safetensors")[:16]
+    name = f"model-{precision}.{'onnx' if target == 'onnx' else 'tflite'}"
+    dest = cache_dir() / "exports" / sha / f"{target}-{precision}-{input_size}"
+    out = dest / name
+    if not out.is_file():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES} if precision == "int8" else {}
+        export(str(checkpoint), tmp / name, target=target, precision=precision, input_size=input_size, check=False,
+               command=f"darkc bench ({note})", **opts)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    return out, (f"{target} {precision} at {input_size} exported from {checkpoint} by darkc.export for {note} "
+                 f"(cached in {dest})")
+
+
+def precision_of(subject: Subject, graph_dtype: str) -> str:
+    """``fp32`` / ``fp16`` / ``int8``: the export record's when there is one, else what the graph holds."""
+    return subject.record.get("precision") or graph_dtype
+
+
+def raw_size(subject: Subject, hw: tuple[int, int]) -> str:
+    """Export ``--input-size`` (raw ``HxW``) for packed ``hw``."""
+    return f"{hw[0] * subject.scale}x{hw[1] * subject.scale}"
+
+
+def host_file(subject: Subject, hw: tuple[int, int]) -> Path:
+    """The file (or checkpoint folder) the host runtime loads: for a checkpoint and ort/litert, an fp32 export
+    (ONNX with dynamic H/W; LiteRT fixed at packed ``hw``, as a phone app ships it)."""
+    if subject.kind in ("onnx", "tflite") or subject.runtime == "torch":
+        return subject.path
+    target = TARGET_OF[subject.runtime]
+    size = "dynamic" if target == "onnx" else raw_size(subject, hw)
+    path, note = export_cached(subject.checkpoint, target, "fp32", size, "host timing")
+    subject.notes.append(note)
+    return path

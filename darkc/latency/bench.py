@@ -1,0 +1,334 @@
+"""``darkc bench``: one model on the host, on emulated phone-class ARM cores and on emulated Ethos-U NPUs.
+
+Each device entry says how its latency was obtained:
+
+- ``host``: measured, real inference in a fresh process per thread count (ONNX Runtime CPU, LiteRT with XNNPACK,
+  or PyTorch), ``warmup`` untimed runs then ``runs`` timed ones; min/median/p90/mean, peak resident memory.
+- ``cortex-*``: estimated from guest instructions counted under QEMU (:mod:`darkc.latency.arm`) at a modest
+  size (``arm_size``), scaled by pixels to ``size``, divided by the core profile's IPC x clock; the graph's
+  roofline at ``size`` is reported beside it.
+- ``ethos-u*``: Vela's performance estimate (:mod:`darkc.latency.npu`).
+
+Every entry carries ``resolution`` (raw and packed), ``dtype``, ``runtime`` and ``threads``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from darkc.errors import DarkcError
+from darkc.latency import arm as arm_mod
+from darkc.latency import npu as npu_mod
+from darkc.latency.artifact import (TARGET_OF, Subject, export_cached, host_file, load_subject, packed_hw,
+                                    parse_size, precision_of, raw_size)
+
+HOST = "host"
+DEFAULT_SIZE = (1920, 1080)
+#: Raw (W, H) the ARM emulation runs at by default (packed 64x64 Bayer): ~1e9 guest instructions for a
+#: full-width SID U-Net in fp32, ~20 s of emulation; latency is scaled by pixels from there.
+DEFAULT_ARM_SIZE = (128, 128)
+#: Largest packed pixel count emulated as is when a fixed-size file cannot be re-exported smaller.
+MAX_ARM_PIXELS = 256 * 256
+RUNTIME_NAMES = {"ort": "ONNX Runtime (CPUExecutionProvider)", "litert": "LiteRT (XNNPACK delegate)",
+                 "torch": "PyTorch eager (CPU)"}
+
+
+def devices_list() -> list[str]:
+    return [HOST, *arm_mod.PROFILES, *npu_mod.ACCELERATORS]
+
+
+def parse_devices(devices) -> list[str]:
+    """``"host,cortex-a78"`` or a list -> validated names, in order, without repeats."""
+    names = [d.strip() for d in (devices.split(",") if isinstance(devices, str) else devices) if d and d.strip()]
+    if not names:
+        raise DarkcError(f"--device is empty; pass a comma-separated list of {', '.join(devices_list())}")
+    bad = [d for d in names if d not in devices_list()]
+    if bad:
+        raise DarkcError(f"--device {','.join(bad)} is unknown; use any of {', '.join(devices_list())}")
+    return list(dict.fromkeys(names))
+
+
+def parse_threads(threads) -> list[int]:
+    values = [int(t) for t in (threads.split(",") if isinstance(threads, str) else threads)]
+    if not values or any(t < 1 for t in values):
+        raise DarkcError(f"--threads {threads!r}: pass positive integers, e.g. 1,2,4")
+    return values
+
+
+def _resolution(subject: Subject, hw: tuple[int, int]) -> dict:
+    return {"raw": f"{hw[1] * subject.scale}x{hw[0] * subject.scale}", "packed": f"{hw[1]}x{hw[0]}",
+            "input": list(subject.shape(hw)), "note": "raw WxH the packed input covers (padded to 16 packed px)"}
+
+
+def _cost(subject: Subject, path: Path, hw: tuple[int, int]) -> dict:
+    from darkc.latency import graph
+
+    if path.is_dir():
+        from darkc.models import load_checkpoint
+
+        model, _ = load_checkpoint(path)
+        return graph.torch_cost(model, (1, subject.in_channels, *hw))
+    if path.suffix.lower() == ".onnx":
+        return graph.onnx_cost(path, subject_shape_for(path, subject, hw))
+    return graph.tflite_cost(path, subject_shape_for(path, subject, hw))
+
+
+def subject_shape_for(path: Path, subject: Subject, hw: tuple[int, int]) -> tuple[int, ...]:
+    """Input shape of ``path`` at packed ``hw``: NHWC for TFLite files, NCHW otherwise (darkc's exports)."""
+    h, w = hw
+    if path.suffix.lower() == ".tflite":
+        return (1, h, w, subject.in_channels)
+    return (1, subject.in_channels, h, w)
+
+
+# ---------------------------------------------------------------- host
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _worker_env(threads: int) -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    return env
+
+
+def _run_worker(args: list[str], threads: int, what: str, timeout: float = 7200.0) -> dict:
+    cmd = [sys.executable, str(arm_mod.WORKER), *args]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_worker_env(threads), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DarkcError(f"{what} ran past {timeout:.0f} s; use a smaller --size or fewer --runs") from None
+    for line in r.stdout.splitlines():
+        if line.startswith("DARKC-BENCH "):
+            return json.loads(line[len("DARKC-BENCH "):])
+    lines = [ln for ln in (r.stderr + r.stdout).strip().splitlines() if ln.strip()]
+    raise DarkcError(f"{what} failed (exit {r.returncode}): {lines[-1] if lines else 'no output'}")
+
+
+def stats(times_ms: list[float]) -> dict:
+    """min / median / p90 / mean / std of per-run wall times (ms)."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    return {"min_ms": float(t.min()), "median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
+            "mean_ms": float(t.mean()), "std_ms": float(t.std()), "runs": int(t.size)}
+
+
+def measure_host(path: Path, runtime: str, shape, threads: list[int], runs: int, warmup: int) -> dict:
+    """Real inference on this machine, one fresh process per thread count (pinned to that many CPUs)."""
+    if runs < 1 or warmup < 0:
+        raise DarkcError(f"--runs {runs} / --warmup {warmup}: need at least 1 run and no negative warm-up")
+    by_threads = {}
+    for t in threads:
+        res = _run_worker(["--runtime", runtime, "--model", str(path), "--shape", ",".join(map(str, shape)),
+                           "--threads", str(t), "--mode", "time", "--warmup", str(warmup), "--runs", str(runs),
+                           "--pin"], t, f"host run of {path.name} ({runtime}, {t} threads)")
+        by_threads[str(t)] = {**stats(res["times_ms"]), "times_ms": res["times_ms"], "warmup": warmup,
+                              "peak_rss_mib": res["peak_rss_mib"], "base_rss_mib": res["base_rss_mib"],
+                              "pinned_cpus": res["pinned_cpus"], "load_s": res["load_s"],
+                              "runtime_version": res.get("version")}
+    return by_threads
+
+
+# ---------------------------------------------------------------- ARM
+def _litert_exporter_available() -> bool:
+    try:
+        import litert_torch  # noqa: F401
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Path, str, tuple[int, int], str | None]:
+    """``(file, runtime, packed hw, note)`` the emulated ARM cores run."""
+    if subject.kind in ("onnx", "tflite"):
+        if subject.fixed is None or subject.fixed == arm_hw:
+            return subject.path, subject.runtime, arm_hw, None
+        if subject.checkpoint is not None:
+            path, note = export_cached(subject.checkpoint, subject.kind, precision_of(subject, dtype),
+                                       raw_size(subject, arm_hw), "ARM emulation")
+            return path, subject.runtime, arm_hw, note
+        if subject.fixed[0] * subject.fixed[1] <= MAX_ARM_PIXELS:
+            return subject.path, subject.runtime, subject.fixed, "emulated at the file's own fixed size"
+        raise DarkcError(f"{subject.path} is fixed at packed {subject.fixed[1]}x{subject.fixed[0]}, too large to "
+                         f"emulate; pass a dynamic-size export, or keep its model.json and model.safetensors beside "
+                         f"it so darkc can re-export it at --arm-size")
+    runtime = subject.runtime if subject.runtime in TARGET_OF else ("litert" if _litert_exporter_available() else "ort")
+    size = "dynamic" if runtime == "ort" else raw_size(subject, arm_hw)
+    path, note = export_cached(subject.checkpoint, TARGET_OF[runtime], "fp32", size, "ARM emulation")
+    return path, runtime, arm_hw, note
+
+
+def _parity(arm_out: Path, path: Path, runtime: str, shape) -> dict:
+    """aarch64 output vs the same file, same input, run by the x86-64 (host) build of the runtime."""
+    with tempfile.TemporaryDirectory(prefix="darkc-parity-") as tmp:
+        host_out = Path(tmp) / "host.npy"
+        _run_worker(["--runtime", runtime, "--model", str(path), "--shape", ",".join(map(str, shape)), "--threads",
+                     "1", "--mode", "count", "--warmup", "0", "--invokes", "1", "--save", str(host_out)], 1,
+                    f"host parity run of {path.name}")
+        a, b = np.load(arm_out), np.load(host_out)
+    if a.shape != b.shape:
+        return {"passed": False, "error": f"shapes differ: aarch64 {a.shape}, host {b.shape}"}
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    mse = float((diff ** 2).mean())
+    psnr = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+    return {"max_abs": float(diff.max()), "psnr_db": psnr, "passed": bool(psnr >= 40.0),
+            "criterion": "PSNR >= 40 dB between the aarch64 and the x86-64 output (sRGB in [0, 1])",
+            "host_machine": platform.machine()}
+
+
+def measure_arm(subject: Subject, profile: arm_mod.CoreProfile, target_hw, arm_hw, cost: dict, *, repeats: int,
+                invokes: int, parity: bool) -> dict:
+    path, runtime, hw, note = arm_file(subject, arm_hw, cost["dtype"])
+    shape = subject_shape_for(path, subject, hw)
+    with tempfile.TemporaryDirectory(prefix="darkc-arm-out-") as tmp:
+        out = Path(tmp) / "arm.npy"
+        counted = arm_mod.count_instructions(path, runtime, shape, profile, invokes=invokes, repeats=repeats,
+                                             save=out if parity else None)
+        check = _parity(out, path, runtime, shape) if parity else None
+    scale = (target_hw[0] * target_hw[1]) / (hw[0] * hw[1])
+    instructions = counted["instructions"] * scale
+    roof = arm_mod.roofline(cost, profile)
+    est = arm_mod.estimate_ms(instructions, profile)
+    return {
+        "kind": "arm-cpu", "latency_ms": est, "estimated": True,
+        "method": f"estimated: guest instructions counted under QEMU at packed {hw[1]}x{hw[0]}, scaled by pixels "
+                  f"(x{scale:.1f}), / (IPC {profile.ipc} x {profile.clock_ghz} GHz)",
+        "instructions": instructions, "instructions_measured": counted["instructions"],
+        "measured_resolution": _resolution(subject, hw), "pixel_scale": scale,
+        "roofline_ms": roof["ms"], "roofline": roof, "estimate_over_roofline": est / roof["ms"] if roof["ms"] else None,
+        "runtime": RUNTIME_NAMES[runtime] + " aarch64", "runtime_key": runtime, "threads": 1,
+        "file": str(path), "file_note": note, "count": counted, "parity": check,
+        "profile": arm_mod.profile_dict(profile),
+    }
+
+
+# ---------------------------------------------------------------- NPU
+def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, int], str | None]:
+    precision = precision_of(subject, dtype)
+    source = subject.ref if subject.kind in ("checkpoint", "pretrained") else (subject.checkpoint or "CHECKPOINT")
+    how = (f"`darkc export --model {source} --target tflite --precision int8 --input-size "
+           f"{raw_size(subject, target_hw)} -o DIR`")
+    if subject.kind in ("checkpoint", "pretrained"):
+        raise DarkcError(f"{subject.ref} is a float PyTorch checkpoint; Ethos-U runs full-integer models: {how}, "
+                         f"then bench DIR/model.tflite")
+    if precision != "int8":
+        raise DarkcError(f"{subject.path} is a {precision} model; Ethos-U runs full-integer INT8 TFLite: {how}")
+    if subject.kind == "tflite" and subject.fixed == target_hw:
+        return subject.path, target_hw, None
+    if subject.checkpoint is not None:
+        path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, target_hw), "Vela")
+        return path, target_hw, note
+    if subject.kind == "tflite" and subject.fixed is not None:
+        return subject.path, subject.fixed, "compiled at the file's own fixed size (no checkpoint beside it)"
+    raise DarkcError(f"{subject.path}: Vela needs a fixed-size INT8 .tflite and there is no checkpoint beside it to "
+                     f"export one from; {how}")
+
+
+def measure_npu(subject: Subject, device: str, target_hw, dtype: str) -> dict:
+    path, hw, note = npu_file(subject, target_hw, dtype)
+    est = npu_mod.vela_estimate(path, device)
+    return {"kind": "npu", "estimated": True, **est, "method": est["method"], "runtime": f"Vela {est['vela']}",
+            "threads": None, "file": str(path), "file_note": note,
+            "resolution_used": _resolution(subject, hw)}
+
+
+# ---------------------------------------------------------------- the stage
+def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmup: int = 2,
+          runtime: str | None = None, arm_size=None, arm_repeats: int = 1, arm_invokes: int = 1,
+          parity: bool = True) -> dict:
+    """Latency of ``model`` on each device; see the module docstring for how each is obtained.
+
+    Args:
+        model: ``.onnx`` / ``.tflite`` file, checkpoint folder or shipped name.
+        devices: ``host``, core profiles (``cortex-a55``, ``cortex-a78``, ``cortex-x3``), Ethos-U configurations
+            (``ethos-u55-256`` ...), as a list or a comma-separated string.
+        size: raw ``"WxH"`` (or ``(W, H)``) the latency is for; default: the model's fixed size, else 1920x1080.
+        threads: host thread counts (ARM profiles are single-core, 1 thread).
+        runs, warmup: timed and untimed host runs per thread count.
+        runtime: host runtime ``ort`` / ``litert`` / ``torch`` (default: the file's own; ``ort`` for checkpoints).
+        arm_size: raw ``"WxH"`` the emulator runs at (default 128x128, packed 64x64).
+        arm_repeats: emulator runs per core (more shows the count's spread).
+        arm_invokes: measured inferences per emulator run.
+        parity: compare the aarch64 output with the host's for the same file and input.
+
+    Returns:
+        ``{"model", "file", "kind", "dtype", "cfa", "resolution", "graph": {macs, bytes, weight_bytes, source},
+        "host": {cpu, machine}, "devices": {name: {"latency_ms", "method", "runtime", "threads", ...}}, "notes",
+        "metrics"}``.
+
+    Raises:
+        DarkcError: not a model, unknown device/runtime, a float model for an NPU, missing ARM setup or Vela.
+    """
+    devices = parse_devices(devices)
+    threads = parse_threads(threads)
+    subject = load_subject(model, runtime)
+    if size is None:
+        hw = subject.fixed or packed_hw(DEFAULT_SIZE, subject.cfa)
+    else:
+        hw = packed_hw(parse_size(size) if isinstance(size, str) else tuple(size), subject.cfa)
+        if subject.fixed is not None and subject.fixed != hw and HOST in devices:
+            raise DarkcError(f"{subject.path} is fixed at {raw_size(subject, subject.fixed)} raw px (HxW) but --size "
+                             f"asks for {size}; pass --size {subject.fixed[1] * subject.scale}x"
+                             f"{subject.fixed[0] * subject.scale} or re-export at that size")
+    arm_hw = packed_hw(parse_size(arm_size, "--arm-size") if isinstance(arm_size, str) else
+                       tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa)
+    main_file = host_file(subject, hw) if HOST in devices else subject.path
+    cost = _cost(subject, main_file, hw)
+    dtype = precision_of(subject, cost["dtype"]) if subject.kind in ("onnx", "tflite") else "fp32"
+    result = {
+        "model": subject.ref, "kind": subject.kind, "file": str(main_file), "dtype": dtype, "cfa": subject.cfa,
+        "resolution": _resolution(subject, hw),
+        "graph": {k: cost[k] for k in ("macs", "bytes", "weight_bytes", "source", "dtype")},
+        "host": {"cpu": _cpu_name(), "machine": platform.machine(), "cores": os.cpu_count()},
+        "devices": {}, "notes": subject.notes, "metrics": _metrics(subject),
+    }
+    for device in devices:
+        if device == HOST:
+            by = measure_host(main_file, subject.runtime, subject_shape_for(main_file, subject, hw)
+                              if main_file.is_file() else (1, subject.in_channels, *hw), threads, runs, warmup)
+            first = by[str(threads[0])]
+            result["devices"][HOST] = {
+                "kind": "host", "estimated": False, "latency_ms": first["median_ms"],
+                "method": f"measured: {warmup} warm-up + {runs} timed runs per thread count, fresh process each, "
+                          f"pinned to that many CPUs when available",
+                "runtime": RUNTIME_NAMES[subject.runtime], "runtime_key": subject.runtime,
+                "threads": threads[0], "by_threads": by, "cpu": result["host"]["cpu"]}
+        elif device in arm_mod.PROFILES:
+            result["devices"][device] = measure_arm(subject, arm_mod.PROFILES[device], hw, arm_hw, cost,
+                                                    repeats=arm_repeats, invokes=arm_invokes, parity=parity)
+        else:
+            result["devices"][device] = measure_npu(subject, device, hw, dtype)
+    return result
+
+
+def _metrics(subject: Subject) -> dict | None:
+    """Validation PSNR/SSIM the artifact records (``provenance.metrics.validation``), for quality-vs-latency."""
+    folder = subject.path if subject.path.is_dir() else subject.checkpoint
+    spec = (folder / "model.json") if folder is not None else None
+    if spec is None or not spec.is_file():
+        return None
+    try:
+        val = json.loads(spec.read_text()).get("provenance", {}).get("metrics", {}).get("validation")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(val, dict) and isinstance(val.get("psnr"), (int, float)):
+        return {"psnr": float(val["psnr"]), "ssim": val.get("ssim"),
+                "source": f"{spec} provenance.metrics.validation (the checkpoint's reference-set score)"}
+    return None
+

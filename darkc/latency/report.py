@@ -1,0 +1,176 @@
+"""Bench results as a terminal table, markdown, JSON and a PNG plot; every figure keeps its label.
+
+A row per (model, device): latency in ms and whether it is measured or estimated, resolution (raw and packed),
+dtype, runtime/delegate and threads, and the device's own figures (host p90 and peak memory; ARM instruction count
+and roofline; Ethos-U cycles, clock, traffic and NPU share).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from darkc.errors import DarkcError, atomic_path
+
+FORMATS = ("table", "md", "json")
+
+
+def _si(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suf}{unit}"
+    return f"{v:.3g}{unit}"
+
+
+def rows(result: dict) -> list[dict]:
+    """Flat rows of one :func:`darkc.latency.bench` result."""
+    out = []
+    res = result["resolution"]
+    for name, d in result["devices"].items():
+        row = {"model": result["model"], "device": name, "latency_ms": d["latency_ms"],
+               "how": "estimated" if d.get("estimated") else "measured", "raw": res["raw"], "packed": res["packed"],
+               "dtype": result["dtype"], "runtime": d.get("runtime"), "threads": d.get("threads")}
+        if d["kind"] == "host":
+            first = d["by_threads"][str(d["threads"])]
+            row["detail"] = (f"min {first['min_ms']:.1f} / p90 {first['p90_ms']:.1f} ms, peak RSS "
+                             f"{first['peak_rss_mib']:.0f} MiB, {d['cpu']}")
+            if len(d["by_threads"]) > 1:
+                row["detail"] += "; " + ", ".join(f"{t} thr {v['median_ms']:.1f} ms" for t, v in d["by_threads"].items())
+        elif d["kind"] == "arm-cpu":
+            p = d["profile"]
+            m = d["measured_resolution"]
+            row["detail"] = (f"{_si(d['instructions'])} instr (counted at packed {m['packed']} on QEMU -cpu "
+                             f"{p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']} @ {p['clock_ghz']} GHz; "
+                             f"roofline {d['roofline_ms']:.1f} ms")
+            if d.get("parity"):
+                row["detail"] += f"; aarch64 vs x86 output PSNR {d['parity'].get('psnr_db', float('nan')):.1f} dB"
+        else:
+            row["detail"] = (f"{_si(d['cycles'])} cycles @ {d['clock_hz'] / 1e6:.0f} MHz; SRAM {_si(d['sram_bytes'], 'B')}"
+                             f", DRAM {_si(d['dram_bytes'], 'B')}, flash {_si(d['flash_bytes'], 'B')}; NPU ops "
+                             f"{d['npu_share'] * 100:.1f} %" + (f" (CPU: {', '.join(f['op'] for f in d['fallbacks'])})"
+                                                                 if d["fallbacks"] else ""))
+            used = d.get("resolution_used", {})
+            if used.get("packed") and used["packed"] != res["packed"]:
+                row["raw"], row["packed"] = used["raw"], used["packed"]
+        out.append(row)
+    return out
+
+
+_HEAD = ["model", "device", "latency ms", "how", "raw WxH", "packed", "dtype", "runtime", "threads", "details"]
+
+
+def _cells(r: dict) -> list[str]:
+    return [str(r["model"]), r["device"], f"{r['latency_ms']:.2f}", r["how"], r["raw"], r["packed"], r["dtype"],
+            str(r["runtime"]), "-" if r["threads"] is None else str(r["threads"]), r["detail"]]
+
+
+def markdown(results: list[dict], title: str | None = None) -> str:
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
+    for result in results:
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows(result)]
+    notes = sorted({n for result in results for n in result.get("notes", [])} |
+                   {d["file_note"] for result in results for d in result["devices"].values() if d.get("file_note")})
+    methods = {}
+    for result in results:
+        for name, d in result["devices"].items():
+            methods.setdefault(name, d["method"])
+    lines += ["", "How each figure was obtained:", ""] + [f"- **{k}**: {v}" for k, v in methods.items()]
+    profiles = {n: d["profile"] for result in results for n, d in result["devices"].items() if d["kind"] == "arm-cpu"}
+    if profiles:
+        lines += ["", "ARM core profiles (clock and SIMD/DRAM rates published; IPC assumed):", ""]
+        for n, p in profiles.items():
+            lines.append(f"- **{n}** (QEMU `-cpu {p['qemu_cpu']}`: {p['qemu_note']}): {p['clock_ghz']} GHz "
+                         f"({p['clock_source']}); IPC {p['ipc']} ({p['ipc_basis']}); {p['fp32_macs_per_cycle']} fp32 / "
+                         f"{p['int8_macs_per_cycle']} int8 MACs per cycle ({p['simd_source']}); DRAM {p['dram_gbs']} "
+                         f"GB/s ({p['dram_source']})")
+    if notes:
+        lines += ["", "Files made for this run:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def table(results: list[dict]) -> str:
+    body = [_cells(r) for result in results for r in rows(result)]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(_HEAD[:-1])]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(_HEAD[:-1], widths))]
+    for b in body:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(b[:-1], widths)))
+        lines.append("    " + b[-1])
+    return "\n".join(lines)
+
+
+def format_result(result: dict | list[dict], fmt: str = "table") -> str:
+    """One result (or several) as ``table``, ``md`` or ``json`` (one object: the result, or {"models": [...]})."""
+    if fmt not in FORMATS:
+        raise DarkcError(f"--format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
+    results = result if isinstance(result, list) else [result]
+    if fmt == "json":
+        return json.dumps(result if isinstance(result, dict) else {"models": results}, indent=1, default=str)
+    return markdown(results) if fmt == "md" else table(results)
+
+
+def plot(results: list[dict], png: str | os.PathLike, title: str = "darkc bench") -> None:
+    """Latency per device and model (log scale; hatched = estimated), and PSNR vs latency where known."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = list(dict.fromkeys(d for r in results for d in r["devices"]))
+    with_quality = [r for r in results if r.get("metrics")]
+    fig, axes = plt.subplots(1, 2 if with_quality else 1, figsize=(12 if with_quality else 8, 4.6), squeeze=False)
+    ax = axes[0][0]
+    width = 0.8 / max(len(results), 1)
+    for i, r in enumerate(results):
+        xs, ys, hatches = [], [], []
+        for j, dev in enumerate(devices):
+            if dev in r["devices"]:
+                xs.append(j + i * width)
+                ys.append(r["devices"][dev]["latency_ms"])
+                hatches.append("//" if r["devices"][dev].get("estimated") else "")
+        bars = ax.bar(xs, ys, width, label=f"{Path(str(r['model'])).name} ({r['dtype']}, {r['resolution']['raw']})")
+        for b, h in zip(bars, hatches):
+            b.set_hatch(h)
+    ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(devices))])
+    ax.set_xticklabels(devices, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per frame (ms, log)")
+    ax.set_title("host measured; ARM / Ethos-U estimated (hatched)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    if with_quality:
+        ax2 = axes[0][1]
+        for dev in devices:
+            pts = [(r["devices"][dev]["latency_ms"], r["metrics"]["psnr"], Path(str(r["model"])).name)
+                   for r in with_quality if dev in r["devices"]]
+            if pts:
+                ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o", label=dev)
+                for x, y, n in pts:
+                    ax2.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax2.set_xscale("log")
+        ax2.set_xlabel("latency (ms, log)")
+        ax2.set_ylabel("reference-set PSNR (dB)")
+        ax2.set_title("quality vs latency", fontsize=9)
+        ax2.legend(fontsize=7)
+        ax2.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_report(results: list[dict], prefix: str | os.PathLike, title: str = "darkc bench",
+                 extra: dict | None = None) -> dict:
+    """``prefix.md``, ``prefix.json`` and ``prefix.png``; returns their paths."""
+    prefix = Path(prefix)
+    payload = {"title": title, "models": results, **(extra or {})}
+    md, js, png = prefix.with_suffix(".md"), prefix.with_suffix(".json"), prefix.with_suffix(".png")
+    with atomic_path(js) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text(markdown(results, title) + f"\n![latency]({png.name})\n")
+    plot(results, png, title)
+    return {"md": str(md), "json": str(js), "png": str(png)}
