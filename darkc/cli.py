@@ -322,6 +322,45 @@ def video(input, out, model, temporal, strength, domain, ratio, fps, png, metric
     click.echo(format_report(rep))
 
 
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--runtime", type=click.Choice(["ort", "litert", "torch"]), default=None,
+              help="host runtime (default: the file's own; ort for a checkpoint)")
+@click.option("--threads", default="1", show_default=True, help="host thread counts, e.g. 1,2,4")
+@click.option("--size", default=None, help="raw WxH the latency is for (default: the model's fixed size, else "
+              "1920x1080)")
+@click.option("--device", "devices", default="host", show_default=True,
+              help="comma-separated: host, cortex-a55, cortex-a78, cortex-x3, ethos-u55-256, ethos-u65-512, ...")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
+@click.option("--runs", type=int, default=10, show_default=True, help="timed host runs per thread count")
+@click.option("--warmup", type=int, default=2, show_default=True, help="untimed host runs first")
+@click.option("--arm-size", default="128x128", show_default=True, help="raw WxH the ARM emulator runs at "
+              "(latency is scaled by pixels to --size)")
+@click.option("--arm-repeats", type=int, default=1, show_default=True, help="emulator runs per core (spread)")
+@click.option("--no-parity", is_flag=True, help="skip the aarch64 vs host output comparison")
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
+              help="also write PREFIX.md, PREFIX.json and PREFIX.png")
+@click.option("--setup-arm", is_flag=True, help="build the emulated ARM setup (QEMU 10 + aarch64 userland, cached "
+              "under ~/.cache/darkc/arm; idempotent) and exit, or continue with MODEL")
+def bench(model, runtime, threads, size, devices, fmt, runs, warmup, arm_size, arm_repeats, no_parity, out,
+          setup_arm) -> None:
+    """Latency on the host (measured), emulated ARM cores and Ethos-U NPUs (estimated), every figure labelled."""
+    from .latency import bench as run, format_result, write_report
+    if setup_arm:
+        from .latency.arm import run_setup
+        click.echo(f"emulated ARM setup ready in {run_setup()}", err=True)
+        if model is None:
+            return
+    if model is None:
+        raise DarkcError("darkc bench needs MODEL (a .onnx, a .tflite, a checkpoint folder or a shipped name), "
+                         "or --setup-arm alone")
+    res = run(model, devices=devices, size=size, threads=_ints(threads, "--threads"), runs=runs, warmup=warmup,
+              runtime=runtime, arm_size=arm_size, arm_repeats=arm_repeats, parity=not no_parity)
+    click.echo(format_result(res, fmt))
+    if out:
+        paths = write_report([res], out, title=f"darkc bench {model}")
+        click.echo(f"wrote {paths['md']} ({paths['json']}, {paths['png']})", err=True)
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, non-zero exit."""
     try:
