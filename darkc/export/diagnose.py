@@ -3,8 +3,9 @@
 Quantisation error and converter bugs look alike at the output; layer by layer they do not. For every conv and
 transposed conv the exported file's own output tensor (the int8 tensor a QDQ ``QuantizeLinear`` or a TFLite
 int8 op writes, dequantised with its scale and zero point; the float tensor of fp32/fp16 files) is read from the
-runtime that ships it (ONNX Runtime with its fused int8 kernels; LiteRT's built-in kernels) and compared with the
-same layer's output in PyTorch (before the activation) on the same inputs::
+runtime that ships it (ONNX Runtime with its fused int8 kernels; LiteRT's built-in kernels, since XNNPACK does not
+expose intermediate tensors) and compared with the same layer's output in PyTorch (before the activation) on the
+same inputs::
 
     rows = layer_sqnr("runs/student-int8/model.onnx", samples=4)      # weights from the artifact's folder
     print(format_table(rows, "table"))
@@ -13,7 +14,9 @@ Reading the table: SQNR falls slowly with depth (each layer adds its rounding to
 is the SQNR the layer's own int8 step alone would allow (uniform rounding noise step**2 / 12); ``clipped`` the
 share of reference values outside the int8 range (calibration too narrow). A layer far below the layers before it
 with nothing clipped points at the kernel or the converter (e.g. ONNX Runtime's saturating U8S8 kernels on x86
-without VNNI); check FP32 first: the same table for the fp32 file should show > 100 dB everywhere.
+without VNNI), and a whole table that sags far below ``floor_db`` a bias that adds up layer after layer (LiteRT's
+built-in int8 LEAKY_RELU, see ``darkc.export.tflite.quantize_int8``); check FP32 first: the same table for the
+fp32 file should show > 100 dB everywhere.
 """
 from __future__ import annotations
 
