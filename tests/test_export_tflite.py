@@ -250,3 +250,24 @@ def test_sqnr_db_values():
     assert sqnr_db(ref, ref) == 200.0
     with pytest.raises(ValueError, match="shape"):
         sqnr_db(ref[:2], ref)
+
+
+def test_export_benchmark_script(tiny, tmp_path):
+    """benchmarks/export_tflite.py on the tiny model, one variant, one reference pair."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "export_tflite.py"
+    spec = importlib.util.spec_from_file_location("export_tflite_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "rep" / "tiny"
+    assert bench.main(["--model", str(tiny), "--size", SIZE, "--samples", "2", "--limit", "1", "--repeat", "1",
+                       "--only", "TFLite INT8", "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [r["label"] for r in data["rows"]] == ["PyTorch FP32", "TFLite INT8"]
+    row = data["rows"][1]
+    assert row["parity_psnr_db"] > 40 and row["op_counts"]["LEAKY_RELU"] == 18 and row["latency_ms"] > 0
+    assert abs(row["psnr"] - data["rows"][0]["psnr"]) < 0.1
+    md = out.with_suffix(".md").read_text()
+    assert "| TFLite INT8 |" in md and "## TFLite INT8: per-layer SQNR" in md and "| conv10 | CONV_2D | int8 |" in md
