@@ -50,15 +50,38 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/teacher_quality")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vs", default=None, help="also report agreement (PSNR/SSIM) with this model's outputs, "
+                    "e.g. the teacher of a student (torch checkpoints, reference set only)")
     args = ap.parse_args(argv)
     res = evaluate(args.model, args.data, baselines=True, threads=args.threads, limit=args.limit, progress=True)
+    extra = ""
+    if args.vs:
+        import torch
+
+        from darkc.compress.distill import agreement_with_teacher
+        from darkc.evaluate import reference_frames
+        from darkc.models import count_macs, count_params, load_checkpoint, resolve_model_ref
+
+        torch.set_num_threads(args.threads)
+        mine, spec = load_checkpoint(resolve_model_ref(args.model)[1])
+        other, ospec = load_checkpoint(resolve_model_ref(args.vs)[1])
+        agree = agreement_with_teacher(mine.float(), other.float(), reference_frames(spec["cfa"]))
+        shape = (spec["in_channels"], 544, 960)
+        res["vs"] = {"model": args.vs, **agree,
+                     "params": [count_params(mine), count_params(other)],
+                     "macs_1920x1080": [count_macs(mine, shape), count_macs(other, shape)]}
+        extra = (f"\nAgreement with `{args.vs}` on the reference frames (whole frames, torch): "
+                 f"PSNR {agree['psnr']:.2f} dB, SSIM {agree['ssim']:.4f}. Params {count_params(mine):,} vs "
+                 f"{count_params(other):,}; conv MACs per 1920x1080 raw frame {res['vs']['macs_1920x1080'][0] / 1e9:.2f} G"
+                 f" vs {res['vs']['macs_1920x1080'][1] / 1e9:.2f} G.\n")
     res["host"] = {"machine": platform.machine(), "python": sys.version.split()[0], "threads": args.threads,
                    "runtime": "PyTorch CPU (artifacts) / ONNX Runtime / LiteRT per model file"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     md = (f"# {args.model}: quality vs classical baselines\n\n"
           f"Command: `python benchmarks/eval_quality.py --model {args.model} --data {args.data}"
-          f"{' --limit %d' % args.limit if args.limit else ''}`\n\n" + format_result(res, "md")
+          f"{' --limit %d' % args.limit if args.limit else ''}{' --vs ' + args.vs if args.vs else ''}`\n\n"
+          + format_result(res, "md") + extra
           + f"\n![PSNR/SSIM per ratio]({out.name}.png)\n")
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(md)
