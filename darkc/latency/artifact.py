@@ -115,8 +115,11 @@ def load_subject(model, runtime: str | None = None) -> Subject:
                    "nchw", None, path)
 
 
-def export_cached(checkpoint: Path, target: str, precision: str, input_size: str, note: str) -> tuple[Path, str]:
+def export_cached(checkpoint: Path, target: str, precision: str, input_size: str, note: str,
+                  io: str = "float") -> tuple[Path, str]:
     """``checkpoint`` exported to ``target``/``precision`` at ``input_size`` (raw HxW or ``dynamic``), cached.
+
+    ``io="int8"``: int8 input/output tensors (TFLite int8 only), as an NPU deployment feeds them.
 
     Returns:
         ``(file, note)``: the exported file and a sentence saying where it came from.
@@ -125,17 +128,20 @@ def export_cached(checkpoint: Path, target: str, precision: str, input_size: str
 
     sha = sha256_file(checkpoint / "model.safetensors")[:16]
     name = f"model-{precision}.{'onnx' if target == 'onnx' else 'tflite'}"
-    dest = cache_dir() / "exports" / sha / f"{target}-{precision}-{input_size}"
+    dest = cache_dir() / "exports" / sha / (f"{target}-{precision}-{input_size}" + ("-io8" if io == "int8" else ""))
     out = dest / name
     if not out.is_file():
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES} if precision == "int8" else {}
+        opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES, "io": io} if precision == "int8" else {}
         export(str(checkpoint), tmp / name, target=target, precision=precision, input_size=input_size, check=False,
                command=f"darkc bench ({note})", **opts)
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
-    return out, (f"{target} {precision} at {input_size} exported from {checkpoint} by darkc.export for {note} "
+    io_note = ", int8 I/O" if io == "int8" else ""
+    return out, (f"{target} {precision}{io_note} at {input_size} exported from {checkpoint} by darkc.export for {note} "
+                 f"({BENCH_CALIB_SAMPLES} synthetic calibration samples; cached in {dest})" if precision == "int8" else
+                 f"{target} {precision} at {input_size} exported from {checkpoint} by darkc.export for {note} "
                  f"(cached in {dest})")
 
 

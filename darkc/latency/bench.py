@@ -160,8 +160,9 @@ def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Pat
         if subject.fixed is None or subject.fixed == arm_hw:
             return subject.path, subject.runtime, arm_hw, None
         if subject.checkpoint is not None:
+            io = "int8" if subject.record.get("input", {}).get("dtype") == "int8" else "float"
             path, note = export_cached(subject.checkpoint, subject.kind, precision_of(subject, dtype),
-                                       raw_size(subject, arm_hw), "ARM emulation")
+                                       raw_size(subject, arm_hw), "ARM emulation", io=io)
             return path, subject.runtime, arm_hw, note
         if subject.fixed[0] * subject.fixed[1] <= MAX_ARM_PIXELS:
             return subject.path, subject.runtime, subject.fixed, "emulated at the file's own fixed size"
@@ -232,7 +233,8 @@ def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, 
     if subject.kind == "tflite" and subject.fixed == target_hw:
         return subject.path, target_hw, None
     if subject.checkpoint is not None:
-        path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, target_hw), "Vela")
+        path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, target_hw), "Vela",
+                                   io="int8")
         return path, target_hw, note
     if subject.kind == "tflite" and subject.fixed is not None:
         return subject.path, subject.fixed, "compiled at the file's own fixed size (no checkpoint beside it)"

@@ -26,6 +26,9 @@ SYSTEMS = {
     "ethos-u85": ("Ethos_U85_SYS_DRAM_High", "Dedicated_Sram_512KB",
                   "1 GHz; 512 KiB SRAM cache (64 GB/s), tensor arena and weights in DRAM (24 GB/s)"),
 }
+#: darkc's flag threshold (KiB): an estimate that puts more than this in SRAM assumes more on-chip memory than an
+#: embedded system with this NPU is likely to have (U55: arena in SRAM; U65/U85: SRAM is a cache before DRAM).
+SRAM_TYPICAL_KIB = {"ethos-u55": 4 * 1024, "ethos-u65": 2 * 1024, "ethos-u85": 8 * 1024}
 ACCELERATORS = ("ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u65-512",
                 "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048")
 
@@ -118,6 +121,12 @@ def vela_estimate(path: str | os.PathLike, accelerator: str, *, timeout: float =
             return 0.0
 
     clock = num("core_clock")
+    sram_kib = num("sram_memory_used")
+    caveat = None
+    if sram_kib > SRAM_TYPICAL_KIB[accelerator.rsplit("-", 1)[0]]:
+        caveat = (f"Vela placed {sram_kib / 1024:.1f} MiB in SRAM (darkc flags more than "
+                  f"{SRAM_TYPICAL_KIB[accelerator.rsplit('-', 1)[0]] // 1024} MiB for this family): the estimate "
+                  f"assumes on-chip memory such a system is unlikely to have; tile the frame to fit")
     return {
         "cycles": int(num("cycles_total")), "npu_cycles": int(num("cycles_npu")), "clock_hz": clock,
         "latency_ms": num("inference_time") * 1e3,
@@ -127,6 +136,6 @@ def vela_estimate(path: str | os.PathLike, accelerator: str, *, timeout: float =
         "macs": int(num("nn_macs")), "npu_ops": npu, "cpu_ops": cpu,
         "npu_share": npu / (npu + cpu) if npu + cpu else 0.0, "fallbacks": fallbacks,
         "accelerator": accelerator, "system_config": system, "memory_mode": memory, "system": describe,
-        "vela": _vela_version(),
+        "vela": _vela_version(), "caveat": caveat,
         "method": "Vela performance estimate (compiled, not run); CPU-fallback operators not included in the time",
     }

@@ -51,6 +51,8 @@ def rows(result: dict) -> list[dict]:
                              f", DRAM {_si(d['dram_bytes'], 'B')}, flash {_si(d['flash_bytes'], 'B')}; NPU ops "
                              f"{d['npu_share'] * 100:.1f} %" + (f" (CPU: {', '.join(f['op'] for f in d['fallbacks'])})"
                                                                  if d["fallbacks"] else ""))
+            if d.get("caveat"):
+                row["detail"] += f"; CAVEAT: {d['caveat']}"
             used = d.get("resolution_used", {})
             if used.get("packed") and used["packed"] != res["packed"]:
                 row["raw"], row["packed"] = used["raw"], used["packed"]

@@ -1,0 +1,268 @@
+"""Latency report for the shipped models: host (measured), phone-class ARM cores (emulated), Ethos-U (Vela).
+
+    python benchmarks/bench_latency.py --out benchmarks/results/latency/latency            # full report
+    python benchmarks/bench_latency.py --quick --out /tmp/latency \\
+        --baseline benchmarks/results/latency/baseline.json                                 # what CI runs
+
+Every shipped model in darkc/models/pretrained (the teacher; the student once shipped) is exported - cached under
+~/.cache/darkc/bench/exports - as TFLite fp32 and full-integer int8 at --size, and benched with `darkc.latency.bench`:
+LiteRT/XNNPACK on the host (1 thread unless --threads), instruction counts under QEMU at --arm-size scaled by pixels
+to --size for each core profile, Vela's estimate for each Ethos-U configuration (int8 only, int8 I/O).
+
+Writes <out>.md, <out>.json, <out>.png, plus, unless --quick:
+- calibration: for pairs of models that differ in precision (fp32 / int8) or width (teacher / student, or the
+  teacher / a half-width SID U-Net when no student is shipped), the ratio of ARM instruction counts beside the ratio
+  of host latencies (LiteRT, 1 thread, minimum of the runs), and their agreement (instr ratio / host ratio);
+- scaling: instructions at two emulated sizes vs the pixel ratio.
+
+--baseline FILE fails (exit 1) when an ARM instruction count or a Vela cycle count grew by more than
+--max-count-growth, or a host latency ratio (model variant / teacher fp32, same run) grew by more than
+--max-ratio-growth, against FILE; --write-baseline writes FILE from this run instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from darkc.errors import DarkcError, atomic_path
+from darkc.latency import bench, write_report
+from darkc.latency.artifact import export_cached, packed_hw, parse_size
+from darkc.models import available_pretrained, build_model, save_checkpoint
+from darkc.models.pretrained import pretrained_dir
+
+ARM_DEVICES = ["cortex-a55", "cortex-a78", "cortex-x3"]
+NPU_DEVICES = ["ethos-u55-256", "ethos-u65-512", "ethos-u85-256"]
+HALF_WIDTHS = [16, 32, 64, 128, 256]
+
+
+def _raw_hw(size: tuple[int, int], cfa: str = "bayer") -> str:
+    h, w = packed_hw(size, cfa)
+    return f"{h * 2}x{w * 2}"
+
+
+def variants(name: str, checkpoint: Path, size: tuple[int, int]) -> dict[str, Path]:
+    """fp32 and int8 TFLite files of one checkpoint, fixed at ``size`` (int8 with int8 I/O, as an NPU takes it)."""
+    out = {}
+    for precision in ("fp32", "int8"):
+        out[f"{name} {precision}"], _ = export_cached(checkpoint, "tflite", precision, _raw_hw(size),
+                                                      "the latency report", io="int8" if precision == "int8" else "float")
+    return out
+
+
+def half_width_teacher(work: Path) -> Path:
+    """A SID U-Net at half the teacher's widths (random weights: latency does not depend on them)."""
+    import torch
+
+    folder = work / "half-width-sid-unet"
+    if not (folder / "model.safetensors").is_file():
+        torch.manual_seed(0)
+        spec = {"arch": "sid-unet", "cfa": "bayer", "widths": HALF_WIDTHS}
+        save_checkpoint(build_model(spec), spec, folder)
+    return folder
+
+
+def run_all(files: dict[str, Path], devices: list[str], size: str, args) -> dict[str, dict]:
+    results = {}
+    for label, path in files.items():
+        devs = [d for d in devices if not (d.startswith("ethos") and not label.endswith("int8"))]
+        t0 = time.monotonic()
+        res = bench(str(path), devices=devs, size=size, threads=args.threads, runs=args.runs, warmup=args.warmup,
+                    arm_size=args.arm_size, arm_repeats=args.arm_repeats)
+        res["label"] = label
+        res["model"] = label
+        res["bench_s"] = time.monotonic() - t0
+        results[label] = res
+        print(f"{label}: " + ", ".join(f"{d} {v['latency_ms']:.1f} ms" for d, v in res["devices"].items())
+              + f" ({res['bench_s']:.0f} s)", file=sys.stderr, flush=True)
+    return results
+
+
+def host_min(res: dict) -> float:
+    return res["devices"]["host"]["by_threads"]["1"]["min_ms"] if "1" in res["devices"]["host"]["by_threads"] \
+        else res["devices"]["host"]["latency_ms"]
+
+
+def calibration(results: dict[str, dict], pairs: list[tuple[str, str, str]]) -> list[dict]:
+    """Per pair and core: ARM instruction ratio vs host latency ratio (both big / small)."""
+    rows = []
+    for kind, a, b in pairs:
+        ra, rb = results[a], results[b]
+        host_ratio = host_min(ra) / host_min(rb)
+        for dev in ARM_DEVICES:
+            if dev in ra["devices"] and dev in rb["devices"]:
+                ir = ra["devices"][dev]["instructions"] / rb["devices"][dev]["instructions"]
+                rows.append({"pair": f"{a} / {b}", "differs_in": kind, "device": dev, "instruction_ratio": ir,
+                             "host_latency_ratio": host_ratio, "agreement": ir / host_ratio})
+    return rows
+
+
+def scaling(path: Path, arm_sizes: list[str], device: str) -> dict:
+    """Instructions per inference at several emulated sizes, vs their pixel ratios (the first is the reference)."""
+    from darkc.latency.bench import arm_file
+    from darkc.latency.artifact import load_subject
+    from darkc.latency import arm
+
+    subject = load_subject(str(path))
+    rows = []
+    for s in arm_sizes:
+        hw = packed_hw(parse_size(s), subject.cfa)
+        f, runtime, hw, _ = arm_file(subject, hw, "int8" if "int8" in path.name else "fp32")
+        shape = (1, hw[0], hw[1], subject.in_channels)
+        c = arm.count_instructions(f, runtime, shape, arm.PROFILES[device])
+        rows.append({"raw": s, "packed": f"{hw[1]}x{hw[0]}", "pixels": hw[0] * hw[1], "instructions": c["instructions"]})
+    ref = rows[0]
+    for r in rows:
+        r["pixel_ratio"] = r["pixels"] / ref["pixels"]
+        r["instruction_ratio"] = r["instructions"] / ref["instructions"]
+    return {"model": str(path), "device": device, "rows": rows}
+
+
+# ---------------------------------------------------------------- baseline gate
+def gated(results: dict[str, dict], reference: str) -> dict:
+    """What the gate compares: ARM instructions per inference (as measured, before scaling), Vela cycles, and each
+    variant's host latency relative to ``reference``'s in the same run."""
+    ref = host_min(results[reference]) if reference in results and "host" in results[reference]["devices"] else None
+    out = {}
+    for label, res in results.items():
+        for dev, d in res["devices"].items():
+            if d["kind"] == "arm-cpu":
+                out[f"{label} | {dev} | instructions"] = d["instructions_measured"]
+            elif d["kind"] == "npu":
+                out[f"{label} | {dev} | cycles"] = d["cycles"]
+            elif ref and label != reference:
+                out[f"{label} | host | latency / {reference}"] = host_min(res) / ref
+    return out
+
+
+def compare(current: dict, baseline: dict, max_count: float, max_ratio: float) -> tuple[list[str], list[str]]:
+    failures, notes = [], []
+    for key, value in current.items():
+        if key not in baseline:
+            notes.append(f"{key}: {value:.4g} (no baseline; run with --write-baseline to add it)")
+            continue
+        limit = max_ratio if "latency /" in key else max_count
+        growth = value / baseline[key] - 1
+        line = f"{key}: {value:.6g} vs baseline {baseline[key]:.6g} ({growth * 100:+.2f} %, limit +{limit * 100:.0f} %)"
+        (failures if growth > limit else notes).append(line)
+    return failures, notes
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="auto", help="shipped names, comma-separated (default: every shipped one)")
+    p.add_argument("--size", default="1920x1080")
+    p.add_argument("--arm-size", default="128x128")
+    p.add_argument("--devices", default=",".join(["host", *ARM_DEVICES, *NPU_DEVICES]))
+    p.add_argument("--threads", default="1")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--arm-repeats", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="CI: host, cortex-a55/a78, ethos-u55-256/u65-512; 3 runs; "
+                   "no calibration or scaling")
+    p.add_argument("--work", default=None, help="folder for the half-width calibration model (default: cache)")
+    p.add_argument("--out", required=True, help="report prefix: writes .md, .json, .png")
+    p.add_argument("--baseline", default=None)
+    p.add_argument("--write-baseline", action="store_true")
+    p.add_argument("--max-count-growth", type=float, default=0.02)
+    p.add_argument("--max-ratio-growth", type=float, default=0.5)
+    p.add_argument("--note", default=None, help="a line about the host's conditions for the report")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.devices, a.runs, a.arm_repeats = "host,cortex-a55,cortex-a78,ethos-u55-256,ethos-u65-512", 3, 1
+    t0 = time.monotonic()
+    names = available_pretrained() if a.models == "auto" else [m for m in a.models.split(",") if m]
+    if not names:
+        print("error: no shipped model found in darkc/models/pretrained; nothing to bench", file=sys.stderr)
+        return 1
+    size = parse_size(a.size)
+    devices = [d for d in a.devices.split(",") if d]
+    files: dict[str, Path] = {}
+    for name in names:
+        files.update(variants(name, pretrained_dir(name), size))
+    pairs = [("precision", f"{n} fp32", f"{n} int8") for n in names]
+    if not a.quick:
+        if "student" in names and "teacher" in names:
+            narrow = "student"
+        else:
+            from darkc.latency.artifact import cache_dir
+
+            narrow = "half-width SID U-Net (random weights)"
+            half = half_width_teacher(Path(a.work) if a.work else cache_dir() / "calibration")
+            files.update(variants(narrow, half, size))
+            pairs.append(("precision", f"{narrow} fp32", f"{narrow} int8"))
+        wide = "teacher" if "teacher" in names else names[0]
+        pairs += [("width", f"{wide} {p}", f"{narrow} {p}") for p in ("fp32", "int8")]
+    try:
+        results = run_all(files, devices, a.size, a)
+        extra = {"command": " ".join(["python benchmarks/bench_latency.py",
+                                      *(f"'{x}'" if " " in x else x for x in (argv or sys.argv[1:]))]),
+                 "size": a.size, "arm_size": a.arm_size, "devices": devices, "note": a.note}
+        if not a.quick:
+            extra["calibration"] = calibration(results, pairs)
+            first = files[f"{names[0]} fp32"]
+            arm_w, arm_h = parse_size(a.arm_size)
+            extra["scaling"] = scaling(first, [a.arm_size, f"{arm_w * 2}x{arm_h * 2}"], "cortex-a78")
+    except DarkcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    reference = f"{names[0]} fp32"
+    current = gated(results, reference)
+    extra["gated"] = current
+    extra["wall_s"] = time.monotonic() - t0
+    paths = write_report(list(results.values()), a.out, title="darkc latency report: shipped models", extra=extra)
+    _append_sections(Path(paths["md"]), extra)
+    print(Path(paths["md"]).read_text())
+    if a.write_baseline and a.baseline:
+        with atomic_path(a.baseline) as tmp:
+            Path(tmp).write_text(json.dumps({"gated": current, "size": a.size, "arm_size": a.arm_size,
+                                             "command": extra["command"]}, indent=1) + "\n")
+        print(f"wrote baseline {a.baseline}", file=sys.stderr)
+    elif a.baseline:
+        base_path = Path(a.baseline)
+        if not base_path.is_file():
+            print(f"error: baseline {base_path} not found; create it with --write-baseline", file=sys.stderr)
+            return 1
+        baseline = json.loads(base_path.read_text())["gated"]
+        failures, notes = compare(current, baseline, a.max_count_growth, a.max_ratio_growth)
+        for n in notes:
+            print(f"ok: {n}", file=sys.stderr)
+        for f in failures:
+            print(f"REGRESSION: {f}", file=sys.stderr)
+        if failures:
+            print(f"error: {len(failures)} latency regressions vs {base_path}; fix them, or if intended rerun with "
+                  f"--write-baseline and commit the new baseline", file=sys.stderr)
+            return 1
+    print(f"wrote {paths['md']} ({paths['json']}, {paths['png']}) in {extra['wall_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _append_sections(md: Path, extra: dict) -> None:
+    lines = []
+    if extra.get("calibration"):
+        lines += ["", "## Calibration: instruction-count ratios vs host latency ratios", "",
+                  "Same pair of models on the emulated core (instructions per inference) and on this host (LiteRT "
+                  "XNNPACK, 1 thread, minimum of the runs, x86-64). Agreement = instruction ratio / host ratio "
+                  "(1.0 = the counts predict the host's relative cost exactly; x86 AVX and ARM NEON kernels differ, "
+                  "so precision pairs need not agree).", "",
+                  "| pair | differs in | core | instruction ratio | host latency ratio | agreement |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['pair']} | {r['differs_in']} | {r['device']} | {r['instruction_ratio']:.3f} | "
+                  f"{r['host_latency_ratio']:.3f} | {r['agreement']:.3f} |" for r in extra["calibration"]]
+    if extra.get("scaling"):
+        s = extra["scaling"]
+        lines += ["", f"## Scaling by pixels ({s['device']}, {Path(s['model']).name})", "",
+                  "| raw | packed | pixel ratio | instruction ratio |", "|---|---|---|---|"]
+        lines += [f"| {r['raw']} | {r['packed']} | {r['pixel_ratio']:.2f} | {r['instruction_ratio']:.3f} |"
+                  for r in s["rows"]]
+    if extra.get("note"):
+        lines += ["", f"Host conditions: {extra['note']}"]
+    lines += ["", f"Command: `{extra['command']}` ({extra['wall_s']:.0f} s on this machine)."]
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text(md.read_text() + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
