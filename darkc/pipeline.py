@@ -407,6 +407,9 @@ def write_report(run: _Run) -> dict:
         if name in evals:
             row.update(psnr=evals[name]["psnr"], ssim=evals[name]["ssim"])
         row["latency_ms"] = {}
+        bench_entry = benches.get(name) if isinstance(benches.get(name), dict) else {}
+        if bench_entry.get("graph", {}).get("macs"):
+            row["macs"] = bench_entry["graph"]["macs"]
         for dev, entry in (benches.get(name) or {}).get("devices", {}).items() if isinstance(benches.get(name),
                                                                                             dict) else []:
             if isinstance(entry, dict) and entry.get("latency_ms") is not None:
@@ -415,16 +418,20 @@ def write_report(run: _Run) -> dict:
     report = {"recipe": run.recipe["_path"], "run": str(run.out), "rows": rows,
               "stages": {s: _read_manifest(d) and {k: _read_manifest(d)[k] for k in ("seconds", "finished", "metrics")}
                          for s, d in run.dirs.items()}}
-    devices = sorted({d for r in rows for d in r["latency_ms"]})
+    devices = sorted({d for r in rows for d in r["latency_ms"]}, key=lambda d: (d != "host", d))
+    bench_opts = run.opts.get("bench", {})
     lines = [f"# darkc pipeline report: {Path(run.recipe['_path']).name}", "",
              f"Run folder `{run.out}`; stages: {', '.join(run.stages)}. PSNR/SSIM on the reference validation set "
              f"(float sRGB vs LibRaw-rendered long exposure); latency as measured or estimated by `darkc bench` "
              f"(each device's method is in `bench.json`: host = real runs, ARM = emulated instruction counts turned "
              f"into time by a core profile, Ethos-U = Vela's estimate; none is a phone measurement).", "",
-             "| model | PSNR | SSIM | " + " | ".join(f"{d} ms" for d in devices) + " |",
-             "|---|---|---|" + "---|" * len(devices)]
+             f"Latency and MACs for one {bench_opts.get('size', '1920x1080')} raw frame, "
+             f"{bench_opts.get('threads', 1)} thread(s); MACs: conv + transposed conv, from the graph.", "",
+             "| model | GMACs | PSNR | SSIM | " + " | ".join(f"{d} ms" for d in devices) + " |",
+             "|---|---|---|---|" + "---|" * len(devices)]
     for r in rows:
-        lines.append(f"| {r['model']} | {r.get('psnr', float('nan')):.2f} | {r.get('ssim', float('nan')):.4f} | "
+        macs = f"{r['macs'] / 1e9:.2f}" if r.get("macs") else "-"
+        lines.append(f"| {r['model']} | {macs} | {r.get('psnr', float('nan')):.2f} | {r.get('ssim', float('nan')):.4f} | "
                      + " | ".join(f"{r['latency_ms'][d]:.1f}" if d in r["latency_ms"] else "-" for d in devices)
                      + " |")
     lines += ["", "![quality vs latency](report.png)", ""]
@@ -453,8 +460,12 @@ def _plot(rows: list[dict], devices: list[str], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     devices = devices or ["(no latency measured)"]
-    fig, axes = plt.subplots(1, len(devices), figsize=(4.2 * len(devices), 3.6), squeeze=False)
-    for ax, dev in zip(axes[0], devices):
+    cols = min(3, len(devices))
+    nrows = -(-len(devices) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(devices):]:
+        ax.axis("off")
+    for ax, dev in zip(axes.flat, devices):
         for r in rows:
             if "psnr" in r and dev in r["latency_ms"]:
                 ax.scatter(r["latency_ms"][dev], r["psnr"])
