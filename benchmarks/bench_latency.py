@@ -10,9 +10,9 @@ LiteRT/XNNPACK on the host (1 thread unless --threads), instruction counts under
 to --size for each core profile, Vela's estimate for each Ethos-U configuration (int8 only, int8 I/O).
 
 Writes <out>.md, <out>.json, <out>.png, plus, unless --quick:
-- calibration: for pairs of models that differ in precision (fp32 / int8) or width (teacher / student, or the
-  teacher / a half-width SID U-Net when no student is shipped), the ratio of ARM instruction counts beside the ratio
-  of host latencies (LiteRT, 1 thread, minimum of the runs), and their agreement (instr ratio / host ratio);
+- calibration: for pairs of models that differ in precision (fp32 / int8) or width (teacher / a half-width SID
+  U-Net, teacher / the shipped student), the ratio of ARM instruction counts beside the ratio of host latencies
+  (LiteRT, 1 thread, minimum of the runs), and their agreement (instr ratio / host ratio);
 - scaling: instructions at two emulated sizes vs the pixel ratio.
 
 --baseline FILE fails (exit 1) when an ARM instruction count or a Vela cycle count grew by more than
@@ -184,17 +184,16 @@ def main(argv=None) -> int:
         files.update(variants(name, pretrained_dir(name), size))
     pairs = [("precision", f"{n} fp32", f"{n} int8") for n in names]
     if not a.quick:
-        if "student" in names and "teacher" in names:
-            narrow = "student"
-        else:
-            from darkc.latency.artifact import cache_dir
+        from darkc.latency.artifact import cache_dir
 
-            narrow = "half-width SID U-Net (random weights)"
-            half = half_width_teacher(Path(a.work) if a.work else cache_dir() / "calibration")
-            files.update(variants(narrow, half, size))
-            pairs.append(("precision", f"{narrow} fp32", f"{narrow} int8"))
+        # width pairs: the teacher against a half-width SID U-Net (random weights, every layer still >= 16
+        # channels) and against the shipped student when there is one
         wide = "teacher" if "teacher" in names else names[0]
-        pairs += [("width", f"{wide} {p}", f"{narrow} {p}") for p in ("fp32", "int8")]
+        half = "half-width SID U-Net (random weights)"
+        files.update(variants(half, half_width_teacher(Path(a.work) if a.work else cache_dir() / "calibration"), size))
+        pairs.append(("precision", f"{half} fp32", f"{half} int8"))
+        narrow = [half] + [n for n in names if n != wide]
+        pairs += [("width", f"{wide} {p}", f"{n} {p}") for n in narrow for p in ("fp32", "int8")]
     try:
         results = run_all(files, devices, a.size, a)
         extra = {"command": " ".join(["python benchmarks/bench_latency.py",

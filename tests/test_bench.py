@@ -190,3 +190,19 @@ def test_report_files(tiny, tmp_path):
     md = open(paths["md"]).read()
     assert "| host |" in md and "measured" in md and "64x64" in md
     assert "latency ms" in format_result(res, "table")
+
+
+def test_baseline_gate_flags_growth_beyond_the_threshold():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_latency.py"
+    spec = importlib.util.spec_from_file_location("bench_latency", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = {"t | cortex-a78 | instructions": 1000.0, "t int8 | host | latency / t": 0.2, "t | u55 | cycles": 50.0}
+    now = {"t | cortex-a78 | instructions": 1030.0, "t int8 | host | latency / t": 0.25, "t | u55 | cycles": 50.0,
+           "new | cortex-a55 | instructions": 7.0}
+    failures, notes = mod.compare(now, base, max_count=0.02, max_ratio=0.5)
+    assert len(failures) == 1 and failures[0].startswith("t | cortex-a78 | instructions")
+    assert any("no baseline" in n for n in notes) and len(notes) == 3

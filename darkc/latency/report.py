@@ -144,18 +144,21 @@ def plot(results: list[dict], png: str | os.PathLike, title: str = "darkc bench"
     ax.grid(axis="y", alpha=0.3)
     if with_quality:
         ax2 = axes[0][1]
-        for dev in devices:
-            pts = [(r["devices"][dev]["latency_ms"], r["metrics"]["psnr"], Path(str(r["model"])).name)
-                   for r in with_quality if dev in r["devices"]]
-            if pts:
-                ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o", label=dev)
-                for x, y, n in pts:
-                    ax2.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        markers = "osD^vP*Xh<>p"
+        colours = {dev: f"C{j % 10}" for j, dev in enumerate(devices)}
+        for i, r in enumerate(with_quality):
+            for dev, d in r["devices"].items():
+                ax2.plot(d["latency_ms"], r["metrics"]["psnr"], markers[i % len(markers)], color=colours[dev],
+                         alpha=0.85)
+        from matplotlib.lines import Line2D
+        handles = [Line2D([], [], marker="o", ls="", color=c, label=dev) for dev, c in colours.items()]
+        handles += [Line2D([], [], marker=markers[i % len(markers)], ls="", color="grey",
+                           label=Path(str(r["model"])).name) for i, r in enumerate(with_quality)]
+        ax2.legend(handles=handles, fontsize=6, ncol=2)
         ax2.set_xscale("log")
         ax2.set_xlabel("latency (ms, log)")
-        ax2.set_ylabel("reference-set PSNR (dB)")
-        ax2.set_title("quality vs latency", fontsize=9)
-        ax2.legend(fontsize=7)
+        ax2.set_ylabel("reference-set PSNR of the checkpoint (dB)")
+        ax2.set_title("quality vs latency (PSNR from model.json: exports are not re-scored)", fontsize=8)
         ax2.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
