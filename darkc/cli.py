@@ -74,7 +74,7 @@ def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, mo
 @click.option("--widths", default=None, help="level widths, e.g. 32,64,128,256,512")
 @click.option("--cfa", type=click.Choice(["bayer", "xtrans"]), default="bayer", show_default=True)
 @click.option("--profile", default=None, help="camera profile for synthetic data")
-@click.option("--loss", default="l1", show_default=True, help="l1|mse|ssim|ms-ssim|zamir|zamir-noperc|perceptual")
+@click.option("--loss", default="l1", show_default=True, help="l1|mse|ssim|ms-ssim|zamir|zamir-noperc|perceptual|l1-chroma")
 @click.option("--patch", type=int, default=512, show_default=True, help="training patch side in raw px")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="global batch")
 @click.option("--steps", type=int, default=20000, show_default=True)

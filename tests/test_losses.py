@@ -156,3 +156,15 @@ def test_unknown_name_and_option():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match=r"\(1, 3, 32, 32\) and \(1, 3, 32, 31\)"):
         get_loss("ssim")(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 31))
+
+
+def test_chroma_term_ignores_brightness_and_penalises_grey():
+    loss = get_loss("l1-chroma", weight=3.0)
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    brighter = y + 0.1                                  # same chroma: only the L1 term sees it
+    assert loss(brighter, y).item() == pytest.approx(0.1, abs=1e-6)
+    grey = y.mean(dim=1, keepdim=True).expand_as(y)     # same luminance, no colour
+    chroma = (y - y.mean(dim=1, keepdim=True)).abs().mean().item()
+    assert loss(grey, y).item() == pytest.approx(4.0 * chroma, rel=1e-5)
+    with pytest.raises(DarkcError, match="weight"):
+        get_loss("l1-chroma", weight=-1.0)
