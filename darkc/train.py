@@ -384,7 +384,12 @@ def train(out_dir: str | os.PathLike, *, arch: str = "sid-unet", widths: list[in
     cfg = (cfg or TrainConfig()).check()
     ds, val, cfa = build_train_data(data, cfg.seed)
     if init:
-        model, spec = load_checkpoint(init)
+        from .models import resolve_model_ref
+
+        kind, init_path = resolve_model_ref(init)
+        if kind not in ("pretrained", "checkpoint"):
+            raise DarkcError(f"--init {init} is a {kind} file; pass a checkpoint directory or a shipped name")
+        model, spec = load_checkpoint(init_path)
         if spec.get("cfa") != cfa:
             raise DarkcError(f"--init {init} is a {spec.get('cfa')} model but the data is {cfa}")
     else:

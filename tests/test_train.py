@@ -354,3 +354,19 @@ def test_train_stage_end_to_end(tmp_path):
     with torch.no_grad():
         y = model(torch.rand(1, 4, 32, 32))
     assert y.shape == (1, 3, 64, 64) and torch.isfinite(y).all()
+
+
+def test_train_init_takes_a_shipped_name_and_refuses_exported_files(tmp_path):
+    from darkc.models import available_pretrained
+
+    cfg = TrainConfig(steps=1, batch_size=1, lr=1e-5, threads=1)
+    data = DataOptions(patch=64, dead_leaves=2, val="none")
+    if "student" in available_pretrained():
+        train(tmp_path / "ft", init="student", loss="l1-chroma", data=data, cfg=cfg, progress=False)
+        _, spec = load_checkpoint(tmp_path / "ft")
+        assert spec["widths"] == [8, 16, 32, 64, 128] and spec["provenance"]["parent"] == "student"
+        assert spec["provenance"]["loss"] == "l1-chroma"
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"not onnx")
+    with pytest.raises(DarkcError, match="--init .*onnx file"):
+        train(tmp_path / "bad", init=str(fake), data=data, cfg=cfg, progress=False)
