@@ -17,6 +17,11 @@ class DarkcError(Exception):
     """A user-facing error: one line, naming the file/field and the fix."""
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (libraries raise multi-line messages), or its type name if empty."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darkc.errors import DarkcError
+from darkc.errors import DarkcError, one_line
 
 #: ``--calib-method`` values -> ONNX Runtime ``CalibrationMethod`` member names.
 CALIB_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
@@ -61,10 +61,6 @@ RAW_EXTS = (".arw", ".dng", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pe
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 #: Samples per calibrator pass: histogram methods hold every hidden tensor of a pass in memory.
 _CHUNK = 4
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def check_method(method: str) -> str:
@@ -414,7 +410,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
             record["preprocess"] = "quant_pre_process(auto_merge=True)"
         except Exception as exc:  # symbolic shape inference raises bare Exception
             pre = Path(fp32_path)
-            record["preprocess"] = f"skipped: quant_pre_process failed ({_one_line(exc)[:200]})"
+            record["preprocess"] = f"skipped: quant_pre_process failed ({one_line(exc)[:200]})"
         step = "calibration"
         try:
             with _quiet():
@@ -430,7 +426,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
         except DarkcError:
             raise
         except Exception as exc:  # onnxruntime raises many types (Fail, RuntimeError, ValueError)
-            raise DarkcError(f"INT8 quantisation failed in {step} of {fp32_path}: {_one_line(exc)[:300]}; "
+            raise DarkcError(f"INT8 quantisation failed in {step} of {fp32_path}: {one_line(exc)[:300]}; "
                              f"check the calibration inputs fit the model's input size") from exc
     shapes = sorted({tuple(x.shape[2:]) for x in inputs})
     record["samples"] = len(inputs)

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from darkc.errors import DarkcError
+from darkc.errors import DarkcError, one_line
 
 #: Name of the contract in ONNX ``metadata_props`` and in TFLite ``metadata``.
 METADATA_KEY = "darkc.contract"
@@ -87,10 +87,6 @@ def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32",
     return contract
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def embed_onnx(path: str | os.PathLike, contract: dict) -> None:
     """Write ``contract`` into the ONNX file's ``metadata_props`` (in place: pass a staging path)."""
     import onnx
@@ -104,7 +100,7 @@ def embed_onnx(path: str | os.PathLike, contract: dict) -> None:
         entry.key, entry.value = METADATA_KEY, json.dumps(contract, sort_keys=True)
         onnx.save(model, str(path))
     except Exception as exc:  # onnx raises DecodeError / ValueError / OSError
-        raise DarkcError(f"cannot write the contract into {path}: {_one_line(exc)[:200]}; re-export") from exc
+        raise DarkcError(f"cannot write the contract into {path}: {one_line(exc)[:200]}; re-export") from exc
 
 
 def read_contract(path: str | os.PathLike) -> dict:

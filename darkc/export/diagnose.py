@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darkc.errors import DarkcError
+from darkc.errors import DarkcError, one_line
 
 #: Default number of synthetic validation inputs.
 DEFAULT_SAMPLES = 4
@@ -37,10 +37,6 @@ DEFAULT_SAMPLES = 4
 SQNR_IDENTICAL = 200.0
 _ONNX_NODE = re.compile(r"^/(?P<path>.+)/(?P<op>Conv|ConvTranspose)$")
 _TFLITE_CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def sqnr_db(test: np.ndarray, reference: np.ndarray) -> float:
@@ -148,7 +144,7 @@ def _onnx_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], list
     try:
         session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise DarkcError(f"cannot load {path} with its layer outputs exposed: {_one_line(exc)[:200]}") from exc
+        raise DarkcError(f"cannot load {path} with its layer outputs exposed: {one_line(exc)[:200]}") from exc
     feed = session.get_inputs()[0]
     names = [e["tensor"] for e in layers]
     values: list[list[np.ndarray]] = [[] for _ in layers]
@@ -197,7 +193,7 @@ def _tflite_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], li
             interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     except Exception as exc:  # LiteRT raises ValueError/RuntimeError
-        raise DarkcError(f"cannot load TFLite model {path}: {_one_line(exc)[:200]}; re-export it") from exc
+        raise DarkcError(f"cannot load TFLite model {path}: {one_line(exc)[:200]}; re-export it") from exc
     detail = interp.get_input_details()[0]
     values: list[list[np.ndarray]] = [[] for _ in layers]
     for x in inputs:

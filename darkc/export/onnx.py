@@ -15,7 +15,7 @@ import re
 import warnings
 from pathlib import Path
 
-from darkc.errors import DarkcError
+from darkc.errors import DarkcError, one_line
 
 OPSET = 17
 INPUT_NAME = "raw"
@@ -25,10 +25,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 _TRACE_SIDE = 64
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def check_precision(precision: str) -> str:
@@ -103,7 +99,7 @@ def torch_to_onnx(model, path: str | os.PathLike, in_channels: int, fixed_size: 
             torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True)
     except Exception as exc:  # the exporter raises many types
-        raise DarkcError(f"torch.onnx.export failed: {_one_line(exc)[:300]}") from exc
+        raise DarkcError(f"torch.onnx.export failed: {one_line(exc)[:300]}") from exc
     info = {"exporter": f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}", "opset": opset,
             "input": {"name": INPUT_NAME, "shape": [1, in_channels, *(fixed_size or ("height", "width"))]},
             "output": OUTPUT_NAME}
@@ -118,7 +114,7 @@ def torch_to_onnx(model, path: str | os.PathLike, in_channels: int, fixed_size: 
             raise RuntimeError("the simplified graph lost the dynamic height/width")
     except Exception as exc:  # onnxsim raises RuntimeError / its C++ errors
         info["simplified"] = False
-        info["simplify_error"] = _one_line(exc)[:300]
+        info["simplify_error"] = one_line(exc)[:300]
         return info
     onnx.save(simplified, str(path))
     info["simplified"] = True
@@ -141,7 +137,7 @@ def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
             half = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
         onnx.save(half, str(dst))
     except Exception as exc:  # converter and onnx raise many types
-        raise DarkcError(f"float16 conversion of {src} failed: {_one_line(exc)[:300]}") from exc
+        raise DarkcError(f"float16 conversion of {src} failed: {one_line(exc)[:300]}") from exc
     return {"converter": "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)",
             "io": "float32"}
 

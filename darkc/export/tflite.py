@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darkc.errors import DarkcError
+from darkc.errors import DarkcError, one_line
 from darkc.export.contract import METADATA_KEY, input_contract
 
 SIGNATURE = "serving_default"
@@ -57,10 +57,6 @@ INTEGERISED_OPS = ("LEAKY_RELU",)
 #: ``int8_activation`` values: the int8 op that computes LeakyReLU (see :func:`quantize_int8`).
 INT8_ACTIVATIONS = ("leaky_relu", "prelu")
 _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _schema():
@@ -115,7 +111,7 @@ def _litert_torch():
         with _quiet_native():
             import litert_torch
     except ImportError as exc:
-        raise DarkcError(f"TFLite export needs litert-torch ({_one_line(exc)}); install darkc[tflite]") from exc
+        raise DarkcError(f"TFLite export needs litert-torch ({one_line(exc)}); install darkc[tflite]") from exc
     litert_torch.config.show_progress = False
     return litert_torch
 
@@ -196,7 +192,7 @@ def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int]) -> tup
             edge = litert_torch.convert(wrapped, (example,))
             content = bytes(edge.model_content())
     except Exception as exc:  # the converter raises many types (torch export, jax lowering, MLIR)
-        raise DarkcError(f"litert-torch could not convert the model: {_one_line(exc)[:300]}; the model uses an op "
+        raise DarkcError(f"litert-torch could not convert the model: {one_line(exc)[:300]}; the model uses an op "
                          f"litert-torch cannot lower - use --target onnx or change the op") from exc
     info = {"converter": f"litert-torch {litert_torch.__version__} (to_channel_last_io: NHWC input and output)",
             "layout": LAYOUT,
@@ -516,7 +512,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     try:
         m = flatbuffer_utils.read_model(str(path))
     except Exception as exc:  # flatbuffers raises struct/index errors on a bad file
-        raise DarkcError(f"cannot read TFLite model {path}: {_one_line(exc)[:200]}; re-export it") from exc
+        raise DarkcError(f"cannot read TFLite model {path}: {one_line(exc)[:200]}; re-export it") from exc
     out = {}
     for md in m.metadata or []:
         data = m.buffers[md.buffer].data
@@ -542,7 +538,7 @@ def quantize_fp16(content: bytes) -> tuple[bytes, dict]:
             qt = quantizer.Quantizer(bytearray(content), recipe)
             result = qt.quantize(enable_progress_report=False)
     except Exception as exc:  # the quantizer raises ValueError/RuntimeError
-        raise DarkcError(f"float16 conversion with ai-edge-quantizer failed: {_one_line(exc)[:300]}") from exc
+        raise DarkcError(f"float16 conversion with ai-edge-quantizer failed: {one_line(exc)[:300]}") from exc
     return bytes(result.quantized_model), {"weights": "float16, dequantised by DEQUANTIZE ops",
                                            "compute": "float32 on CPU (XNNPACK), float16 on GPU delegates",
                                            "io": "float32", "quantizer": "ai-edge-quantizer float_casting"}
@@ -598,7 +594,7 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
     except DarkcError:
         raise
     except Exception as exc:  # the quantizer raises ValueError/RuntimeError
-        raise DarkcError(f"INT8 quantisation with ai-edge-quantizer failed: {_one_line(exc)[:300]}; check the "
+        raise DarkcError(f"INT8 quantisation with ai-edge-quantizer failed: {one_line(exc)[:300]}; check the "
                          f"calibration inputs fit the model's input size") from exc
     m = _read(bytes(result.quantized_model))
     integerised = _integerise(m)

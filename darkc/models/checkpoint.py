@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from darkc.errors import DarkcError, atomic_dir
+from darkc.errors import DarkcError, atomic_dir, one_line
 from darkc.models.builder import build_model, normalize_spec
 from darkc.models.complexity import count_params
 
@@ -22,11 +22,6 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "model.json"
 _DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _first_mismatch(expected: dict[str, tuple], found: dict[str, tuple]) -> str | None:
@@ -112,7 +107,7 @@ def save_checkpoint(model: nn.Module, spec: dict, dir: str | os.PathLike,
             save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
             (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise DarkcError(f"cannot write checkpoint to {dest}: {_one_line(exc)}; check the path and free space")
+        raise DarkcError(f"cannot write checkpoint to {dest}: {one_line(exc)}; check the path and free space")
     return dest
 
 
@@ -136,10 +131,10 @@ def read_spec(path: str | os.PathLike) -> dict:
     try:
         raw = json.loads(json_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DarkcError(f"{json_path} is not valid JSON ({_one_line(exc)}); restore it or re-save the "
+        raise DarkcError(f"{json_path} is not valid JSON ({one_line(exc)}); restore it or re-save the "
                          f"checkpoint")
     except OSError as exc:
-        raise DarkcError(f"cannot read {json_path}: {_one_line(exc)}")
+        raise DarkcError(f"cannot read {json_path}: {one_line(exc)}")
     if not isinstance(raw, dict):
         raise DarkcError(f"{json_path}: must hold a JSON object (the model spec), got {type(raw).__name__}")
     version = raw.get("format_version", FORMAT_VERSION)
@@ -173,7 +168,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     try:
         tensors = load_file(str(st_path))
     except Exception as exc:  # safetensors raises its own error type, or OSError / ValueError
-        raise DarkcError(f"{st_path} is corrupt or truncated ({_one_line(exc)}); re-save or re-copy it")
+        raise DarkcError(f"{st_path} is corrupt or truncated ({one_line(exc)}); re-save or re-copy it")
 
     model = build_model(spec, str(json_path))
     mismatch = _first_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
