@@ -18,6 +18,7 @@ float rounding), and the blend has no seams.
 """
 from __future__ import annotations
 
+import abc
 import math
 import os
 from pathlib import Path
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from .data import cfa as cfa_mod
 from .data.raw import check_finite
-from .errors import DarkcError
+from .errors import DarkcError, one_line
 
 #: Packed H and W of the SID U-Net must be multiples of this; runners of other nets may set their own.
 DEFAULT_MULTIPLE = 16
@@ -43,10 +44,6 @@ CFA_NAMES = {"bayer": "Bayer", "xtrans": "X-Trans"}
 _CFA_BY_CHANNELS = {cfa_mod.channels(k): k for k in CFA_NAMES}
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _check_threads(threads) -> int | None:
     if threads is None:
         return None
@@ -55,7 +52,7 @@ def _check_threads(threads) -> int | None:
     return threads
 
 
-class Runner:
+class Runner(abc.ABC):
     """A model that maps packed raw (N, C, h, w) float32 to sRGB (N, 3, h*scale, w*scale) float32.
 
     Attributes:
@@ -74,8 +71,9 @@ class Runner:
         self.in_channels = cfa_mod.channels(cfa)
         self.scale = cfa_mod.scale(cfa)
 
+    @abc.abstractmethod
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """(1, C, h, w) float32 packed raw -> (1, 3, scale*h, scale*w) float32 sRGB."""
 
     def __repr__(self) -> str:
         size = "any size" if self.fixed_size is None else f"fixed {self.fixed_size[0]}x{self.fixed_size[1]}"
@@ -169,7 +167,7 @@ class OnnxRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise DarkcError(f"cannot load ONNX model {path}: {_one_line(exc)}; re-export it") from exc
+            raise DarkcError(f"cannot load ONNX model {path}: {one_line(exc)}; re-export it") from exc
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(self.session.get_outputs()) != 1:
             raise DarkcError(f"{path}: the model has {len(inputs)} inputs and {len(self.session.get_outputs())} "
@@ -205,7 +203,7 @@ class TFLiteRunner(Runner):
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self.interpreter.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with multi-line text
-            raise DarkcError(f"cannot load TFLite model {path}: {_one_line(exc)}; re-export it") from exc
+            raise DarkcError(f"cannot load TFLite model {path}: {one_line(exc)}; re-export it") from exc
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise DarkcError(f"{path}: the model has {len(inputs)} inputs and {len(outputs)} outputs; darkc "
