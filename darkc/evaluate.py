@@ -86,31 +86,18 @@ def resolve_data(data: str, cfa: str = "bayer"):
 # h = 2 x estimated sigma: the best of 1/2/3/4/6 on synthetic pairs of training photos (not the validation set)
 NLM_STRENGTH = 2.0
 
+
 def libraw_baseline(short_path, ratio: float) -> np.ndarray:
     """Baseline (a): amplify the short exposure by ``ratio`` in the raw domain (above black, clipped
     at white), then LibRaw renders it exactly like the target. (H, W, 3) float32, canonical phase."""
-    import rawpy
-
-    from .data.raw import _open
-    from .data.render import libraw_render
+    from .data.raw import _open, render_open
 
     with _open(short_path) as raw:
-        desc = raw.color_desc.decode()
-        pattern = cfa_mod.colour_pattern(raw.raw_pattern, desc)
-        kind = cfa_mod.cfa_kind(pattern)
-        dy, dx = cfa_mod.phase_offset(pattern)
         vis = raw.raw_image_visible
         black = np.asarray(raw.black_level_per_channel, np.float32)[raw.raw_colors_visible]
         amp = black + (vis.astype(np.float32) - black) * float(ratio)
         vis[...] = np.clip(np.round(amp), 0, raw.white_level).astype(vis.dtype)
-        try:
-            img = libraw_render(raw)
-        except rawpy.LibRawError as exc:
-            from .errors import DarkcError
-            raise DarkcError(f"LibRaw could not render {short_path}: {exc}") from exc
-    img = img[dy:, dx:]
-    t = cfa_mod.tile(kind)
-    return img[: img.shape[0] // t * t, : img.shape[1] // t * t]
+        return render_open(raw, short_path)
 
 
 def nlm_denoise(img: np.ndarray, strength: float = NLM_STRENGTH) -> np.ndarray:

@@ -80,14 +80,20 @@ def render_raw(path: str | os.PathLike) -> np.ndarray:
     Returns (H, W, 3) float32 in [0, 1], cut like :func:`read_raw` so it aligns with the network output.
     """
     with _open(path) as raw:
-        try:
-            desc = raw.color_desc.decode()
-            pattern = cfa_mod.colour_pattern(raw.raw_pattern, desc)
-            kind = cfa_mod.cfa_kind(pattern)
-            dy, dx = cfa_mod.phase_offset(pattern)
-            img = libraw_render(raw)
-        except rawpy.LibRawError as exc:
-            raise DarkcError(f"LibRaw could not render {path}: {exc}; the file may be truncated") from exc
+        return render_open(raw, path)
+
+
+def render_open(raw: "rawpy.RawPy", source) -> np.ndarray:
+    """:func:`render_raw` of an already open (possibly modified in memory) rawpy file; ``source`` names it in
+    errors."""
+    try:
+        desc = raw.color_desc.decode()
+        pattern = cfa_mod.colour_pattern(raw.raw_pattern, desc)
+        kind = cfa_mod.cfa_kind(pattern)
+        dy, dx = cfa_mod.phase_offset(pattern)
+        img = libraw_render(raw)
+    except rawpy.LibRawError as exc:
+        raise DarkcError(f"LibRaw could not render {source}: {exc}; the file may be truncated") from exc
     img = img[dy:, dx:]
     t = cfa_mod.tile(kind)
     return img[: img.shape[0] // t * t, : img.shape[1] // t * t]
