@@ -247,7 +247,6 @@ def fit(model: nn.Module, spec: dict, dataset, out_dir: str | os.PathLike, cfg: 
         if extra_modules:
             extra_modules = {k: nn.parallel.DistributedDataParallel(
                 m, device_ids=[device.index] if device.type == "cuda" else None) for k, m in extra_modules.items()}
-    local = cfg.batch_size // world
     t0 = time.time()
     wall_before = history[-1]["wall_s"] if history else 0.0
     bar = tqdm(total=cfg.steps, initial=start, desc="darkc train", unit="step",
