@@ -464,34 +464,33 @@ def _leaky_to_prelu(m) -> int:
 
 def _float_io(m) -> None:
     """Give an integer-I/O graph a float input (QUANTIZE after it) and a float output (DEQUANTIZE before it)."""
-    s = _schema()
     g = m.subgraphs[0]
-    x = int(g.inputs[0])
-    if _type_name(g.tensors[x].type) not in _FLOAT_TYPES:
-        t = g.tensors[x]
-        xf = _new_tensor(m, g, t, list(t.shape), None if t.shapeSignature is None else list(t.shapeSignature),
-                         INPUT_NAME, s.TensorType.FLOAT32)
-        g.tensors[xf].quantization = None
-        t.name = f"{INPUT_NAME}_int8"
-        op = s.OperatorT()
-        op.opcodeIndex = _opcode(m, "QUANTIZE", 1)
-        op.inputs, op.outputs = np.asarray([xf], dtype=np.int32), np.asarray([x], dtype=np.int32)
+    _float_end(m, g, int(g.inputs[0]), INPUT_NAME, is_input=True)
+    _float_end(m, g, int(g.outputs[0]), OUTPUT_NAME, is_input=False)
+
+
+def _float_end(m, g, idx: int, name: str, *, is_input: bool) -> None:
+    """Replace graph input/output tensor ``idx``, if it is integer, by a float tensor called ``name`` joined to it
+    by a QUANTIZE (first op) or DEQUANTIZE (last op)."""
+    s = _schema()
+    t = g.tensors[idx]
+    if _type_name(t.type) in _FLOAT_TYPES:
+        return
+    f = _new_tensor(m, g, t, list(t.shape), None if t.shapeSignature is None else list(t.shapeSignature),
+                    name, s.TensorType.FLOAT32)
+    g.tensors[f].quantization = None
+    t.name = f"{name}_int8"
+    op = s.OperatorT()
+    op.opcodeIndex = _opcode(m, "QUANTIZE" if is_input else "DEQUANTIZE", 1)
+    src, dst = (f, idx) if is_input else (idx, f)
+    op.inputs, op.outputs = np.asarray([src], dtype=np.int32), np.asarray([dst], dtype=np.int32)
+    if is_input:
         g.operators.insert(0, op)
-        g.inputs = np.asarray([xf], dtype=np.int32)
-        _retarget_signature(m, x, xf)
-    y = int(g.outputs[0])
-    if _type_name(g.tensors[y].type) not in _FLOAT_TYPES:
-        t = g.tensors[y]
-        yf = _new_tensor(m, g, t, list(t.shape), None if t.shapeSignature is None else list(t.shapeSignature),
-                         OUTPUT_NAME, s.TensorType.FLOAT32)
-        g.tensors[yf].quantization = None
-        t.name = f"{OUTPUT_NAME}_int8"
-        op = s.OperatorT()
-        op.opcodeIndex = _opcode(m, "DEQUANTIZE", 1)
-        op.inputs, op.outputs = np.asarray([y], dtype=np.int32), np.asarray([yf], dtype=np.int32)
+        g.inputs = np.asarray([f], dtype=np.int32)
+    else:
         g.operators.append(op)
-        g.outputs = np.asarray([yf], dtype=np.int32)
-        _retarget_signature(m, y, yf)
+        g.outputs = np.asarray([f], dtype=np.int32)
+    _retarget_signature(m, idx, f)
 
 
 def _set_metadata(m, key: str, value: str) -> None:
