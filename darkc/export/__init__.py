@@ -29,14 +29,13 @@ on any failure nothing is written.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from darkc.errors import DarkcError
+from darkc.errors import DarkcError, sha256_file
 from darkc.export.contract import METADATA_KEY, embed_onnx, input_contract, read_contract
 from darkc.export.onnx import (INPUT_NAME, OPSET, OUTPUT_NAME, PRECISIONS, check_precision, export_onnx,
                                parse_input_size, to_fp16, torch_to_onnx)
@@ -51,14 +50,6 @@ _BOOKKEEPING = ("provenance", "params", "format_version", "weights_dtype")
 __all__ = ["INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "PRECISIONS", "TARGETS", "THRESHOLDS",
            "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract",
            "parse_input_size", "psnr", "read_contract", "to_fp16", "torch_to_onnx"]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tflite_exporter():
@@ -106,7 +97,7 @@ def _existing_exports(dest: Path, src_dir: Path, spec: dict, weights_sha: str) -
     from darkc.models import read_spec
 
     weights = dest / WEIGHTS_FILE
-    if dest.resolve() != src_dir.resolve() and weights.is_file() and _sha256(weights) != weights_sha:
+    if dest.resolve() != src_dir.resolve() and weights.is_file() and sha256_file(weights) != weights_sha:
         raise DarkcError(f"{dest} already holds another model's {WEIGHTS_FILE}; export into an empty folder or into "
                          f"the model's own artifact folder")
     json_path = dest / SPEC_FILE
@@ -202,7 +193,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
                          "only right on XNNPACK")
     dest, filename = _destination(out, kind, src_dir, target)
     net, spec = load_checkpoint(src_dir)
-    weights_sha = _sha256(src_dir / WEIGHTS_FILE)
+    weights_sha = sha256_file(src_dir / WEIGHTS_FILE)
     exports = _existing_exports(dest, src_dir, spec, weights_sha)
     calib_inputs, calib_record = None, None
     if precision == "int8":

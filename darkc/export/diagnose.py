@@ -212,7 +212,7 @@ def _tflite_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], li
 # ---------------------------------------------------------------- the stage
 def _model_for(exported: Path, model) -> tuple[object, dict]:
     """The PyTorch model to compare with: ``model`` or the checkpoint in the exported file's folder."""
-    from darkc.export import _sha256
+    from darkc.errors import sha256_file
     from darkc.models import load_checkpoint, resolve_model_ref
 
     folder = exported.parent
@@ -232,7 +232,7 @@ def _model_for(exported: Path, model) -> tuple[object, dict]:
             parent = exports.get(exported.name, {}).get("parent", {}).get("weights_sha256")
         except (ValueError, AttributeError):
             parent = None
-        if parent and (src / "model.safetensors").is_file() and _sha256(src / "model.safetensors") != parent:
+        if parent and (src / "model.safetensors").is_file() and sha256_file(src / "model.safetensors") != parent:
             raise DarkcError(f"{exported.name} was exported from other weights than --model {model} ({record_path} "
                              f"records sha256 {parent[:12]}...); pass the model it came from")
     return load_checkpoint(src)
