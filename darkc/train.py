@@ -341,7 +341,7 @@ class DataOptions:
     profile: str | None = None
     patch: int = 512                    # raw pixels
     ratios: tuple = (100, 250, 300)
-    dead_leaves: int = 64
+    dead_leaves: int = 16
     val: str = "reference"              # 'reference' (built-in synthetic set), 'none', or a folder / list
 
 

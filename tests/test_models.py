@@ -70,6 +70,20 @@ def test_uneven_widths_build_and_run():
     assert model(torch.rand(1, 4, 32, 16)).shape == (1, 3, 64, 32)
 
 
+@pytest.mark.parametrize("widths", [[32, 64, 128, 256, 512], [8, 16, 32, 64, 128]])
+def test_init_keeps_signal_through_the_bottleneck(widths):
+    # PyTorch's default conv init left std ~0.01 at conv5_2 of the full net (and the trained nets grey);
+    # He init for LeakyReLU keeps every level near unit scale
+    torch.manual_seed(0)
+    model = build_model({"arch": "sid-unet", "cfa": "bayer", "widths": widths})
+    stds = {}
+    for name in ("conv1_2", "conv5_2", "conv9_2", "conv10"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, n=name: stds.__setitem__(n, o.std().item()))
+    with torch.no_grad():
+        model(torch.rand(2, 4, 64, 64))
+    assert all(0.3 < s < 3.0 for s in stds.values()), stds
+
+
 def test_concat_puts_upsampled_before_skip():
     model = SIDUNet(4, 2, {**widths_to_channels([3, 4, 4, 4, 4]), "up9": 2}).eval()
     seen = {}
