@@ -44,8 +44,9 @@ def teacher_dir(tmp_path_factory):
     torch.manual_seed(0)
     spec = normalize_spec({"arch": "sid-unet", "cfa": "bayer", "widths": TEACHER_WIDTHS})
     model = build_model(spec)
-    with torch.no_grad():            # a teacher with a definite, non-trivial output: bias the head
+    with torch.no_grad():            # a teacher with a definite, non-trivial output: bias the head and
         model.conv10.bias.copy_(torch.linspace(-0.5, 0.5, model.conv10.bias.numel()))
+        model.conv10.weight.mul_(0.2)   # keep its spatial variation in a trained model's range (He init: std ~1)
     return save_checkpoint(model, spec, tmp_path_factory.mktemp("teacher") / "teacher")
 
 

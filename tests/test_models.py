@@ -396,3 +396,29 @@ def test_resolve_model_ref(tmp_path, artifact, monkeypatch):
         resolve_model_ref(tmp_path / "missing.onnx")
     with raises_naming("no shipped model 'student'"):
         resolve_model_ref("student")
+
+
+@pytest.mark.parametrize("name", ["teacher", "student"])
+def test_shipped_models_render_colour(name):
+    # regression test for the first shipped teacher, whose output was nearly grey (mean RGB saturation
+    # 0.012 against 0.195 in the target): a held-out colourful photo at x100 must keep most of its colour
+    from darkc.data import cfa as cfa_mod
+    from darkc.data.profiles import get_profile
+    from darkc.data.raw import amplify
+    from darkc.data.sources import builtin_photos
+    from darkc.data.synth import make_pair, normalise
+    from darkc.train import forward_padded
+
+    photo = next(im for im in builtin_photos("val") if im.name.endswith("kodim23")).load()
+    prof = get_profile(None, "bayer")
+    pair = make_pair(photo[128:384, 256:512], prof, 100, seed=3)
+    x = amplify(cfa_mod.pack(normalise(pair.short, prof), "bayer"), 100)
+    model, _ = load_pretrained(name)
+    with torch.no_grad():
+        out = forward_padded(model.eval(), torch.from_numpy(x)[None]).clamp(0, 1)[0].numpy()
+    target = pair.target().transpose(2, 0, 1)
+
+    def saturation(img):
+        return float((img.max(0) - img.min(0)).mean())
+
+    assert saturation(out) > 0.6 * saturation(target), (saturation(out), saturation(target))
