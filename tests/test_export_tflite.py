@@ -26,6 +26,7 @@ from darkc.export.tflite import graph_info, quantize_int8, read_metadata  # noqa
 from darkc.inference import TFLiteRunner, enhance_packed, load_runner  # noqa: E402
 from darkc.models import build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from darkc.models.sid_unet import LAYERS  # noqa: E402
+from helpers import torch_default_init  # noqa: E402
 
 TINY = {"arch": "sid-unet", "cfa": "bayer", "widths": [4, 8, 8, 8, 8]}
 SIZE = "128x128"          # raw px: packed 64x64
@@ -41,7 +42,7 @@ def tiny(tmp_path_factory):
     """A checkpoint of a tiny SID U-Net (widths 4,8,8,8,8), seeded random weights."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny") / "ckpt"
-    save_checkpoint(build_model(TINY), TINY, path)
+    save_checkpoint(torch_default_init(build_model(TINY)), TINY, path)
     return path
 
 
@@ -69,7 +70,8 @@ def _torch_nhwc(ckpt, x_nhwc: np.ndarray) -> np.ndarray:
 
 
 def _psnr(a, b) -> float:
-    return 10 * np.log10(float(np.ptp(b)) ** 2 / float(np.mean((a.astype(np.float64) - b) ** 2)))
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(float(np.ptp(b)) ** 2 / mse)
 
 
 def test_fp32_and_fp16_round_trip_through_litert(tiny, art):

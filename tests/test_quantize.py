@@ -19,6 +19,7 @@ from darkc.errors import DarkcError
 from darkc.export import export, psnr, torch_to_onnx
 from darkc.inference import load_runner
 from darkc.models import build_model, load_checkpoint, save_checkpoint
+from helpers import torch_default_init
 
 TINY = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 16, 16, 32]}
 #: INT8-vs-torch PSNR of the tiny net measured 58.3 dB (minmax), 58.3 (percentile, entropy); margin below it.
@@ -33,7 +34,7 @@ def raises_naming(*fragments: str):
 def tiny(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny") / "ckpt"
-    save_checkpoint(build_model(TINY), TINY, path)
+    save_checkpoint(torch_default_init(build_model(TINY)), TINY, path)
     return path
 
 

@@ -22,6 +22,7 @@ from darkc.metrics import psnr_torch, ssim_torch
 from darkc.models import build_model, load_checkpoint
 from darkc.train import (STATE_JSON, STATE_TENSORS, DataOptions, TrainConfig, fit, forward_padded, lr_at,
                          supervised_objective, train, validate)
+from helpers import torch_default_init
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"arch": "sid-unet", "cfa": "bayer", "widths": [4, 4, 4, 4, 4]}
@@ -59,7 +60,7 @@ class TinyPairs(Dataset):
 def tiny_model(seed: int = 0, widths=(4, 4, 4, 4, 4)):
     torch.manual_seed(seed)
     spec = dict(TINY, widths=list(widths))
-    return build_model(spec), spec
+    return torch_default_init(build_model(spec)), spec
 
 
 def quick_cfg(**kw) -> TrainConfig:
