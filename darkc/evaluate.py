@@ -8,6 +8,8 @@ writes exactly these pairs as DNG files.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .data import cfa as cfa_mod
@@ -44,7 +46,7 @@ def reference_frames(cfa: str = "bayer", ratios=SID_RATIOS, limit: int | None = 
 
 
 # ---------------------------------------------------------------- the reference set on disk
-def reference_dir(cfa: str = "bayer") -> "Path":
+def reference_dir(cfa: str = "bayer") -> Path:
     """The reference validation set as SID-layout DNG files, written once into the cache.
 
     Location: ``$DARKC_CACHE`` or ``~/.cache/darkc``, subfolder ``reference-<cfa>-v1``.
@@ -52,7 +54,6 @@ def reference_dir(cfa: str = "bayer") -> "Path":
     import os
     import shutil
     import tempfile
-    from pathlib import Path
 
     from .data.synth import write_dataset
 

@@ -1,7 +1,19 @@
 """Helpers shared by the test files (import as ``from helpers import ...``; pytest puts tests/ on sys.path)."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
+import torch
 from torch import nn
+
+from darkc.errors import DarkcError
+
+
+def raises_naming(*fragments: str):
+    """``pytest.raises(DarkcError)`` whose message contains every fragment, in any order."""
+    return pytest.raises(DarkcError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
 
 
 def torch_default_init(model: nn.Module) -> nn.Module:
@@ -14,3 +26,12 @@ def torch_default_init(model: nn.Module) -> nn.Module:
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             m.reset_parameters()
     return model
+
+
+def tiny_checkpoint(path: Path, spec: dict, seed: int = 0) -> Path:
+    """Save a seeded random model of ``spec`` (PyTorch default init scale) as an artifact at ``path``."""
+    from darkc.models import build_model, save_checkpoint
+
+    torch.manual_seed(seed)
+    save_checkpoint(torch_default_init(build_model(spec)), spec, path)
+    return path

@@ -1,7 +1,6 @@
 """Tests for darkc/enhance.py: raw file -> PNG, ratio lookup, and user-facing errors."""
 from __future__ import annotations
 
-import re
 
 import cv2
 import numpy as np
@@ -12,15 +11,11 @@ from darkc import enhance as enhance_mod
 from darkc.data.dng import write_dng
 from darkc.data.raw import amplify, read_raw
 from darkc.enhance import enhance_file, sid_ratio
-from darkc.errors import DarkcError
 from darkc.inference import enhance_packed, load_runner
 from darkc.models import build_model, save_checkpoint
+from helpers import raises_naming
 
 TAGS = dict(black=512, white=16383, xyz_to_cam=np.eye(3), as_shot_neutral=(0.5, 1, 0.6), exposure_time=0.1)
-
-
-def raises_naming(*fragments: str):
-    return pytest.raises(DarkcError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
 
 
 def dark_dng(path, shape, cfa="bayer", seed=0):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 import types
 
@@ -19,12 +18,9 @@ from darkc.export import export, parse_input_size, psnr
 from darkc.export import parity as parity_mod
 from darkc.inference import OnnxRunner, load_runner
 from darkc.models import build_model, load_checkpoint, save_checkpoint
+from helpers import raises_naming
 
 TINY = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 16, 16, 32]}
-
-
-def raises_naming(*fragments: str):
-    return pytest.raises(DarkcError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
 
 
 def _sha(path) -> str:

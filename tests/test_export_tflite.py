@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import shutil
 
 import numpy as np
@@ -19,31 +18,23 @@ if _MISSING:     # checked without importing: litert-torch pulls in jax and torc
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from darkc.cli import main  # noqa: E402
-from darkc.errors import DarkcError  # noqa: E402
 from darkc.export import export, read_contract  # noqa: E402
 from darkc.export.diagnose import format_table, layer_sqnr, sqnr_db  # noqa: E402
 from darkc.export.tflite import graph_info, quantize_int8, read_metadata  # noqa: E402
 from darkc.inference import TFLiteRunner, enhance_packed, load_runner  # noqa: E402
-from darkc.models import build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from darkc.models import load_checkpoint, save_checkpoint  # noqa: E402
 from darkc.models.sid_unet import LAYERS  # noqa: E402
-from helpers import torch_default_init  # noqa: E402
+from helpers import raises_naming, tiny_checkpoint  # noqa: E402
 
 TINY = {"arch": "sid-unet", "cfa": "bayer", "widths": [4, 8, 8, 8, 8]}
 SIZE = "128x128"          # raw px: packed 64x64
 PACKED = (64, 64)
 
 
-def raises_naming(*fragments: str):
-    return pytest.raises(DarkcError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A checkpoint of a tiny SID U-Net (widths 4,8,8,8,8), seeded random weights."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "ckpt"
-    save_checkpoint(torch_default_init(build_model(TINY)), TINY, path)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", TINY)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Tests for darkc/inference.py: runners (torch, ONNX, TFLite) and seamless tiling."""
 from __future__ import annotations
 
-import re
 import sys
 import types
 
@@ -11,13 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darkc.errors import DarkcError
 from darkc.inference import (OnnxRunner, Runner, TFLiteRunner, TorchRunner, enhance_packed, load_runner)
 from darkc.models import SIDUNet, build_model, save_checkpoint, widths_to_channels
-
-
-def raises_naming(*fragments: str):
-    return pytest.raises(DarkcError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
+from helpers import raises_naming
 
 
 class LocalNet(nn.Module):

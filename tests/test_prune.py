@@ -206,7 +206,7 @@ def test_finetune_reduces_gap_to_the_unpruned_model(artifact, tmp_path):
         teacher = parent(x)
     common = dict(ratio=0.5, steps=2, data=TinyInputs(), batch_size=2, lr=2e-3)
     run(artifact, tmp_path / "raw", finetune_iters=0, **common)
-    report = run(artifact, tmp_path / "tuned", finetune_iters=25, **common)
+    run(artifact, tmp_path / "tuned", finetune_iters=25, **common)
     gaps = {}
     for name in ("raw", "tuned"):
         model, spec = load_checkpoint(tmp_path / name)

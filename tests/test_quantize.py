@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections import Counter
 
@@ -15,27 +14,19 @@ from onnx import numpy_helper
 
 from darkc.cli import main
 from darkc.compress.quantize import (calibration_inputs, cpu_int8_info, find_raw_files, quantize, quantize_onnx)
-from darkc.errors import DarkcError
 from darkc.export import export, psnr, torch_to_onnx
 from darkc.inference import load_runner
-from darkc.models import build_model, load_checkpoint, save_checkpoint
-from helpers import torch_default_init
+from darkc.models import load_checkpoint
+from helpers import raises_naming, tiny_checkpoint
 
 TINY = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 16, 16, 32]}
 #: INT8-vs-torch PSNR of the tiny net measured 58.3 dB (minmax), 58.3 (percentile, entropy); margin below it.
 INT8_MIN_PSNR = 45.0
 
 
-def raises_naming(*fragments: str):
-    return pytest.raises(DarkcError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "ckpt"
-    save_checkpoint(torch_default_init(build_model(TINY)), TINY, path)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", TINY)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +20,10 @@ from darkc.models import build_model, save_checkpoint
 from darkc.video import (VideoWriter, enhance_video, flicker, make_filter, occlusion_mask, open_sequence,
                          probe_video, warp, warp_error, write_clip)
 from darkc.video.temporal import KINDS
+from helpers import raises_naming
 
 ROOT = Path(__file__).resolve().parents[1]
 TAGS = dict(black=512, white=16383, xyz_to_cam=np.eye(3), as_shot_neutral=(0.5, 1, 0.6), exposure_time=0.03)
-
-
-def raises_naming(*fragments: str):
-    return pytest.raises(DarkcError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def _layer(name: str, op: str, macs: int, act_in: int, act_out: int, weights: in
 def onnx_cost(path: str | os.PathLike, shape: tuple[int, ...]) -> dict:
     """Per-layer cost of an ONNX graph with its (single) input set to ``shape`` (the model's own layout)."""
     import onnx
-    from onnx import helper, numpy_helper, shape_inference
+    from onnx import helper, shape_inference
 
     path = Path(path)
     try:
