@@ -151,18 +151,21 @@ def enhance(raw, out, model, ratio, bits, tile, overlap, threads) -> None:
 @click.option("--patch", type=int, default=256, show_default=True, help="fine-tuning patch side in raw px")
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-rescale", is_flag=True,
+              help="keep the pruned layers' weights as they are (default: rescale each layer to the parent's "
+                   "activation scale on 4 inputs from --data)")
 @click.option("--no-eval", is_flag=True, help="skip PSNR/SSIM of the parent and the pruned model")
 @click.option("--eval-limit", type=int, default=None, help="only the first N validation pairs")
 @click.option("--latency-size", default="1920x1080", show_default=True, help="raw WxH for host latency, or 'none'")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="pruned artifact folder")
 def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetune_iters, data, batch_size, patch,
-          lr, seed, no_eval, eval_limit, latency_size, out) -> None:
+          lr, seed, no_rescale, no_eval, eval_limit, latency_size, out) -> None:
     """Prune channels (Torch-Pruning), fine-tune against the original, report size/MACs/latency/quality."""
     from .compress.prune import format_report, prune as run
     report = run(model, out, ratio=ratio, target_macs=target_macs, importance=importance, scope=scope,
                  round_to=round_to, steps=steps, finetune_iters=finetune_iters, data=data, batch_size=batch_size,
                  patch=patch, lr=lr, seed=seed, evaluate=not no_eval, eval_limit=eval_limit,
-                 latency_size=latency_size)
+                 latency_size=latency_size, rescale=not no_rescale)
     click.echo(format_report(report))
     click.echo(f"wrote {out} (report: prune_report.md, prune_report.json)")
 

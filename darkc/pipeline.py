@@ -22,7 +22,7 @@ Recipe keys (all optional except ``pipeline.teacher``)::
     [pipeline]
     teacher = "teacher"                 # shipped name or checkpoint folder
     name = "sid-mobile"
-    [prune]      ratio | target_macs, importance, scope, round_to, steps, finetune_iters, batch_size, patch, lr
+    [prune]      ratio | target_macs, importance, scope, round_to, steps, finetune_iters, batch_size, patch, lr, rescale
     [distill]    init ("pruned" | "scratch"), student_widths, kd, gt_weight, feature_weight, beta, steps,
                  batch_size, patch, lr, data, threads
     [quantize]   targets (["onnx", "tflite"]), input_size, calib, calib_method, samples
@@ -53,7 +53,7 @@ REPORT = "report"
 SCHEMA: dict[str, dict[str, type | tuple]] = {
     "pipeline": {"teacher": str, "name": str, "seed": int, "threads": int},
     "prune": {"ratio": float, "target_macs": str, "importance": str, "scope": str, "round_to": int, "steps": int,
-              "finetune_iters": int, "batch_size": int, "patch": int, "lr": float, "data": str},
+              "finetune_iters": int, "batch_size": int, "patch": int, "lr": float, "data": str, "rescale": bool},
     "distill": {"init": str, "student_widths": list, "kd": str, "gt_weight": float, "feature_weight": float,
                 "beta": float, "steps": int, "batch_size": int, "patch": int, "lr": float, "data": str,
                 "val_every": int, "ckpt_every": int},
@@ -109,8 +109,11 @@ def load_recipe(path: str | os.PathLike) -> dict:
                 raise DarkcError(f"{where(table, key)}: unknown key '{key}' in [{table}]; "
                                  f"valid keys: {', '.join(SCHEMA[table])}")
             want = SCHEMA[table][key]
-            ok = isinstance(value, want) and not isinstance(value, bool) or (want is float and isinstance(value, int)
-                                                                               and not isinstance(value, bool))
+            if want is bool:
+                ok = isinstance(value, bool)
+            else:
+                ok = isinstance(value, want) and not isinstance(value, bool) or (
+                    want is float and isinstance(value, int) and not isinstance(value, bool))
             if not ok:
                 raise DarkcError(f"{where(table, key)}: [{table}] {key} = {value!r} must be a {want.__name__}")
     pipe = recipe.get("pipeline", {})

@@ -56,7 +56,7 @@ def fixed_inputs(n: int = 4, cin: int = 4, side: int = 32) -> torch.Tensor:
 
 
 def run(artifact, out, **kw):
-    kw = {"evaluate": False, "latency_size": None, "progress": False, "round_to": 4, **kw}
+    kw = {"evaluate": False, "latency_size": None, "progress": False, "round_to": 4, "rescale": False, **kw}
     return prune(artifact, out, **kw)
 
 
@@ -120,12 +120,36 @@ def test_other_criteria_prune_different_channels_deterministically(importance):
 
 
 # ---------------------------------------------------------------- the artifact and report
+def test_rescale_matches_the_parents_activation_scale_and_output(artifact, tmp_path):
+    from darkc.compress.prune import _layer_outputs
+    from darkc.models.sid_unet import LAYERS
+
+    parent, _ = load_checkpoint(artifact)
+    data = TinyInputs(side=64)
+    calib = torch.stack([data[i]["input"] for i in range(4)])
+    for rescale in (False, True):
+        run(artifact, tmp_path / str(rescale), ratio=0.75, data=data, rescale=rescale)
+        pruned, spec = load_checkpoint(tmp_path / str(rescale))
+        assert spec["provenance"]["rescale"] is rescale
+        with torch.no_grad():
+            mine, ref = _layer_outputs(pruned, calib, LAYERS), _layer_outputs(parent, calib, LAYERS)
+        ratios = [mine[n].std().item() / ref[n].std().item() for n in LAYERS[:-1]]
+        if rescale:   # every layer at its parent's scale, the head's channels at their parent's mean and std
+            assert ratios == pytest.approx([1.0] * len(ratios), rel=1e-3)
+            torch.testing.assert_close(mine["conv10"].mean((0, 2, 3)), ref["conv10"].mean((0, 2, 3)),
+                                       atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(mine["conv10"].std((0, 2, 3)), ref["conv10"].std((0, 2, 3)),
+                                       atol=1e-5, rtol=1e-3)
+        else:         # a 3/4 prune shrinks the activations
+            assert min(ratios) < 0.7, ratios
+
+
 def test_artifact_reloads_with_identical_outputs_and_provenance(artifact, tmp_path):
     out = tmp_path / "pruned"
     report = run(artifact, out, ratio=0.5, latency_size="128x128", latency_runs=1)
     loaded, spec = load_checkpoint(out)
     parent, pspec = load_checkpoint(artifact)
-    expect, _ = prune_model(copy.deepcopy(parent), pspec, 0.5, "l1", "uniform", round_to=4)
+    expect, _ = prune_model(copy.deepcopy(parent), pspec, 0.5, "l1", "uniform", round_to=4, rescale=False)
     x = fixed_inputs(2)
     assert torch.equal(loaded(x), expect.eval()(x))
     assert spec["channels"] == report["channels"]["after"] == widths_to_channels([8, 8, 16, 16, 32])
@@ -136,6 +160,7 @@ def test_artifact_reloads_with_identical_outputs_and_provenance(artifact, tmp_pa
     assert prov["params_before"] == count_params(parent) and prov["params_after"] == count_params(loaded)
     assert prov["macs_1920x1080_after"] == count_macs(loaded, HD) < prov["macs_1920x1080_before"]
     assert prov["command"].startswith("darkc prune --model ") and "--ratio 0.5" in prov["command"]
+    assert "--no-rescale" in prov["command"] and prov["rescale"] is False
     saved = json.loads((out / REPORT_JSON).read_text())
     assert saved["after"]["macs"]["4240x2832"] == count_macs(loaded, (4, 1416, 2120))
     assert saved["latency"]["packed_padded"] == [4, 64, 64] and saved["after"]["latency_ms"] > 0

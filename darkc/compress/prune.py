@@ -189,10 +189,56 @@ def _prune_step(pruner, floors: dict[nn.Module, int]) -> None:
         dg.check_pruning_group = check
 
 
+def _layer_outputs(model: nn.Module, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
+    outs: dict[str, torch.Tensor] = {}
+    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o)) for n in names]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return outs
+
+
+@torch.no_grad()
+def match_activations(model: nn.Module, parent: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Rescale a pruned U-Net's layers so their activations have the unpruned parent's scale on ``x``.
+
+    Removing 3/4 of a layer's input channels shrinks its output; over the U-Net's 23 layers the pruned
+    SID teacher's head output fell to 6 % of its parent's std (conv10: 0.010 vs 0.160 on synthetic inputs)
+    and distillation from it settled on grey output. Layer by layer in forward order, weights and bias are
+    multiplied by parent std / pruned std (LeakyReLU is positively homogeneous, so each layer's shape is
+    kept); the head (never pruned) then gets each output channel's mean and std. Returns the factors.
+    """
+    from darkc.models.sid_unet import LAYERS
+
+    was = model.training, parent.training
+    model.eval()
+    parent.eval()
+    ref = _layer_outputs(parent, x, LAYERS)
+    factors = {}
+    for name in LAYERS[:-1]:
+        cur = _layer_outputs(model, x, [name])[name]
+        r = float(ref[name].std() / cur.std().clamp_min(1e-12))
+        layer = getattr(model, name)
+        layer.weight.mul_(r)
+        layer.bias.mul_(r)
+        factors[name] = r
+    head = _layer_outputs(model, x, ["conv10"])["conv10"]
+    want = ref["conv10"]
+    a = want.std((0, 2, 3)) / head.std((0, 2, 3)).clamp_min(1e-12)
+    model.conv10.bias.copy_(a * model.conv10.bias + want.mean((0, 2, 3)) - a * head.mean((0, 2, 3)))
+    model.conv10.weight.mul_(a[:, None, None, None])
+    factors["conv10"] = float(a.mean())
+    model.train(was[0])
+    parent.train(was[1])
+    return factors
+
+
 def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l1", scope: str = "uniform",
                 round_to: int = 8, example_input: torch.Tensor | None = None, *, steps: int = 1,
                 after_step: Callable[[int, nn.Module, dict], None] | None = None,
-                max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0) -> tuple[nn.Module, dict]:
+                max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0, rescale: bool = True) -> tuple[nn.Module, dict]:
     """Prune ``model`` **in place** to ``ratio`` with Torch-Pruning, keeping ``conv10`` and the output shape.
 
     Args:
@@ -209,6 +255,8 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
         after_step: called as ``after_step(k, model, spec)`` after step ``k`` (1-based), e.g. to fine-tune.
         max_layer_ratio: no layer loses more than this fraction of its channels.
         seed: seeds the random criterion and the default example input.
+        rescale: after each step, :func:`match_activations` to the unpruned model on ``example_input``
+            (pass real packed raw there for this to mean something).
 
     Returns:
         ``(model, spec)``: the same module, pruned, and its updated spec.
@@ -230,6 +278,7 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
             out_shape = tuple(model(example_input).shape)
         before = dict(model.channels)
         head = model.conv10.out_channels
+        parent = copy.deepcopy(model).requires_grad_(False) if rescale else None
         pruner = _PRUNER(model, example_input, importance=make_importance(importance),
                          global_pruning=scope == "global", pruning_ratio=ratio, max_pruning_ratio=max_layer_ratio,
                          iterative_steps=steps, ignored_layers=[model.conv10], round_to=round_to)
@@ -239,6 +288,8 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
                 _taylor_gradients(model, example_input)
             _prune_step(pruner, floors)
             model.zero_grad(set_to_none=True)
+            if parent is not None:
+                match_activations(model, parent, example_input)
             spec = normalize_spec({**spec, "channels": dict(model.channels)})
             if after_step is not None:
                 after_step(k, model, spec)
@@ -284,7 +335,7 @@ def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: st
 
     def cost(ratio: float) -> float:
         m, _ = prune_model(copy.deepcopy(model), spec, ratio, importance, scope, round_to, example_input,
-                           steps=steps, max_layer_ratio=max_layer_ratio, seed=seed)
+                           steps=steps, max_layer_ratio=max_layer_ratio, seed=seed, rescale=False)
         trials.append({"ratio": ratio, "cost": float(budget.cost_fn(m))})
         return trials[-1]["cost"]
 
@@ -511,7 +562,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
           steps: int = 1, finetune_iters: int = 0, data="synthetic", batch_size: int = 4, patch: int = 256,
           lr: float = 1e-4, seed: int = 0, max_layer_ratio: float = MAX_LAYER_RATIO, evaluate: bool = True,
           eval_data: str = "synthetic", eval_limit: int | None = None, latency_size="1920x1080",
-          latency_runs: int = 3, progress: bool = True) -> dict:
+          latency_runs: int = 3, rescale: bool = True, progress: bool = True) -> dict:
     """``darkc prune``: prune a checkpoint, optionally fine-tune against itself, write an artifact and a report.
 
     Args:
@@ -529,6 +580,8 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         batch_size, patch, lr, seed: fine-tuning batch, patch side in raw px, Adam learning rate, seed.
         evaluate, eval_data, eval_limit: PSNR/SSIM of parent and result with ``darkc.evaluate.evaluate``.
         latency_size: raw ``'WxH'`` (or ``(W, H)``) for host latency (torch, 1 thread); None skips it.
+        rescale: match each pruned layer's activation scale to the unpruned model's on 4 inputs from
+            ``data`` (:func:`match_activations`); without it the pruned SID U-Net's output collapses.
 
     Returns:
         The report (also written as ``prune_report.json``): options, budget search, before/after params,
@@ -559,9 +612,9 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     latency_shape = packed_shape(cfa, latency_size) if latency_size else None
 
     dataset = None
-    if finetune_iters > 0 or importance == "taylor":
+    if finetune_iters > 0 or importance == "taylor" or rescale:
         dataset = _finetune_data(data, cfa, patch, seed)
-        example = torch.stack([dataset[i]["input"] for i in range(2)])
+        example = torch.stack([dataset[i]["input"] for i in range(4 if rescale else 2)])
     else:
         example = torch.rand(1, spec["in_channels"], 32, 32, generator=torch.Generator().manual_seed(seed))
 
@@ -590,7 +643,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         finetune_log.append({"step": k, "iters": finetune_iters, "wall_s": summary["wall_s"],
                              "loss": summary["history"][-1]["loss"] if summary["history"] else None})
 
-    model, spec = prune_model(model, spec, ratio, example_input=example, steps=steps,
+    model, spec = prune_model(model, spec, ratio, example_input=example, steps=steps, rescale=rescale,
                               after_step=finetune if finetune_iters > 0 else None, **policy)
     model.eval()
     after = _measure(model, cfa, latency_shape, latency_runs)
@@ -602,8 +655,9 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     options = {"ratio": round(ratio, 6), "target_macs": budget_request, "importance": importance, "scope": scope,
                "round_to": round_to, "steps": steps, "finetune_iters": finetune_iters,
                "data": data if isinstance(data, str) else type(data).__name__, "batch_size": batch_size,
-               "patch": patch, "lr": lr, "seed": seed}
+               "patch": patch, "lr": lr, "seed": seed, "rescale": rescale}
     command = _equivalent_command(model_ref, out, {**options, "ratio": None if budget_request else options["ratio"],
+                                                   "rescale": None, "no_rescale": not rescale,
                                                    "data": options["data"] if dataset is not None else None})
     macs_key = "1920x1080"
     provenance = {"stage": "prune", "parent": str(model_ref), "command": command, **options,
