@@ -183,6 +183,8 @@ def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetun
 @click.option("--gt-weight", type=float, default=0.0, show_default=True, help="weight of the ground-truth L1 term")
 @click.option("--feature-weight", type=float, default=0.1, show_default=True)
 @click.option("--beta", type=float, default=0.99, show_default=True, help="L1 share of the output term (rest MS-SSIM)")
+@click.option("--chroma-weight", type=float, default=0.0, show_default=True,
+              help="weight of an L1 term on the output's chroma vs the teacher's (keeps small students off grey)")
 @click.option("--steps", type=int, default=2000, show_default=True)
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--patch", type=int, default=512, show_default=True, help="patch side in raw px")
@@ -197,15 +199,15 @@ def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetun
 @click.option("--latency-size", default="1920x1080", show_default=True, help="raw WxH for host latency, or 'none'")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="student run / artifact folder")
 def distill(teacher, student, student_widths, student_arch, data, unlabelled, images, kd, gt_weight, feature_weight,
-            beta, steps, batch_size, patch, lr, val_every, ckpt_every, seed, threads, resume, no_eval, eval_limit,
-            latency_size, out) -> None:
+            beta, chroma_weight, steps, batch_size, patch, lr, val_every, ckpt_every, seed, threads, resume, no_eval,
+            eval_limit, latency_size, out) -> None:
     """Distil the teacher into a compact student (output and feature KD, with or without ground truth)."""
     from .compress.distill import distill as run, format_report
     report = run(teacher, out, student=student, student_widths=_ints(student_widths, "--student-widths"),
                  student_arch=student_arch, data=data, unlabelled=unlabelled, images=list(images), kd=kd,
-                 gt_weight=gt_weight, feature_weight=feature_weight, beta=beta, steps=steps, batch_size=batch_size,
-                 patch=patch, lr=lr, val_every=val_every, ckpt_every=ckpt_every, seed=seed, threads=threads,
-                 resume=resume, evaluate=not no_eval, eval_limit=eval_limit, latency_size=latency_size)
+                 gt_weight=gt_weight, feature_weight=feature_weight, beta=beta, chroma_weight=chroma_weight,
+                 steps=steps, batch_size=batch_size, patch=patch, lr=lr, val_every=val_every, ckpt_every=ckpt_every,
+                 seed=seed, threads=threads, resume=resume, evaluate=not no_eval, eval_limit=eval_limit, latency_size=latency_size)
     if "teacher_stats" in report:
         click.echo(format_report(report))
         click.echo(f"wrote {out} (report: distill_report.md, distill_report.json)")

@@ -23,7 +23,7 @@ Recipe keys (all optional except ``pipeline.teacher``)::
     teacher = "teacher"                 # shipped name or checkpoint folder
     name = "sid-mobile"
     [prune]      ratio | target_macs, importance, scope, round_to, steps, finetune_iters, batch_size, patch, lr, rescale
-    [distill]    init ("pruned" | "scratch"), student_widths, kd, gt_weight, feature_weight, beta, steps,
+    [distill]    init ("pruned" | "scratch"), student_widths, kd, gt_weight, feature_weight, beta, chroma_weight, steps,
                  batch_size, patch, lr, data, threads
     [quantize]   targets (["onnx", "tflite"]), input_size, calib, calib_method, samples
     [export]     targets, precisions (["fp32", "fp16"]), input_size
@@ -55,7 +55,7 @@ SCHEMA: dict[str, dict[str, type | tuple]] = {
     "prune": {"ratio": float, "target_macs": str, "importance": str, "scope": str, "round_to": int, "steps": int,
               "finetune_iters": int, "batch_size": int, "patch": int, "lr": float, "data": str, "rescale": bool},
     "distill": {"init": str, "student_widths": list, "kd": str, "gt_weight": float, "feature_weight": float,
-                "beta": float, "steps": int, "batch_size": int, "patch": int, "lr": float, "data": str,
+                "beta": float, "chroma_weight": float, "steps": int, "batch_size": int, "patch": int, "lr": float, "data": str,
                 "val_every": int, "ckpt_every": int},
     "quantize": {"targets": list, "input_size": str, "calib": str, "calib_method": str, "samples": int},
     "export": {"targets": list, "precisions": list, "input_size": str},

@@ -170,3 +170,24 @@ def test_cli_distill(teacher_dir, tmp_path, synth_bayer, capsys):
     assert (out / "model.safetensors").is_file() and (out / "distill_report.md").is_file()
     rc = main(["distill", "--teacher", str(teacher_dir), "--kd", "nope", "-o", str(tmp_path / "bad")])
     assert rc == 1 and "error:" in capsys.readouterr().err
+
+
+def test_chroma_term_penalises_a_grey_student():
+    torch.manual_seed(0)
+    colour = torch.rand(2, 3, 16, 16)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x):
+            return self.out
+
+    grey = colour.mean(1, keepdim=True).expand_as(colour).clone()
+    batch = {"input": torch.zeros(2, 4, 8, 8)}
+    losses = {w: distill_objective(Fixed(colour), chroma_weight=w, beta=1.0)(Fixed(grey), batch)[0].item()
+              for w in (0.0, 2.0)}
+    chroma = (colour - colour.mean(1, keepdim=True)).abs().mean().item()
+    assert losses[2.0] - losses[0.0] == pytest.approx(2.0 * chroma, rel=1e-5)
+    assert distill_objective(Fixed(colour), chroma_weight=2.0, beta=1.0)(Fixed(colour), batch)[0].item() == 0

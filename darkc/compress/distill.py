@@ -10,7 +10,7 @@ Ten lines of use::
     report["student"]["psnr"], report["student"]["psnr_vs_teacher"], report["student"]["macs"]["1920x1080"]
 
 Losses (summed): output distillation ``beta * L1 + (1 - beta) * (1 - MS-SSIM)`` between the student's and the
-frozen teacher's outputs; optional feature distillation at the decoder levels (``conv6_2`` .. ``conv9_2``),
+frozen teacher's outputs, optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the per-pixel mean); optional feature distillation at the decoder levels (``conv6_2`` .. ``conv9_2``),
 each student feature mapped to the teacher's width by a 1x1 adapter and compared with a scale-free L1 (the
 adapters are trained and checkpointed in the training state but never saved into the student artifact); an
 optional ground-truth L1 term when the data has targets (synthetic pairs or the SID layout). Training runs
@@ -71,7 +71,7 @@ def make_adapters(student: nn.Module, teacher: nn.Module, layers=FEATURE_LAYERS)
 
 
 def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 0.0, feature_weight: float = 0.1,
-                      beta: float = 0.99, student: nn.Module | None = None):
+                      beta: float = 0.99, chroma_weight: float = 0.0, student: nn.Module | None = None):
     """The ``fit`` objective of distillation (see the module docstring for the terms).
 
     ``student`` is the bare student network (hooks for feature KD go on it); the adapters come from the
@@ -97,6 +97,9 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
         if "output" in kd:
             out_l1 = F.l1_loss(s_out, t_out)
             term = beta * out_l1 + (1 - beta) * ms_ssim(s_out.clamp(0, 1), t_out) if beta < 1 else out_l1
+            if chroma_weight > 0:   # each pixel's RGB minus its own mean: keeps a student off grey output
+                term = term + chroma_weight * F.l1_loss(s_out - s_out.mean(1, keepdim=True),
+                                                        t_out - t_out.mean(1, keepdim=True))
             loss = loss + term
             logs["kd_output"] = float(term.detach())
         if use_feat:
@@ -214,7 +217,7 @@ def _equivalent_command(teacher_ref, out_dir, opts: dict) -> str:
 
 def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_arch: str | None = None,
             data="synthetic", unlabelled: str | None = None, images=None, kd=("output",), gt_weight: float = 0.0,
-            feature_weight: float = 0.1, beta: float = 0.99, steps: int = 2000, batch_size: int = 4,
+            feature_weight: float = 0.1, beta: float = 0.99, chroma_weight: float = 0.0, steps: int = 2000, batch_size: int = 4,
             patch: int = 512, lr: float = 5e-4, min_lr: float = 1e-5, val_every: int = 500, ckpt_every: int = 250,
             seed: int = 0, threads: int | None = None, resume: bool = False, evaluate: bool = True,
             eval_limit: int | None = None, latency_size="1920x1080", latency_runs: int = 3,
@@ -232,6 +235,8 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
         kd: which distillation terms: ``output`` and/or ``features``.
         gt_weight: weight of the ground-truth L1 term (needs pairs).
         feature_weight, beta: weight of the feature term; L1 share of the output term.
+        chroma_weight: weight of an L1 term on the output's chroma (RGB minus its per-pixel mean) against
+            the teacher's, added to the output term.
         steps .. threads, resume: training options of :class:`darkc.train.TrainConfig`.
         evaluate, eval_limit: score teacher and student on the reference validation set.
         latency_size: raw ``'WxH'`` for host latency (torch CPU, 1 thread); None skips it.
@@ -246,9 +251,9 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
     if bad or not kd and gt_weight <= 0:
         raise DarkcError(f"--kd {','.join(kd) or '(none)'}: use output and/or features"
                          + (" (or a --gt-weight > 0)" if not kd else ""))
-    if gt_weight < 0 or feature_weight < 0 or not 0 <= beta <= 1:
+    if gt_weight < 0 or feature_weight < 0 or chroma_weight < 0 or not 0 <= beta <= 1:
         raise DarkcError(f"weights must be >= 0 and beta in [0, 1] (got gt {gt_weight}, features {feature_weight}, "
-                         f"beta {beta})")
+                         f"chroma {chroma_weight}, beta {beta})")
     kind, tpath = resolve_model_ref(teacher_ref)
     if kind not in ("pretrained", "checkpoint"):
         raise DarkcError(f"--teacher {teacher_ref} is a {kind} file; distillation needs a torch checkpoint "
@@ -279,14 +284,15 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
                "student_widths": list(student_widths) if student_widths is not None else None,
                "student_arch": student_arch, "data": (data if isinstance(data, str) else data_desc) if unlabelled is None else None,
                "unlabelled": unlabelled, "kd": ",".join(kd), "gt_weight": gt_weight,
-               "feature_weight": feature_weight if "features" in kd else None, "beta": beta, "steps": steps,
+               "feature_weight": feature_weight if "features" in kd else None, "beta": beta,
+               "chroma_weight": chroma_weight or None, "steps": steps,
                "batch_size": batch_size, "patch": patch, "lr": lr, "seed": seed}
     command = _equivalent_command(teacher_ref, out, options)
     prov = {"stage": "distill", "parent": str(teacher_ref), "command": command, "init": init, "data": data_desc,
             **{k: v for k, v in options.items() if k not in ("data", "unlabelled")},
             "teacher_provenance_command": (tspec.get("provenance") or {}).get("command")}
     objective = distill_objective(teacher, kd=kd, gt_weight=gt_weight, feature_weight=feature_weight, beta=beta,
-                                  student=model)
+                                  chroma_weight=chroma_weight, student=model)
     try:
         summary = fit(model, spec, dataset, out, cfg, objective=objective, val_frames=val, resume=resume,
                       progress=progress, extra_modules=extra, provenance=prov)
