@@ -2,8 +2,9 @@
 
 Every run distils the same teacher into the same student architecture (the teacher's widths pruned by
 ``--prune-ratio``, uniform, round-to 8: for the SID U-Net at 0.75 that is 8,16,32,64,128) with the same
-data, steps and seed; only the initialisation, the KD terms and the ground-truth weight change. Each student is scored on the
-reference validation set (``darkc eval --data synthetic``) against ground truth and against the teacher.
+data, steps and seed; only the initialisation, the KD terms and the ground-truth and chroma weights change.
+Each student is scored on the reference validation set (``darkc eval --data synthetic``) against ground truth
+and against the teacher.
 
     python benchmarks/distill_ablation.py --teacher teacher --steps 400 --out benchmarks/results/distill_ablation
 
@@ -20,12 +21,13 @@ from pathlib import Path
 
 import torch
 
-RUNS = [  # name, init, kd, ground-truth weight
-    ("scratch / output", "scratch", "output", 0.0),
-    ("pruned / output", "pruned", "output", 0.0),
-    ("scratch / output+features", "scratch", "output,features", 0.0),
-    ("pruned / output+features", "pruned", "output,features", 0.0),
-    ("pruned / output+features + ground truth 0.5", "pruned", "output,features", 0.5),
+RUNS = [  # name, init, kd, ground-truth weight, chroma weight
+    ("scratch / output", "scratch", "output", 0.0, 0.0),
+    ("pruned / output", "pruned", "output", 0.0, 0.0),
+    ("scratch / output+features", "scratch", "output,features", 0.0, 0.0),
+    ("pruned / output+features", "pruned", "output,features", 0.0, 0.0),
+    ("pruned / output+features + ground truth 0.5", "pruned", "output,features", 0.5, 0.0),
+    ("pruned / output+features + chroma 2", "pruned", "output,features", 0.0, 2.0),
 ]
 
 
@@ -62,17 +64,18 @@ def main(argv=None) -> int:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
     chosen = range(len(RUNS)) if args.only is None else [int(i) for i in args.only.split(",")]
     for i in chosen:
-        name, init, kd, gt = RUNS[i]
+        name, init, kd, gt, chroma = RUNS[i]
         run_dir = work / f"run{i}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
         t0 = time.time()
         kw = {"student": str(pruned)} if init == "pruned" else {"student_widths": widths}
-        rep = distill(args.teacher, run_dir, kd=kd, gt_weight=gt, steps=args.steps, batch_size=args.batch_size, patch=args.patch,
-                      lr=args.lr, val_every=0, ckpt_every=max(50, args.steps // 4), threads=args.threads,
+        rep = distill(args.teacher, run_dir, kd=kd, gt_weight=gt, chroma_weight=chroma, steps=args.steps,
+                      batch_size=args.batch_size, patch=args.patch, lr=args.lr, val_every=0, ckpt_every=max(50, args.steps // 4), threads=args.threads,
                       eval_limit=args.eval_limit, latency_size=None, progress=sys.stderr.isatty(), **kw)
         s, t = rep["student"], rep["teacher_stats"]
-        results["runs"][name] = {"init": init, "kd": kd, "gt_weight": gt, "psnr": s["psnr"], "ssim": s["ssim"],
+        results["runs"][name] = {"init": init, "kd": kd, "gt_weight": gt, "chroma_weight": chroma,
+                                 "psnr": s["psnr"], "ssim": s["ssim"],
                                  "psnr_vs_teacher": s["psnr_vs_teacher"], "ssim_vs_teacher": s["ssim_vs_teacher"],
                                  "teacher_psnr": t["psnr"], "teacher_ssim": t["ssim"],
                                  "macs_1920x1080": s["macs"]["1920x1080"], "params": s["params"],
