@@ -20,7 +20,7 @@ import torch
 from darkc.errors import atomic_path
 from darkc.models import load_checkpoint, save_checkpoint
 from darkc.models.complexity import count_macs, count_params
-from darkc.models.pretrained import PRETRAINED_DIR
+from darkc.models.pretrained import PRETRAINED_DIR, PRETRAINED_NAMES
 
 
 def _history_table(state: dict) -> list[str]:
@@ -52,7 +52,7 @@ def _quality_table(q: dict) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True)
-    ap.add_argument("--name", required=True, choices=["teacher", "student"])
+    ap.add_argument("--name", required=True, choices=sorted(PRETRAINED_NAMES))
     ap.add_argument("--quality", default=None, help="eval_quality.py JSON of this model")
     ap.add_argument("--hardware", default=None, help="what it trained on (default: this host's CPU)")
     ap.add_argument("--note", action="append", default=[])
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     save_checkpoint(model, spec, dest, dtype=torch.float16)
     shipped, _ = load_checkpoint(dest)
     cin = spec["in_channels"]
-    macs = {res: count_macs(model, (cin, h // 2, w // 2)) for res, (h, w) in
+    scale = spec.get("scale", 2)                                   # raw px per packed px: 2 Bayer, 3 X-Trans
+    macs = {res: count_macs(model, (cin, h // scale, w // scale)) for res, (h, w) in
             (("1920x1080", (1080, 1920)), ("4240x2832", (2832, 4240)))}
     train = prov.get("train", {})
     cfg = train.get("config", {})
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
              f"- Wall time: {train.get('wall_s', 0) / 3600:.2f} h on {hardware} "
              f"(device {train.get('device')}, {train.get('world_size')} process(es))",
              "- Selected: the checkpoint with the best validation PSNR on the reference validation set "
-             "(seeded synthetic Sony-like pairs of images never used for training)."]
+             f"(seeded synthetic {'Fuji' if spec['cfa'] == 'xtrans' else 'Sony'}-like pairs of images never used "
+             "for training)."]
     lines += [f"- Note: {n}" for n in args.note]
     hist = _history_table(state)
     if hist:

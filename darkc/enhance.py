@@ -27,6 +27,7 @@ from .data.raw import amplify, check_finite, read_raw
 from .data.sid import exposure_from_name, ratio_from_names
 from .errors import DarkcError, atomic_path
 from .inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner
+from .models.pretrained import pretrained_for_cfa
 
 _BITS = {8: (np.uint8, 255.0), 16: (np.uint16, 65535.0)}
 
@@ -93,7 +94,8 @@ def enhance_file(raw_path: str | os.PathLike, out_png: str | os.PathLike, model:
         raw_path: a Bayer or X-Trans camera raw (DNG/ARW/RAF/...).
         out_png: output ``.png``; written atomically, so a failed run leaves no file (and an old one intact).
         model: shipped name, checkpoint directory, ``.onnx`` or ``.tflite`` (see :func:`load_runner`), or a
-            loaded :class:`Runner` (to reuse one over many files).
+            loaded :class:`Runner` (to reuse one over many files). A shipped Bayer name on an X-Trans file means
+            its X-Trans sibling where one ships (``teacher`` -> ``teacher-xtrans``).
         ratio: exposure ratio the raw is multiplied by (SID: long / short exposure, 100-300). None reads it
             from SID-style names (``short/ID_NN_<t>s.ext`` beside ``long/ID_00_<T>s.*``), else it is an error.
         bits: 8 or 16 bits per channel.
@@ -120,7 +122,7 @@ def enhance_file(raw_path: str | os.PathLike, out_png: str | os.PathLike, model:
         raise DarkcError(f"raw file {raw_path} does not exist: check the path")
     ratio = _resolve_ratio(raw_path, ratio)
     frame = read_raw(raw_path)
-    runner = load_runner(model, threads)
+    runner = load_runner(pretrained_for_cfa(model, frame.cfa), threads)  # "teacher" on X-Trans: teacher-xtrans
     if frame.cfa != runner.cfa:
         want, got = CFA_NAMES[runner.cfa], CFA_NAMES[frame.cfa]
         raise DarkcError(f"model {runner.name} expects {runner.in_channels}-channel {want} input but {raw_path.name} "

@@ -136,3 +136,24 @@ def test_unwritable_output_is_a_darkc_error(tmp_path, models):
     (tmp_path / "file").write_bytes(b"")
     with raises_naming("cannot write", "file/a.png"):
         enhance_file(raw, tmp_path / "file" / "a.png", model=models["bayer"], ratio=100, progress=False)
+
+
+def test_shipped_teacher_name_means_its_xtrans_sibling_on_xtrans_raw(tmp_path, monkeypatch):
+    from darkc.models import pretrained as pretrained_mod
+
+    shipped = tmp_path / "shipped"
+    artifact(shipped / "teacher", "bayer")
+    monkeypatch.setattr(pretrained_mod, "PRETRAINED_DIR", shipped)
+    fuji = dark_dng(tmp_path / "DSCF0001.DNG", (96, 144), cfa="xtrans")
+    sony = dark_dng(tmp_path / "DSC0001.DNG", (64, 64))
+    with raises_naming("expects 4-channel Bayer input", "DSCF0001.DNG is X-Trans"):    # no X-Trans teacher shipped
+        enhance_file(fuji, tmp_path / "a.png", model="teacher", ratio=100, progress=False)
+    artifact(shipped / "teacher-xtrans", "xtrans")
+    assert enhance_file(fuji, tmp_path / "b.png", model="teacher", ratio=100, progress=False)["cfa"] == "xtrans"
+    assert enhance_file(sony, tmp_path / "c.png", model="teacher", ratio=100, progress=False)["cfa"] == "bayer"
+    with raises_naming("expects 9-channel X-Trans input", "DSC0001.DNG is Bayer"):   # an explicit choice is kept
+        enhance_file(sony, tmp_path / "d.png", model="teacher-xtrans", ratio=100, progress=False)
+    monkeypatch.chdir(tmp_path)                                           # a folder named teacher wins over the name
+    artifact(tmp_path / "teacher", "bayer")
+    with raises_naming("expects 4-channel Bayer input"):
+        enhance_file(fuji, tmp_path / "e.png", model="teacher", ratio=100, progress=False)

@@ -102,3 +102,19 @@ def test_reference_frames_are_fixed():
     b = reference_frames("bayer", ratios=(100,), limit=1)
     assert len(a) == 1 and np.array_equal(a[0][1], b[0][1]) and np.array_equal(a[0][2], b[0][2])
     assert a[0][1].shape == (4, 256, 384) and a[0][2].shape == (3, 512, 768)
+
+
+def test_eval_default_teacher_on_xtrans_raw_uses_the_xtrans_teacher(tmp_path, monkeypatch, synth_bayer):
+    from darkc.data.profiles import get_profile
+    from darkc.data.sources import dead_leaves_images
+    from darkc.data.synth import write_dataset
+    from darkc.models import pretrained as pretrained_mod
+
+    for name, cfa in (("teacher", "bayer"), ("teacher-xtrans", "xtrans")):
+        spec = {"arch": "sid-unet", "cfa": cfa, "widths": [4] * 5}
+        save_checkpoint(build_model(spec), spec, tmp_path / "shipped" / name)
+    monkeypatch.setattr(pretrained_mod, "PRETRAINED_DIR", tmp_path / "shipped")
+    fuji = write_dataset(tmp_path / "fuji", dead_leaves_images(1, (96, 96), "train"), get_profile(None, "xtrans"),
+                         seed=1, size=96, progress=False)
+    assert evaluate("teacher", str(fuji), progress=False)["model"] == "teacher-xtrans"
+    assert evaluate("teacher", str(synth_bayer.list_file), progress=False, limit=1)["model"] == "teacher"

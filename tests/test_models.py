@@ -365,7 +365,7 @@ def test_load_other_file_is_refused(tmp_path):
 def test_load_pretrained_unknown_or_unshipped_lists_names(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained_mod, "PRETRAINED_DIR", tmp_path)
     with raises_naming("no shipped model 'teacher' (available: none; not shipped in this install yet: "
-                       "teacher, student)"):
+                       "teacher, student, teacher-xtrans)"):
         load_pretrained("teacher")
     with raises_naming("no shipped model 'big'"):
         load_pretrained("big")
@@ -377,7 +377,7 @@ def test_load_pretrained_from_shipped_dir(tmp_path, monkeypatch, tiny):
     model, spec = load_pretrained("teacher")
     assert spec["widths"] == TINY["widths"] and count_params(model) == count_params(tiny)
     assert resolve_model_ref("teacher") == ("pretrained", tmp_path / "teacher")
-    with raises_naming("(available: teacher; not shipped in this install yet: student)"):
+    with raises_naming("(available: teacher; not shipped in this install yet: student, teacher-xtrans)"):
         load_pretrained("student")
 
 
@@ -409,11 +409,13 @@ def test_shipped_models_render_colour(name):
     from darkc.data.synth import make_pair, normalise
     from darkc.train import forward_padded
 
+    model, spec = load_pretrained(name)
+    cfa = spec["cfa"]
+    side = 256 if cfa == "bayer" else 252                       # whole 2x2 / 6x6 CFA tiles
     photo = next(im for im in builtin_photos("val") if im.name.endswith("kodim23")).load()
-    prof = get_profile(None, "bayer")
-    pair = make_pair(photo[128:384, 256:512], prof, 100, seed=3)
-    x = amplify(cfa_mod.pack(normalise(pair.short, prof), "bayer"), 100)
-    model, _ = load_pretrained(name)
+    prof = get_profile(None, cfa)
+    pair = make_pair(photo[128:128 + side, 256:256 + side], prof, 100, seed=3)
+    x = amplify(cfa_mod.pack(normalise(pair.short, prof), cfa), 100)
     with torch.no_grad():
         out = forward_padded(model.eval(), torch.from_numpy(x)[None]).clamp(0, 1)[0].numpy()
     target = pair.target().transpose(2, 0, 1)

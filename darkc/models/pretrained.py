@@ -19,6 +19,7 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PRETRAINED_NAMES: dict[str, str] = {
     "teacher": "full SID U-Net (Bayer), the distillation teacher",
     "student": "compressed mobile student (Bayer)",
+    "teacher-xtrans": "full SID U-Net (X-Trans), what `teacher` means for X-Trans raw files",
 }
 
 #: Kinds returned by :func:`resolve_model_ref`.
@@ -36,6 +37,19 @@ def _unknown_name_message(name: str) -> str:
     missing = [n for n in PRETRAINED_NAMES if n not in available]
     not_yet = f"; not shipped in this install yet: {', '.join(missing)}" if missing else ""
     return f"no shipped model {name!r} (available: {', '.join(available) or 'none'}{not_yet})"
+
+
+def pretrained_for_cfa(ref, cfa: str):
+    """``ref`` with a shipped Bayer name swapped for its X-Trans sibling when the raw is X-Trans.
+
+    ``teacher`` names the Bayer teacher; an X-Trans raw file cannot use it, so a caller that knows the file's
+    CFA (``darkc enhance``) asks for ``teacher-xtrans`` instead when this install ships it. Anything else
+    (paths, other names, a loaded runner, a Bayer raw) is returned unchanged.
+    """
+    if cfa == "xtrans" and isinstance(ref, str) and ref in PRETRAINED_NAMES and not ref.endswith("-xtrans") \
+            and not Path(ref).exists() and f"{ref}-xtrans" in available_pretrained():
+        return f"{ref}-xtrans"
+    return ref
 
 
 def pretrained_dir(name: str) -> Path:
