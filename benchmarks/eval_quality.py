@@ -1,6 +1,6 @@
 """Quality report: a model vs the classical baselines on the reference validation set.
 
-    python benchmarks/eval_quality.py --model teacher --out benchmarks/results/teacher
+    python benchmarks/eval_quality.py --model teacher [--out benchmarks/results/teacher_quality]
 
 writes <out>.md, <out>.json and <out>.png (PSNR and SSIM per exposure ratio, model vs baselines).
 Protocol: float sRGB in [0, 1] vs the LibRaw-rendered long exposure; SSIM is scikit-image's 7x7 uniform.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="teacher")
     ap.add_argument("--data", default="synthetic")
-    ap.add_argument("--out", default="benchmarks/results/teacher_quality")
+    ap.add_argument("--out", default=None, help="output prefix (default: benchmarks/results/<model>_quality, "
+                    "e.g. teacher_quality, teacher_xtrans_quality)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vs", default=None, help="also report agreement (PSNR/SSIM) with this model's outputs, "
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
                  f" vs {res['vs']['macs_1920x1080'][1] / 1e9:.2f} G.\n")
     res["host"] = {"machine": platform.machine(), "python": sys.version.split()[0], "threads": args.threads,
                    "runtime": "PyTorch CPU (artifacts) / ONNX Runtime / LiteRT per model file"}
-    out = Path(args.out)
+    out = Path(args.out or f"benchmarks/results/{re.sub(r'[^A-Za-z0-9]+', '_', Path(args.model).stem)}_quality")
     out.parent.mkdir(parents=True, exist_ok=True)
     md = (f"# {args.model}: quality vs classical baselines\n\n"
           f"Command: `python benchmarks/eval_quality.py --model {args.model} --data {args.data}"

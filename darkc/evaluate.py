@@ -159,9 +159,11 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
 
     from .models.pretrained import pretrained_for_cfa
 
-    pairs = None if data in ("synthetic", "reference") else resolve_data(data)
-    if pairs:    # "teacher" on a folder of X-Trans raw files means teacher-xtrans where it ships
-        model = pretrained_for_cfa(model, read_raw(pairs[0].short).cfa)
+    pairs = None
+    if data not in ("synthetic", "reference") and pretrained_for_cfa(model, "xtrans") != model:
+        pairs = resolve_data(data)   # "teacher" on a folder of X-Trans raw files means teacher-xtrans where it ships
+        if pairs:
+            model = pretrained_for_cfa(model, read_raw(pairs[0].short).cfa)
     runner = load_runner(model, threads=threads) if model is not None else None
     if pairs is None:    # the reference set of the model's CFA
         pairs = resolve_data(data, runner.cfa if runner is not None else "bayer")

@@ -398,7 +398,7 @@ def test_resolve_model_ref(tmp_path, artifact, monkeypatch):
         resolve_model_ref("student")
 
 
-@pytest.mark.parametrize("name", ["teacher", "student"])
+@pytest.mark.parametrize("name", ["teacher", "student", "teacher-xtrans"])
 def test_shipped_models_render_colour(name):
     # regression test for the first shipped teacher, whose output was nearly grey (mean RGB saturation
     # 0.012 against 0.195 in the target): a held-out colourful photo at x100 must keep most of its colour
