@@ -30,7 +30,7 @@ from pathlib import Path
 from darkc.errors import DarkcError, atomic_path
 from darkc.latency import bench, write_report
 from darkc.latency.artifact import export_cached, packed_hw, parse_size
-from darkc.models import available_pretrained, build_model, save_checkpoint
+from darkc.models import available_pretrained, build_model, read_spec, save_checkpoint
 from darkc.models.pretrained import pretrained_dir
 
 ARM_DEVICES = ["cortex-a55", "cortex-a78", "cortex-x3"]
@@ -173,9 +173,11 @@ def main(argv=None) -> int:
     if a.quick:
         a.devices, a.runs, a.arm_repeats = "host,cortex-a55,cortex-a78,ethos-u55-256,ethos-u65-512", 3, 1
     t0 = time.monotonic()
-    # auto: the shipped Bayer models (the gate's baseline covers these; teacher-xtrans is the same network on a
-    # 9-channel input and is benched on request with --models teacher-xtrans)
-    names = [n for n in available_pretrained() if not n.endswith("-xtrans")] if a.models == "auto" else [m for m in a.models.split(",") if m]
+    # auto: the shipped Bayer models, which the gate's baseline covers (teacher-xtrans: --models teacher-xtrans)
+    if a.models == "auto":
+        names = [n for n in available_pretrained() if read_spec(pretrained_dir(n))["cfa"] == "bayer"]
+    else:
+        names = [m for m in a.models.split(",") if m]
     if not names:
         print("error: no shipped model found in darkc/models/pretrained; nothing to bench", file=sys.stderr)
         return 1

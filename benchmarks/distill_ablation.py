@@ -82,8 +82,7 @@ def main(argv=None) -> int:
                                  "seconds": time.time() - t0, "threads": args.threads, "command": rep["command"]}
         results.pop("reading", None)  # a hand-written reading of the old figures no longer holds
         results.update(teacher=str(args.teacher), steps=args.steps, batch_size=args.batch_size, patch=args.patch,
-                       lr=args.lr, widths=widths, eval_limit=args.eval_limit, threads=args.threads,
-                       host=f"torch {torch.__version__} CPU, {args.threads} thread(s)")
+                       lr=args.lr, widths=widths, eval_limit=args.eval_limit, host=f"torch {torch.__version__} CPU")
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(results_path) as tmp:
             Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
@@ -100,13 +99,13 @@ def format_md(results: dict) -> str:
              f"({next(iter(runs.values()))['macs_1920x1080'] / 1e9:.2f} GMACs per 1920x1080 raw frame, conv-only, "
              f"packed and padded to 16); {results['steps']} steps, batch {results['batch_size']}, "
              f"patch {results['patch']} raw px, Adam lr {results['lr']} cosine, synthetic pairs, seed 0; "
-             f"torch {torch.__version__} CPU (minutes column: wall time at the run's thread count). PSNR/SSIM on the reference validation set"
+             f"{results['host']} (minutes: wall time at the run's thread count). PSNR/SSIM on the reference validation set"
              + (f" (first {results['eval_limit']} pairs)" if results.get("eval_limit") else "") + ".", "",
              "| init / KD terms | PSNR vs GT | SSIM vs GT | PSNR vs teacher | teacher PSNR vs GT | minutes | threads |",
              "|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
         lines.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_vs_teacher']:.2f} | "
-                     f"{r['teacher_psnr']:.2f} | {r['seconds'] / 60:.1f} | {r.get('threads', results.get('threads', '?'))} |")
+                     f"{r['teacher_psnr']:.2f} | {r['seconds'] / 60:.1f} | {r['threads']} |")
     if results.get("reading"):
         lines += ["", "Reading: " + results["reading"]]
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in runs.values()), ""]

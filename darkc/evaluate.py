@@ -74,11 +74,15 @@ def reference_dir(cfa: str = "bayer") -> Path:
     return dest
 
 
+#: ``--data`` values that mean the reference validation set (of the model's CFA)
+REFERENCE_DATA = ("synthetic", "reference")
+
+
 def resolve_data(data: str, cfa: str = "bayer"):
     """'synthetic' (or 'reference') -> the reference set's pairs; a folder or list file -> its SID pairs."""
     from .data.sid import load_pairs
 
-    if data in ("synthetic", "reference"):
+    if data in REFERENCE_DATA:
         return load_pairs(reference_dir(cfa), "val")
     return load_pairs(data, "test")
 
@@ -156,12 +160,13 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
     from .inference import enhance_packed, load_runner
     from .data.raw import amplify
     from .metrics import psnr, ssim
-
     from .models.pretrained import pretrained_for_cfa
 
     pairs = None
-    if data not in ("synthetic", "reference") and pretrained_for_cfa(model, "xtrans") != model:
-        pairs = resolve_data(data)   # "teacher" on a folder of X-Trans raw files means teacher-xtrans where it ships
+    # "teacher" on a folder of X-Trans raw files means teacher-xtrans where it ships: read the folder's CFA first,
+    # but only when the name could change (so a missing model is still reported before the data)
+    if data not in REFERENCE_DATA and pretrained_for_cfa(model, "xtrans") != model:
+        pairs = resolve_data(data)
         if pairs:
             model = pretrained_for_cfa(model, read_raw(pairs[0].short).cfa)
     runner = load_runner(model, threads=threads) if model is not None else None

@@ -46,8 +46,8 @@ def pretrained_for_cfa(ref, cfa: str):
     CFA (``darkc enhance``) asks for ``teacher-xtrans`` instead when this install ships it. Anything else
     (paths, other names, a loaded runner, a Bayer raw) is returned unchanged.
     """
-    if cfa == "xtrans" and isinstance(ref, str) and ref in PRETRAINED_NAMES and not ref.endswith("-xtrans") \
-            and not Path(ref).exists() and f"{ref}-xtrans" in available_pretrained():
+    if cfa == "xtrans" and isinstance(ref, str) and ref in PRETRAINED_NAMES and not Path(ref).exists() \
+            and f"{ref}-xtrans" in available_pretrained():
         return f"{ref}-xtrans"
     return ref
 
