@@ -43,8 +43,9 @@ def cli() -> None:
 @click.option("--cfa", type=click.Choice(["bayer", "xtrans"]), default="bayer", show_default=True)
 @click.option("--profile", default=None, help="camera profile (default: sony-a7s2-like / fuji-xt2-like)")
 @click.option("--images", multiple=True, type=click.Path(), help="folder of clean photos (repeatable)")
-@click.option("--split", type=click.Choice(["test", "train", "val"]), default="test", show_default=True,
-              help="'val' writes the project's reference validation set (ignores --images/--seed)")
+@click.option("--split", type=click.Choice(["test", "train", "val", "ood"]), default="test", show_default=True,
+              help="'val' writes the project's reference validation set, 'ood' the out-of-distribution set (the held-out "
+                   "sensor); both ignore --images/--seed")
 @click.option("--ratios", default="100,250,300", show_default=True)
 @click.option("--video", is_flag=True, help="write one raw video clip instead: --count frames (default 24), --size "
               "(default 512), the first of --ratios; dark DNG frames, ground truth and true optical flow")
@@ -73,7 +74,12 @@ def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, mo
 @click.option("--arch", default="sid-unet", show_default=True)
 @click.option("--widths", default=None, help="level widths, e.g. 32,64,128,256,512")
 @click.option("--cfa", type=click.Choice(["bayer", "xtrans"]), default="bayer", show_default=True)
-@click.option("--profile", default=None, help="camera profile for synthetic data")
+@click.option("--profile", default=None,
+              help="camera profile for synthetic data, or 'pool' (default for --output raw: the CFA's sensor pool)")
+@click.option("--output", "output_kind", type=click.Choice(["srgb", "raw"]), default="srgb", show_default=True,
+              help="model output: sRGB (SID) or clean raw rendered by LibRaw with each file's own colour")
+@click.option("--noise", "noise_input", type=click.Choice(["none", "std-map"]), default="none", show_default=True,
+              help="noise conditioning: an extra input channel with the capture's predicted noise std")
 @click.option("--loss", default="l1", show_default=True, help="l1|mse|ssim|ms-ssim|zamir|zamir-noperc|perceptual|l1-chroma")
 @click.option("--patch", type=int, default=512, show_default=True, help="training patch side in raw px")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="global batch")
@@ -87,11 +93,12 @@ def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, mo
 @click.option("--threads", type=int, default=None)
 @click.option("--init", default=None, help="start from this artifact's weights")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
-def train(out, data, images, arch, widths, cfa, profile, loss, patch, batch_size, steps, lr, schedule, val,
-          val_every, ckpt_every, seed, threads, init, resume) -> None:
+def train(out, data, images, arch, widths, cfa, profile, output_kind, noise_input, loss, patch, batch_size, steps, lr,
+          schedule, val, val_every, ckpt_every, seed, threads, init, resume) -> None:
     """Train a model (the teacher by default); works under torchrun for DDP."""
     from .train import DataOptions, TrainConfig, train as run
     summary = run(out, arch=arch, widths=_ints(widths, "--widths"), loss=loss, init=init, resume=resume,
+                  output=output_kind, noise=noise_input,
                   data=DataOptions(data=data, images=list(images), cfa=cfa, profile=profile, patch=patch, val=val),
                   cfg=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, schedule=schedule, val_every=val_every,
                                   ckpt_every=ckpt_every, seed=seed, threads=threads))

@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data.raw import amplify, check_finite, read_raw
+from .data.raw import read_raw
 from .data.sid import exposure_from_name, ratio_from_names
 from .errors import DarkcError, atomic_path
-from .inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner
+from .inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_raw_file, load_runner
 from .models.pretrained import pretrained_for_cfa
 
 _BITS = {8: (np.uint8, 255.0), 16: (np.uint16, 65535.0)}
@@ -128,12 +128,8 @@ def enhance_file(raw_path: str | os.PathLike, out_png: str | os.PathLike, model:
         raise DarkcError(f"model {runner.name} expects {runner.in_channels}-channel {want} input but {raw_path.name} "
                          f"is {got}; pass a model made for {got} raw")
     offset = frame.offset
-    packed = frame.packed()
+    rgb = enhance_raw_file(runner, raw_path, ratio, tile=tile, overlap=overlap, progress=progress, frame=frame)
     del frame
-    check_finite(packed, f"raw data of {raw_path}")
-    packed = amplify(packed, ratio)
-    rgb = enhance_packed(runner, packed, tile=tile, overlap=overlap, progress=progress, source=str(raw_path))
-    del packed
     write_png(out_png, rgb, bits)
     return {
         "input": str(raw_path), "output": str(out_png), "width": int(rgb.shape[2]), "height": int(rgb.shape[1]),

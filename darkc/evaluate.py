@@ -12,44 +12,54 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import cfa as cfa_mod
 from .data.profiles import get_profile
-from .data.raw import amplify
 from .data.sources import validation_images
-from .data.synth import SID_RATIOS, fit_size, make_pair, normalise
+from .data.synth import SID_RATIOS, fit_size, make_pair
+from .errors import DarkcError
 
 REFERENCE_SEED = 2026
 REFERENCE_SIZE = {"bayer": 768, "xtrans": 1152}
 
 
-def reference_scenes(cfa: str = "bayer"):
-    """(CleanImage list, profile, size, seed) that define the reference validation set."""
+def reference_scenes(cfa: str = "bayer", split: str = "val"):
+    """(CleanImage list, profile, size, seed) that define the reference validation set (``split="val"``) or the
+    out-of-distribution set (``split="ood"``: the same held-out photos, size and seeds on the sensor that no
+    training pool contains, :data:`darkc.data.profiles.OOD_PROFILE`)."""
+    from .data.profiles import OOD_PROFILE
+
+    if split == "ood":
+        if OOD_PROFILE.get(cfa) is None:
+            raise DarkcError(f"there is no held-out {cfa} sensor: the out-of-distribution set is Bayer only")
+        return validation_images(), get_profile(OOD_PROFILE[cfa], cfa), REFERENCE_SIZE[cfa], REFERENCE_SEED
     return validation_images(), get_profile(None, cfa), REFERENCE_SIZE[cfa], REFERENCE_SEED
 
 
-def reference_frames(cfa: str = "bayer", ratios=SID_RATIOS, limit: int | None = None):
-    """The reference validation set in memory: list of (name, amplified packed input, target (3,H,W), ratio)."""
-    from .data.datasets import FullFrames
+def reference_frames(cfa: str = "bayer", ratios=SID_RATIOS, limit: int | None = None, target: str = "srgb",
+                     noise_input: str = "none", split: str = "val"):
+    """The reference validation set in memory: list of (name, model input, target, ratio); input and target as
+    the model takes and gives them (see :func:`darkc.data.datasets.model_io`), sRGB targets (3, H, W)."""
+    from .data.datasets import FullFrames, model_io
 
-    images, profile, size, seed = reference_scenes(cfa)
+    images, profile, size, seed = reference_scenes(cfa, split)
     items = []
     for i, im in enumerate(images[:limit] if limit else images):
         clean = fit_size(im.load(), size, cfa)
-        target = None
+        scene_target = None       # the ratios of a scene share their long exposure, so their target
         for j, ratio in enumerate(ratios):
-            pair = make_pair(clean, profile, ratio, seed * 100003 + i)
-            if target is None:
-                target = np.ascontiguousarray(pair.target().transpose(2, 0, 1))
-            inp = amplify(cfa_mod.pack(normalise(pair.short, profile), cfa), ratio)
-            items.append((f"{10001 + i:05d}_{j:02d} ({im.name})", inp, target, float(ratio)))
+            item = model_io(make_pair(clean, profile, ratio, seed * 100003 + i), target if j == 0 else None,
+                            noise_input)
+            scene_target = item["target"].numpy() if j == 0 else scene_target
+            items.append((f"{10001 + i:05d}_{j:02d} ({im.name})", item["input"].numpy(), scene_target, float(ratio)))
     return FullFrames(items)
 
 
 # ---------------------------------------------------------------- the reference set on disk
-def reference_dir(cfa: str = "bayer") -> Path:
-    """The reference validation set as SID-layout DNG files, written once into the cache.
+def reference_dir(cfa: str = "bayer", split: str = "val") -> Path:
+    """The reference validation set (or with ``split="ood"`` the out-of-distribution set) as SID-layout DNG files,
+    written once into the cache.
 
-    Location: ``$DARKC_CACHE`` or ``~/.cache/darkc``, subfolder ``reference-<cfa>-v1``.
+    Location: ``$DARKC_CACHE`` or ``~/.cache/darkc``, subfolder ``reference-<cfa>-v2`` (``ood-<cfa>-v1``); v2 files
+    carry the DNG NoiseProfile tag.
     """
     import os
     import shutil
@@ -58,14 +68,14 @@ def reference_dir(cfa: str = "bayer") -> Path:
     from .data.synth import write_dataset
 
     root = Path(os.environ.get("DARKC_CACHE") or Path.home() / ".cache" / "darkc")
-    dest = root / f"reference-{cfa}-v1"
+    dest = root / (f"reference-{cfa}-v2" if split == "val" else f"ood-{cfa}-v1")
     if (dest / "synth.json").is_file():
         return dest
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".reference-", dir=root))
     try:
-        images, profile, size, seed = reference_scenes(cfa)
-        write_dataset(tmp, images, profile, seed=seed, size=size, split="val", progress=False)
+        images, profile, size, seed = reference_scenes(cfa, split)
+        write_dataset(tmp, images, profile, seed=seed, size=size, split=split, progress=False)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -76,14 +86,19 @@ def reference_dir(cfa: str = "bayer") -> Path:
 
 #: ``--data`` values that mean the reference validation set (of the model's CFA)
 REFERENCE_DATA = ("synthetic", "reference")
+#: ``--data`` value that means the out-of-distribution set (the held-out sensor)
+OOD_DATA = "ood"
 
 
 def resolve_data(data: str, cfa: str = "bayer"):
-    """'synthetic' (or 'reference') -> the reference set's pairs; a folder or list file -> its SID pairs."""
+    """'synthetic' (or 'reference') -> the reference set's pairs; 'ood' -> the out-of-distribution set's; a folder
+    or list file -> its SID pairs."""
     from .data.sid import load_pairs
 
     if data in REFERENCE_DATA:
         return load_pairs(reference_dir(cfa), "val")
+    if data == OOD_DATA:
+        return load_pairs(reference_dir(cfa, "ood"), "ood")
     return load_pairs(data, "test")
 
 
@@ -131,7 +146,7 @@ def _summarise(rows: list[dict]) -> dict:
     for r in rows:
         by_ratio.setdefault(f"x{r['ratio']:g}", []).append(r)
     worst = min(rows, key=lambda r: r["psnr"])
-    return {
+    summary = {
         "psnr": float(np.mean([r["psnr"] for r in rows])),
         "ssim": float(np.mean([r["ssim"] for r in rows])),
         "n": len(rows),
@@ -140,6 +155,9 @@ def _summarise(rows: list[dict]) -> dict:
         "worst": {"image": worst["image"], "psnr": worst["psnr"], "ssim": worst["ssim"], "ratio": worst["ratio"]},
         "images": rows,
     }
+    if all("raw_psnr" in r for r in rows):       # raw-output models: PSNR of the packed raw vs the long exposure
+        summary["raw_psnr"] = float(np.mean([r["raw_psnr"] for r in rows]))
+    return summary
 
 
 def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = False, threads: int | None = None,
@@ -157,15 +175,14 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
     from tqdm import tqdm
 
     from .data.raw import read_raw, render_raw
-    from .inference import enhance_packed, load_runner
-    from .data.raw import amplify
+    from .inference import load_runner, run_raw_file
     from .metrics import psnr, ssim
     from .models.pretrained import pretrained_for_cfa
 
     pairs = None
     # "teacher" on a folder of X-Trans raw files means teacher-xtrans where it ships: read the folder's CFA first,
     # but only when the name could change (so a missing model is still reported before the data)
-    if data not in REFERENCE_DATA and pretrained_for_cfa(model, "xtrans") != model:
+    if data not in REFERENCE_DATA + (OOD_DATA,) and pretrained_for_cfa(model, "xtrans") != model:
         pairs = resolve_data(data)
         if pairs:
             model = pretrained_for_cfa(model, read_raw(pairs[0].short).cfa)
@@ -175,6 +192,7 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
     if limit:
         pairs = pairs[:limit]
     targets: dict[str, np.ndarray] = {}
+    long_raw: dict[str, np.ndarray] = {}
     rows: list[dict] = []
     base_rows: dict[str, list] = {k: [] for k in BASELINES} if baselines else {}
     t0 = time.time()
@@ -184,10 +202,13 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
             targets = {key: render_raw(p.long)}      # pairs are grouped by scene: keep one target
         target = targets[key]
         if runner is not None:
-            frame = read_raw(p.short)
-            out = enhance_packed(runner, amplify(frame.packed(), p.ratio), tile=tile, progress=False,
-                                 source=str(p.short)).transpose(1, 2, 0)
+            out, packed = run_raw_file(runner, p.short, p.ratio, tile=tile, progress=False)
+            out = out.transpose(1, 2, 0)
             rows.append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target), "ssim": ssim(out, target)})
+            if packed is not None:      # raw-output models: also the raw-domain PSNR against the long exposure
+                if key not in long_raw:
+                    long_raw = {key: read_raw(p.long).packed()}
+                rows[-1]["raw_psnr"] = psnr(packed, long_raw[key])
         for name, (_desc, fn) in BASELINES.items() if baselines else ():
             out = fn(p)
             base_rows[name].append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target),

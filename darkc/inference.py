@@ -6,7 +6,10 @@ A :class:`Runner` hides the format (PyTorch checkpoint, ONNX, TFLite) behind one
     rgb = enhance_packed(runner, amplify(read_raw("a.ARW").packed(), 250))   # (3, H, W) sRGB in [0, 1]
 
 Runner input is packed raw, NCHW float32, black-level subtracted, multiplied by the exposure ratio and
-clipped to [0, 1]; output is sRGB, NCHW float32, 3 channels at ``scale`` times the input size.
+clipped to [0, 1], followed for noise-conditioned models (``runner.noise_input == "std-map"``) by the noise-std
+channel of :mod:`darkc.data.noise_level`. Output is sRGB, NCHW float32, 3 channels at ``scale`` times the input
+size (``runner.output == "srgb"``), or the clean packed raw, same size and channels as the raw input (``"raw"``),
+which :func:`enhance_raw_file` renders through LibRaw with the file's own colour.
 
 :func:`enhance_packed` runs frames of any size in overlapping tiles with bounded memory. Tiles start on
 multiples of the model's size multiple (16 for the SID U-Net, four 2x poolings), so every tile sees the same
@@ -42,6 +45,9 @@ DEFAULT_OVERLAP = 224
 #: How messages name each CFA kind.
 CFA_NAMES = {"bayer": "Bayer", "xtrans": "X-Trans"}
 _CFA_BY_CHANNELS = {cfa_mod.channels(k): k for k in CFA_NAMES}
+#: Input channel counts of models without a model.json: packed raw, or packed raw + the noise-std channel.
+_INPUT_BY_CHANNELS = {**{c: (k, "none") for c, k in _CFA_BY_CHANNELS.items()},
+                      **{c + 1: (k, "std-map") for c, k in _CFA_BY_CHANNELS.items()}}
 
 
 def _check_threads(threads) -> int | None:
@@ -57,7 +63,10 @@ class Runner(abc.ABC):
 
     Attributes:
         name: what error messages call the model (a shipped name or a path).
-        cfa: ``"bayer"`` or ``"xtrans"``; ``in_channels`` (4 / 9) and ``scale`` (2 / 3) follow from it.
+        cfa: ``"bayer"`` or ``"xtrans"``; ``raw_channels`` (4 / 9) follows from it.
+        output: ``"srgb"`` (3 channels at ``scale`` = 2 / 3 times the packed size) or ``"raw"`` (``raw_channels``
+            at the packed size, ``scale`` 1).
+        noise_input: ``"none"`` or ``"std-map"`` (one more input channel: ``in_channels`` = raw_channels + 1).
         multiple: packed h and w must be multiples of this.
         fixed_size: ``(h, w)`` in packed px for models exported at one size, else None (any size).
     """
@@ -65,11 +74,15 @@ class Runner(abc.ABC):
     multiple: int = DEFAULT_MULTIPLE
     fixed_size: tuple[int, int] | None = None
 
-    def __init__(self, name: str, cfa: str):
+    def __init__(self, name: str, cfa: str, output: str = "srgb", noise_input: str = "none"):
         self.name = name
         self.cfa = cfa
-        self.in_channels = cfa_mod.channels(cfa)
-        self.scale = cfa_mod.scale(cfa)
+        self.output = output
+        self.noise_input = noise_input
+        self.raw_channels = cfa_mod.channels(cfa)
+        self.in_channels = self.raw_channels + (1 if noise_input == "std-map" else 0)
+        self.out_channels = self.raw_channels if output == "raw" else 3
+        self.scale = 1 if output == "raw" else cfa_mod.scale(cfa)
 
     @abc.abstractmethod
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -89,7 +102,7 @@ class TorchRunner(Runner):
     def __init__(self, model, spec: dict, name: str, threads: int | None = None):
         import torch
 
-        super().__init__(name, spec["cfa"])
+        super().__init__(name, spec["cfa"], spec.get("output", "srgb"), (spec.get("input") or {}).get("noise", "none"))
         self._torch = torch
         self.model = model.eval()
         self.multiple = int(getattr(model, "size_multiple", DEFAULT_MULTIPLE))
@@ -116,27 +129,39 @@ def _dim(value) -> int | None:
     return int(value) if isinstance(value, (int, np.integer)) and value > 0 else None
 
 
-def _input_layout(shape, spec: dict | None, where: Path) -> tuple[str, str, tuple[int, int] | None]:
-    """From a 4-D input shape: ``(layout "nchw"/"nhwc", cfa, fixed (h, w) or None)``.
+def _input_layout(shape, spec: dict | None, where: Path) -> tuple[str, str, tuple[int, int] | None, str]:
+    """From a 4-D input shape: ``(layout "nchw"/"nhwc", cfa, fixed (h, w) or None, noise input)``.
 
-    The channel axis is the one holding the spec's ``in_channels`` (or 4 / 9 without a spec).
+    The channel axis is the one holding the spec's ``in_channels`` (or 4 / 9, 5 / 10 with a noise channel,
+    without a spec).
     """
     if len(shape) != 4:
         raise DarkcError(f"{where}: the model input has shape {list(shape)}; darkc needs a 4-D packed raw input "
                          f"(1, C, h, w) or (1, h, w, C) - re-export it")
     dims = [_dim(d) for d in shape]
-    wanted = [spec["in_channels"]] if spec else list(_CFA_BY_CHANNELS)
+    wanted = [spec["in_channels"]] if spec else list(_INPUT_BY_CHANNELS)
     for layout, c_axis, hw in (("nchw", 1, (2, 3)), ("nhwc", 3, (1, 2))):
         if dims[c_axis] in wanted:
-            cfa = spec["cfa"] if spec else _CFA_BY_CHANNELS[dims[c_axis]]
+            cfa, noise = (spec["cfa"], (spec.get("input") or {}).get("noise", "none")) if spec \
+                else _INPUT_BY_CHANNELS[dims[c_axis]]
             h, w = dims[hw[0]], dims[hw[1]]
             if (h is None) != (w is None):
                 raise DarkcError(f"{where}: input shape {list(shape)} is dynamic in one of h, w only; "
                                  f"re-export with both dynamic or both fixed")
-            return layout, cfa, None if h is None else (h, w)
-    expect = f"{spec['in_channels']} channels (from model.json)" if spec else "4 (Bayer) or 9 (X-Trans) channels"
+            return layout, cfa, None if h is None else (h, w), noise
+    expect = f"{spec['in_channels']} channels (from model.json)" if spec else \
+        "4 (Bayer) or 9 (X-Trans) channels, 5 or 10 with a noise channel"
     raise DarkcError(f"{where}: input shape {list(shape)} has no axis with {expect}; "
                      f"pass a darkc packed-raw model, or fix model.json beside it")
+
+
+def _output_kind(spec: dict | None, out_shape, layout: str, cfa: str) -> str:
+    """'raw' or 'srgb': from model.json, else from the output's channel count (3: sRGB, the CFA's: raw)."""
+    if spec:
+        return spec.get("output", "srgb")
+    shape = list(out_shape)
+    channels = _dim(shape[1 if layout == "nchw" else 3]) if len(shape) == 4 else None
+    return "raw" if channels == cfa_mod.channels(cfa) else "srgb"
 
 
 def _to_layout(x: np.ndarray, layout: str) -> np.ndarray:
@@ -174,8 +199,9 @@ class OnnxRunner(Runner):
                              f"outputs; darkc needs one packed-raw input and one sRGB output")
         self._input = inputs[0].name
         self._fp16 = inputs[0].type == "tensor(float16)"
-        self.layout, cfa, self.fixed_size = _input_layout(inputs[0].shape, _spec_beside(path), path)
-        super().__init__(str(path), cfa)
+        spec = _spec_beside(path)
+        self.layout, cfa, self.fixed_size, noise = _input_layout(inputs[0].shape, spec, path)
+        super().__init__(str(path), cfa, _output_kind(spec, self.session.get_outputs()[0].shape, self.layout, cfa), noise)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = _to_layout(x.astype(np.float16 if self._fp16 else np.float32, copy=False), self.layout)
@@ -211,9 +237,10 @@ class TFLiteRunner(Runner):
         self._in, self._out = inputs[0], outputs[0]
         signature = self._in.get("shape_signature")
         signature = self._in["shape"] if signature is None or len(signature) == 0 else signature
-        self.layout, cfa, self.fixed_size = _input_layout(list(signature), _spec_beside(path), path)
+        spec = _spec_beside(path)
+        self.layout, cfa, self.fixed_size, noise = _input_layout(list(signature), spec, path)
         self._shape = tuple(int(d) for d in self._in["shape"])
-        super().__init__(str(path), cfa)
+        super().__init__(str(path), cfa, _output_kind(spec, list(self._out["shape"]), self.layout, cfa), noise)
 
     def _resize(self, shape: tuple[int, ...]) -> None:
         if shape != self._shape:
@@ -376,7 +403,8 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
         source: names the input (the raw file) in error messages.
 
     Returns:
-        (3, h * scale, w * scale) float32 sRGB clipped to [0, 1].
+        (3, h * scale, w * scale) float32 sRGB clipped to [0, 1] (sRGB models), or (C, h, w) clean packed raw
+        clipped to [0, 1] (raw-output models).
 
     Raises:
         DarkcError: wrong channel count or shape, NaN/Inf input, bad tile/overlap, or a model that returns
@@ -388,8 +416,9 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
     c, h, w = packed.shape
     if c != runner.in_channels:
         got = f"is {_describe_cfa(_CFA_BY_CHANNELS[c])}" if c in _CFA_BY_CHANNELS else f"has {c} channels"
-        raise DarkcError(f"model {runner.name} expects {_describe_cfa(runner.cfa)} input but {source} {got}; "
-                         f"pass a model for that sensor")
+        noise = " with a noise channel" if runner.noise_input != "none" else ""
+        raise DarkcError(f"model {runner.name} expects {_describe_cfa(runner.cfa)} input{noise} but {source} {got}; "
+                         f"pass a model for that sensor" + (" (or the input from model_input)" if noise else ""))
     check_finite(packed, source)
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < runner.multiple:
         raise DarkcError(f"tile is {tile!r}; pass a tile of at least {runner.multiple} packed px (e.g. {DEFAULT_TILE})")
@@ -414,8 +443,9 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
     if (ph, pw) != (h, w):
         packed = np.pad(packed, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
     out_h, out_w = h * s, w * s
-    out = np.zeros((3, out_h, out_w), np.float32)
-    expected = (1, 3, th * s, tw * s)
+    oc = runner.out_channels
+    out = np.zeros((oc, out_h, out_w), np.float32)
+    expected = (1, oc, th * s, tw * s)
     tiles = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
     bar = tqdm(tiles, desc=f"enhance {Path(source).name}", unit="tile", disable=not progress or len(tiles) == 1)
     for i, j in bar:
@@ -426,8 +456,9 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
             continue
         result = runner(np.ascontiguousarray(packed[None, :, y0:y0 + th, x0:x0 + tw]))
         if tuple(result.shape) != expected:
+            what = f"3-channel sRGB at {s}x" if runner.output == "srgb" else f"{oc}-channel packed raw"
             raise DarkcError(f"model {runner.name} returned shape {tuple(result.shape)} for input "
-                             f"{(1, c, th, tw)}; expected {expected} (3-channel sRGB at {s}x) - check the export")
+                             f"{(1, c, th, tw)}; expected {expected} ({what}) - check the export")
         if not np.isfinite(result).all():
             raise DarkcError(f"model {runner.name} produced NaN/Inf on {source} (tile at packed y={y0}, x={x0}); "
                              f"check the model (e.g. float16 overflow) or the exposure ratio")
@@ -435,3 +466,47 @@ def enhance_packed(runner: Runner, packed: np.ndarray, tile: int = DEFAULT_TILE,
         out[:, oy0:oy1, ox0:ox1] += result[0, :, :oy1 - oy0, :ox1 - ox0] * weight
     bar.close()
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+# --- whole raw files -------------------------------------------------------------------------------------
+def model_input(runner: Runner, packed: np.ndarray, ratio: float, level=None) -> np.ndarray:
+    """The runner's input for an amplified packed frame: the noise-std channel appended for noise-conditioned
+    models (``level``: the capture's :class:`darkc.data.noise_level.NoiseLevel`), unchanged otherwise."""
+    from .data.noise_level import condition
+
+    return condition(packed, ratio, level, runner.noise_input)
+
+
+def enhance_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = DEFAULT_TILE,
+                     overlap: int | None = None, progress: bool = True, frame=None) -> np.ndarray:
+    """:func:`run_raw_file`'s sRGB only."""
+    return run_raw_file(runner, path, ratio, level=level, tile=tile, overlap=overlap, progress=progress, frame=frame)[0]
+
+
+def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = DEFAULT_TILE,
+                 overlap: int | None = None, progress: bool = True, frame=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One raw file through ``runner`` to sRGB, whatever the model's output kind.
+
+    sRGB models give their output; raw-output models' clean packed raw is rendered by LibRaw with the file's
+    own white balance and colour matrix (:func:`darkc.data.raw.render_packed`). Noise-conditioned models take
+    the capture's noise level: ``level`` if given, else :func:`darkc.data.noise_level.level_of_file`.
+
+    Returns:
+        ``(srgb, packed)``: (3, H, W) float32 sRGB in [0, 1], the frame :func:`darkc.data.raw.read_raw` gives
+        (canonical phase), and for raw-output models their (C, h, w) packed raw output (None for sRGB models).
+    """
+    from .data.raw import amplify, read_raw, render_packed
+
+    frame = frame if frame is not None else read_raw(path)
+    packed = frame.packed()
+    check_finite(packed, f"raw data of {path}")
+    packed = amplify(packed, ratio)
+    if runner.noise_input != "none" and level is None:
+        from .data.noise_level import level_of_file
+
+        level = level_of_file(path)
+    out = enhance_packed(runner, model_input(runner, packed, ratio, level), tile=tile, overlap=overlap,
+                         progress=progress, source=str(path))
+    if runner.output == "raw":
+        return render_packed(path, out).transpose(2, 0, 1), out
+    return out, None

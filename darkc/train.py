@@ -101,7 +101,7 @@ def supervised_objective(loss_name: str = "l1", **loss_kw) -> Objective:
 
     def objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         out = model(batch["input"])
-        loss = loss_fn(out.clamp(0, 1) if loss_name != "l1" else out, batch["target"])
+        loss = loss_fn(out if loss_name in ("l1", "l1-gamma") else out.clamp(0, 1), batch["target"])
         return loss, {}
 
     objective.loss_fn = loss_fn  # type: ignore[attr-defined]
@@ -338,40 +338,51 @@ class DataOptions:
     data: str = "synthetic"             # 'synthetic' or a SID-layout folder / list file
     images: list[str] = field(default_factory=list)   # clean image folders for synthetic data
     cfa: str = "bayer"
-    profile: str | None = None
+    profile: str | None = None          # a profile name, 'pool' (the CFA's sensor pool), or None: the pool for
+                                        # raw-output models, the CFA's default sensor for sRGB ones (an sRGB model
+                                        # cannot see which camera's colour transform to apply)
     patch: int = 512                    # raw pixels
     ratios: tuple = (100, 250, 300)
     dead_leaves: int = 16
     val: str = "reference"              # 'reference' (built-in synthetic set), 'none', or a folder / list
 
 
-def build_train_data(opts: DataOptions, seed: int):
-    """The training dataset and validation frames the options describe."""
-    from .data import get_profile, load_pairs
+def build_train_data(opts: DataOptions, seed: int, target: str = "srgb", noise_input: str = "none"):
+    """The training dataset and validation frames the options describe, with inputs and targets as a model of
+    output kind ``target`` ('srgb' | 'raw') and noise input ``noise_input`` ('none' | 'std-map') takes them."""
+    from .data import load_pairs
     from .data.datasets import FullFrames, SIDPatches, SyntheticPairs
+    from .data.profiles import training_profiles
     from .data.sources import training_images
 
     if opts.data == "synthetic":
-        profile = get_profile(opts.profile, opts.cfa)
-        ds = SyntheticPairs(training_images(opts.images or None, opts.dead_leaves), profile,
-                            patch=opts.patch, ratios=opts.ratios, seed=seed)
-        cfa = profile.cfa
+        profiles = training_profiles(opts.profile, opts.cfa, pool=opts.profile == "pool" or
+                                     (opts.profile is None and target == "raw"))
+        ds = SyntheticPairs(training_images(opts.images or None, opts.dead_leaves), profiles,
+                            patch=opts.patch, ratios=opts.ratios, seed=seed, target=target, noise_input=noise_input)
+        cfa = profiles[0].cfa
     else:
+        if target != "srgb" or noise_input != "none":
+            raise DarkcError(f"--data {opts.data}: training raw-output or noise-conditioned models on SID folders is not "
+                             f"supported yet; train them on --data synthetic")
         ds = SIDPatches(load_pairs(opts.data, "train"), patch=opts.patch, seed=seed)
         cfa = ds.cfa
     if opts.val == "none":
         val = None
     elif opts.val == "reference":
         from .evaluate import reference_frames
-        val = reference_frames(cfa)
+        val = reference_frames(cfa, target=target, noise_input=noise_input)
     else:
+        if target != "srgb" or noise_input != "none":
+            raise DarkcError(f"--val {opts.val}: validate raw-output or noise-conditioned models on --val reference")
         val = FullFrames.from_pairs(load_pairs(opts.val, "val"))
     return ds, val, cfa
 
 
 def train(out_dir: str | os.PathLike, *, arch: str = "sid-unet", widths: list[int] | None = None,
           loss: str = "l1", data: DataOptions | None = None, cfg: TrainConfig | None = None,
-          resume: bool = False, init: str | None = None, progress: bool = True) -> dict:
+          resume: bool = False, init: str | None = None, progress: bool = True, output: str = "srgb",
+          noise: str = "none") -> dict:
     """``darkc train``: train a model from scratch (or from ``init``) and write its artifact to ``out_dir``.
 
     ``out_dir/best`` and ``out_dir/last`` are artifacts; ``out_dir`` itself receives the final one
@@ -379,9 +390,10 @@ def train(out_dir: str | os.PathLike, *, arch: str = "sid-unet", widths: list[in
     """
     from .models import build_model, load_checkpoint, save_checkpoint
 
+    from .models import normalize_spec
+
     data = data or DataOptions()
     cfg = (cfg or TrainConfig()).check()
-    ds, val, cfa = build_train_data(data, cfg.seed)
     if init:
         from .models import resolve_model_ref
 
@@ -389,15 +401,14 @@ def train(out_dir: str | os.PathLike, *, arch: str = "sid-unet", widths: list[in
         if kind not in ("pretrained", "checkpoint"):
             raise DarkcError(f"--init {init} is a {kind} file; pass a checkpoint directory or a shipped name")
         model, spec = load_checkpoint(init_path)
-        if spec.get("cfa") != cfa:
-            raise DarkcError(f"--init {init} is a {spec.get('cfa')} model but the data is {cfa}")
-    else:
-        spec = {"arch": arch, "cfa": cfa}
-        if widths:
-            spec["widths"] = list(widths)
+        output, noise = spec["output"], spec["input"]["noise"]
+    ds, val, cfa = build_train_data(data, cfg.seed, output, noise)
+    if init and spec.get("cfa") != cfa:
+        raise DarkcError(f"--init {init} is a {spec.get('cfa')} model but the data is {cfa}")
+    if not init:
+        spec = normalize_spec({"arch": arch, "cfa": cfa, "output": output, "input": {"noise": noise},
+                               **({"widths": list(widths)} if widths else {})})
         model = build_model(spec)
-        from .models import normalize_spec
-        spec = normalize_spec(spec)
     prov = {"command": "darkc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "",
             "parent": str(init) if init else None, "stage": "train", "loss": loss,
             "data": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(data).items()}}

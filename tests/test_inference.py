@@ -242,9 +242,12 @@ def test_onnx_errors_name_the_file(tmp_path, sid8):
     bad.write_bytes(b"not a model")
     with raises_naming("cannot load ONNX model", "broken.onnx"):
         load_runner(bad)
-    odd = export_onnx(nn.Conv2d(5, 3, 1), tmp_path / "five.onnx", (1, 5, 16, 16))
-    with raises_naming("five.onnx", "4 (Bayer) or 9 (X-Trans) channels"):
+    odd = export_onnx(nn.Conv2d(6, 3, 1), tmp_path / "six.onnx", (1, 6, 16, 16))
+    with raises_naming("six.onnx", "4 (Bayer) or 9 (X-Trans) channels", "5 or 10 with a noise channel"):
         load_runner(odd)
+    conditioned = load_runner(export_onnx(nn.Conv2d(5, 4, 1), tmp_path / "five.onnx", (1, 5, 16, 16)))
+    assert (conditioned.cfa, conditioned.noise_input, conditioned.output, conditioned.scale) == \
+        ("bayer", "std-map", "raw", 1)
     with raises_naming("--threads is 0"):
         load_runner(export_onnx(sid8, tmp_path / "m.onnx", (1, 4, 32, 32)), threads=0)
 

@@ -121,7 +121,8 @@ def test_spec_round_trip_and_defaults():
     assert (spec["in_channels"], spec["out_channels"], spec["scale"]) == (9, 3, 3)
     assert spec["widths"] == [32, 64, 128, 256, 512]
     assert spec["input"]["packing"] == "xtrans-9" and spec["input"]["layout"] == "packed"
-    assert spec["output"] == {"space": "sRGB", "range": [0, 1]} and spec["provenance"] == {}
+    assert spec["output"] == "srgb" and spec["output_space"]["space"].startswith("sRGB") and spec["provenance"] == {}
+    assert spec["input"]["noise"] == "none"
     again = normalize_spec(json.loads(json.dumps(spec)))
     assert again == spec
     assert build_model(again).channels == build_model(spec).channels == spec["channels"]

@@ -51,15 +51,26 @@ def _augment(img: np.ndarray, code: int) -> np.ndarray:
 class SyntheticPairs(Dataset):
     """Synthetic pairs generated on the fly from clean images with :func:`darkc.data.make_pair`.
 
-    Item: dict(input=(C, p/s, p/s) float32 amplified and clipped, target=(3, p, p) float32, ratio).
+    Item: dict(input=(C[+1], p/s, p/s) float32 amplified and clipped [with the noise-std channel], target, ratio);
+    the target is the LibRaw-rendered long exposure (3, p, p) for ``target="srgb"``, the long exposure's packed
+    raw (C, p/s, p/s), normalised like the input, for ``target="raw"``.
+
+    ``profile`` is one camera profile or several of one CFA (a sensor pool): each item then draws its sensor.
     """
 
-    def __init__(self, images: list[CleanImage], profile: CameraProfile, patch: int = 512,
-                 ratios=SID_RATIOS, seed: int = 0, length: int = 10**9, cache: int = 128):
+    def __init__(self, images: list[CleanImage], profile: CameraProfile | list[CameraProfile], patch: int = 512,
+                 ratios=SID_RATIOS, seed: int = 0, length: int = 10**9, cache: int = 128, target: str = "srgb",
+                 noise_input: str = "none"):
         if not images:
             raise DarkcError("no clean images to synthesise from: pass --images DIR or use the built-in set")
-        self.images, self.profile = images, profile
-        self.patch = check_patch(patch, profile.cfa)
+        profiles = list(profile) if isinstance(profile, (list, tuple)) else [profile]
+        if not profiles or len({p.cfa for p in profiles}) != 1:
+            raise DarkcError(f"a sensor pool needs profiles of one CFA, got {[p.name for p in profiles]}")
+        if target not in ("srgb", "raw"):
+            raise DarkcError(f"unknown training target {target!r}: use 'srgb' or 'raw'")
+        self.images, self.profiles, self.profile = images, profiles, profiles[0]
+        self.target_kind, self.noise_input = target, noise_input
+        self.patch = check_patch(patch, profiles[0].cfa)
         self.ratios, self.seed, self.length = tuple(ratios), seed, length
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache
@@ -98,11 +109,27 @@ class SyntheticPairs(Dataset):
         x = int(rng.integers(0, img.shape[1] - p + 1))
         crop = _augment(img[y:y + p, x:x + p], int(rng.integers(8)))
         ratio = float(self.ratios[int(rng.integers(len(self.ratios)))])
-        pair = make_pair(crop, self.profile, ratio, seed=int(rng.integers(2**62)))
-        inp = amplify(cfa_mod.pack(normalise(pair.short, self.profile), self.profile.cfa), ratio)
-        target = pair.target().transpose(2, 0, 1)
-        return {"input": torch.from_numpy(inp), "target": torch.from_numpy(np.ascontiguousarray(target)),
-                "ratio": torch.tensor(ratio)}
+        scene_seed = int(rng.integers(2**62))
+        # one profile: the random stream is the single-sensor one (items stay as they were before pools)
+        prof = self.profiles[int(rng.integers(len(self.profiles)))] if len(self.profiles) > 1 else self.profile
+        pair = make_pair(crop, prof, ratio, seed=scene_seed)
+        return model_io(pair, self.target_kind, self.noise_input)
+
+
+def model_io(pair, target: str | None = "srgb", noise_input: str = "none") -> dict:
+    """A synthetic :class:`RawPair` as a training/validation item: amplified packed input (with the noise channel
+    the model takes) and the target of the model's output kind (none for ``target=None``)."""
+    from .noise_level import condition
+
+    cfa = pair.profile.cfa
+    inp = amplify(cfa_mod.pack(normalise(pair.short, pair.profile), cfa), pair.ratio)
+    inp = condition(inp, pair.ratio, pair.noise_level(), noise_input)
+    item = {"input": torch.from_numpy(np.ascontiguousarray(inp, np.float32)), "ratio": torch.tensor(pair.ratio)}
+    if target is not None:
+        tgt = cfa_mod.pack(normalise(pair.long, pair.profile), cfa) if target == "raw" else \
+            pair.target().transpose(2, 0, 1)
+        item["target"] = torch.from_numpy(np.ascontiguousarray(tgt, np.float32))
+    return item
 
 
 class SIDPatches(Dataset):

@@ -74,6 +74,25 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
     return RawFrame(str(path), kind, norm, black.tolist(), white, (dy, dx), wb)
 
 
+def read_raw_dn(path: str | os.PathLike) -> tuple[np.ndarray, str, float, float]:
+    """``(mosaic, cfa, black, white)``: the visible raw in DN (float32, not clipped), cut to the canonical phase and
+    whole tiles like :func:`read_raw`, with the mean black level; what noise estimation needs (negative noise
+    excursions below black kept)."""
+    with _open(path) as raw:
+        try:
+            pattern = cfa_mod.colour_pattern(raw.raw_pattern, raw.color_desc.decode())
+            kind = cfa_mod.cfa_kind(pattern)
+            dy, dx = cfa_mod.phase_offset(pattern)
+            img = raw.raw_image_visible.astype(np.float32)
+            black = np.asarray(raw.black_level_per_channel, np.float32)[raw.raw_colors_visible]
+            white = float(raw.white_level)
+        except (rawpy.LibRawError, TypeError, AttributeError) as exc:
+            raise DarkcError(f"cannot decode raw data in {path}: {exc}; the file may be truncated") from exc
+    mean_black = float(black.mean())
+    img = (img - black + mean_black)[dy:, dx:]
+    return cfa_mod.crop_to_tiles(img, kind), kind, mean_black, white
+
+
 def render_raw(path: str | os.PathLike) -> np.ndarray:
     """SID's target rendering of a (long-exposure) raw file: LibRaw, camera WB, no auto-bright, 16 bit.
 
@@ -97,6 +116,36 @@ def render_open(raw: "rawpy.RawPy", source) -> np.ndarray:
     img = img[dy:, dx:]
     t = cfa_mod.tile(kind)
     return img[: img.shape[0] // t * t, : img.shape[1] // t * t]
+
+
+def render_packed(path: str | os.PathLike, packed: np.ndarray) -> np.ndarray:
+    """Render a packed raw (C, h, w) in [0, 1] (the scale of :func:`read_raw`'s frame of ``path``, e.g. a raw-output
+    model's clean estimate) through LibRaw with the file's own black/white levels, white balance and colour matrix:
+    SID's target render (:func:`render_raw`), so the result is comparable with it. Sensor pixels the packed frame
+    does not cover (the phase cut and partial tiles) are set to black. Returns (H, W, 3) float32 in [0, 1], cut
+    like :func:`read_raw`."""
+    packed = np.asarray(packed, np.float32)
+    with _open(path) as raw:
+        try:
+            pattern = cfa_mod.colour_pattern(raw.raw_pattern, raw.color_desc.decode())
+            kind = cfa_mod.cfa_kind(pattern)
+            dy, dx = cfa_mod.phase_offset(pattern)
+            vis = raw.raw_image_visible
+            black = np.asarray(raw.black_level_per_channel, np.float32)[raw.raw_colors_visible]
+            white = float(raw.white_level)
+        except rawpy.LibRawError as exc:
+            raise DarkcError(f"cannot decode raw data in {path}: {exc}; the file may be truncated") from exc
+        mosaic = cfa_mod.unpack(np.clip(packed, 0.0, 1.0), kind)
+        h, w = mosaic.shape
+        if dy + h > vis.shape[0] or dx + w > vis.shape[1]:
+            raise DarkcError(f"packed raw of {h}x{w} px does not fit {path} ({vis.shape[1]}x{vis.shape[0]} visible): "
+                             f"render it with the file it was read from")
+        blk = black[dy:dy + h, dx:dx + w]
+        dn = blk + mosaic * (white - blk)
+        vis[...] = np.round(black).astype(vis.dtype)
+        vis[dy:dy + h, dx:dx + w] = np.clip(np.round(dn), 0, white).astype(vis.dtype)
+        img = render_open(raw, path)
+    return img[:h, :w]
 
 
 def amplify(packed: np.ndarray, ratio: float) -> np.ndarray:

@@ -53,10 +53,17 @@ class RawPair:
     params: UnprocessParams
     profile: CameraProfile
 
+    def noise_level(self):
+        """The calibrated noise level of both exposures (the profile's median fits at this pair's gain)."""
+        from .noise_level import level_of_profile
+
+        return level_of_profile(self.profile, self.gain)
+
     def dng_tags(self, exposure: float) -> dict:
         return dict(black=self.profile.black, white=self.profile.white,
                     xyz_to_cam=self.profile.xyz_to_cam_matrix, as_shot_neutral=self.params.as_shot_neutral,
-                    exposure_time=exposure, iso=self.iso, model=self.profile.model)
+                    exposure_time=exposure, iso=self.iso, model=self.profile.model,
+                    noise_profile=self.noise_level().as_dng())
 
     def target(self) -> np.ndarray:
         """The long exposure rendered by LibRaw, (H, W, 3) float32 sRGB in [0, 1]."""
@@ -79,7 +86,7 @@ def make_pair(clean_srgb: np.ndarray, profile: CameraProfile, ratio: float, seed
     linear = unprocess(img, params)
     signal = cfa_mod.mosaic(linear, profile.cfa) * float(profile.white - profile.black)
     k = sample_gain(scene_rng, profile)
-    iso = int(round(100 * k / profile.gain_range[0]))
+    iso = profile.iso_of_gain(k)
     long_raw = expose(signal, k, profile, scene_rng)
     short_rng = np.random.default_rng([seed, 1, int(round(ratio * 1000))])
     short_raw = expose(signal / ratio, k, profile, short_rng)
@@ -159,15 +166,16 @@ def synthesize(out: str | os.PathLike, *, count: int | None = None, size: int | 
 
     Sources: the user's ``images`` folders if given; else the built-in photos of the split (test and val
     use the held-out photos, train the training photos) topped up with dead-leaves images to ``count``.
-    ``split='val'`` writes the project's reference validation set exactly (fixed images, size and seed).
+    ``split='val'`` writes the project's reference validation set exactly (fixed images, size and seed);
+    ``split='ood'`` the out-of-distribution set (the same scenes on the sensor held out of training).
     """
     from . import sources
     from .profiles import get_profile
 
     prof = get_profile(profile, cfa)
-    if split == "val" and not images:
+    if split in ("val", "ood") and not images:
         from ..evaluate import reference_scenes
-        imgs, prof, size, seed = reference_scenes(cfa)
+        imgs, prof, size, seed = reference_scenes(cfa, split)
         if count:
             imgs = imgs[:count]
     else:

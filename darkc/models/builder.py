@@ -25,11 +25,20 @@ CFAS: dict[str, dict] = {
     "xtrans": {"in_channels": 9, "scale": 3, "packing": "xtrans-9"},
 }
 
+#: Output kinds (``model.json`` ``output``) and what their values are.
+OUTPUTS = {
+    "srgb": "sRGB (LibRaw-rendered look, as SID)",
+    "raw": "clean packed raw in the camera's colour space, scaled like the input; LibRaw renders it with the file's "
+           "white balance and colour matrix",
+}
+#: Noise inputs (``model.json`` ``input.noise``) -> extra input channels after the packed raw.
+NOISE_INPUTS = {"none": 0, "std-map": 1}
+
 NORMALISATION = ("black-level subtracted, divided by (white - black), multiplied by the exposure ratio, "
                  "clipped to [0, 1]")
 
 _ORDER = ("arch", "cfa", "in_channels", "out_channels", "scale", "widths", "channels", "input", "output",
-          "provenance")
+          "output_space", "provenance")
 
 
 def _is_pos_int(value) -> bool:
@@ -45,7 +54,8 @@ def normalize_spec(spec: dict, where: str = "model spec") -> dict:
 
     Returns:
         The full spec: ``arch, cfa, in_channels, out_channels, scale``, the arch's fields (``widths``,
-        ``channels`` for U-Nets), ``input`` (layout, packing, normalisation), ``output`` (space, range),
+        ``channels`` for U-Nets), ``input`` (layout, packing, normalisation, noise), ``output`` ('srgb' or
+        'raw'), ``output_space`` (what the output values are),
         ``provenance``, then any other keys of ``spec`` unchanged.
 
     Raises:
@@ -61,10 +71,21 @@ def normalize_spec(spec: dict, where: str = "model spec") -> dict:
     cfa = spec.setdefault("cfa", "bayer")
     if cfa not in CFAS:
         raise DarkcError(f"{where}: field 'cfa' is {cfa!r}; use one of {sorted(CFAS)}")
+    output = spec.get("output", "srgb")
+    if isinstance(output, dict):            # format 1 files: {"space": "sRGB", "range": [0, 1]}
+        output = "srgb" if str(output.get("space", "sRGB")).lower() == "srgb" else output.get("space")
+    if output not in OUTPUTS:
+        raise DarkcError(f"{where}: field 'output' is {output!r}; use one of {sorted(OUTPUTS)}")
+    spec["output"] = output
+    given_input = spec.get("input", {})
+    noise = given_input.get("noise", "none") if isinstance(given_input, dict) else "none"
+    if noise not in NOISE_INPUTS:
+        raise DarkcError(f"{where}: field 'input.noise' is {noise!r}; use one of {sorted(NOISE_INPUTS)}")
+    raw_out = output == "raw"
     derived = {
-        "in_channels": CFAS[cfa]["in_channels"],
-        "out_channels": 3,
-        "scale": CFAS[cfa]["scale"],
+        "in_channels": CFAS[cfa]["in_channels"] + NOISE_INPUTS[noise],
+        "out_channels": CFAS[cfa]["in_channels"] if raw_out else 3,
+        "scale": 1 if raw_out else CFAS[cfa]["scale"],
     }
     for key, value in derived.items():
         if spec.setdefault(key, value) != value:
@@ -72,9 +93,8 @@ def normalize_spec(spec: dict, where: str = "model spec") -> dict:
                              f"drop {key!r} or fix 'cfa'")
 
     for key, defaults, fixed in (
-        ("input", {"layout": "packed", "packing": CFAS[cfa]["packing"], "normalisation": NORMALISATION},
-         ("layout", "packing")),
-        ("output", {"space": "sRGB", "range": [0, 1]}, ()),
+        ("input", {"layout": "packed", "packing": CFAS[cfa]["packing"], "normalisation": NORMALISATION,
+                   "noise": "none"}, ("layout", "packing")),
     ):
         given = spec.get(key, {})
         if not isinstance(given, dict):
@@ -85,6 +105,7 @@ def normalize_spec(spec: dict, where: str = "model spec") -> dict:
                 raise DarkcError(f"{where}: field '{key}.{sub}' is {merged[sub]!r} but cfa {cfa!r} needs "
                                  f"{defaults[sub]!r}; drop it or fix 'cfa'")
         spec[key] = merged
+    spec["output_space"] = {"space": OUTPUTS[output], "range": [0, 1]}
     spec.setdefault("provenance", {})
     if not isinstance(spec["provenance"], dict):
         raise DarkcError(f"{where}: field 'provenance' must be an object, got {spec['provenance']!r}")
@@ -130,7 +151,8 @@ def normalize_unet_widths(spec: dict, where: str) -> dict:
 @register_arch("sid-unet", normalize=normalize_unet_widths)
 def sid_unet(spec: dict) -> nn.Module:
     """The SID U-Net (Chen et al. 2018) with the spec's per-layer widths."""
-    return SIDUNet(spec["in_channels"], spec["scale"], spec["channels"])
+    return SIDUNet(spec["in_channels"], spec["scale"], spec["channels"], output=spec["output"],
+                   raw_channels=spec["out_channels"] if spec["output"] == "raw" else None)
 
 
 def build_model(spec: dict, where: str = "model spec") -> nn.Module:

@@ -1,8 +1,15 @@
 """The SID U-Net of Chen et al., "Learning to See in the Dark" (CVPR 2018), with per-layer widths.
 
 Input is packed raw, NCHW, black-level subtracted, scaled by the exposure ratio and clipped to [0, 1]
-(Bayer: 4 channels RGGB at half resolution; X-Trans: 9 channels at a third). Output is sRGB in NCHW at
-``scale`` times the packed size (the head emits ``3 * scale**2`` channels and a PixelShuffle unpacks them).
+(Bayer: 4 channels RGGB at half resolution; X-Trans: 9 channels at a third), optionally followed by one
+noise-level channel (see :mod:`darkc.data.noise_level`). Two output kinds:
+
+* ``srgb`` (SID's): sRGB in NCHW at ``scale`` times the packed size (the head emits ``3 * scale**2`` channels
+  and a PixelShuffle unpacks them); the network has to learn the camera's colour transform.
+* ``raw``: the clean packed raw in the camera's own colour space, same size and scale as the amplified input
+  (the head emits the CFA's 4 or 9 channels and is added to the noisy input: residual denoising, head
+  initialised to zero so an untrained net passes its input through). LibRaw renders it with the file's own
+  white balance and colour matrix, so colour never has to be learnt and the net carries to other cameras.
 
 Every layer's output width is free so that channel pruning, which leaves uneven widths such as
 ``conv1_1=24, conv1_2=16``, can be saved and rebuilt; input widths follow from the wiring.
@@ -83,8 +90,11 @@ class SIDUNet(nn.Module):
 
     size_multiple = SIZE_MULTIPLE
 
-    def __init__(self, in_channels: int = 4, scale: int = 2, channels: dict[str, int] | None = None):
+    def __init__(self, in_channels: int = 4, scale: int = 2, channels: dict[str, int] | None = None,
+                 output: str = "srgb", raw_channels: int | None = None):
         super().__init__()
+        if output not in ("srgb", "raw"):
+            raise ValueError(f"output must be 'srgb' or 'raw', got {output!r}")
         if channels is None:
             channels = widths_to_channels(DEFAULT_WIDTHS)
         missing = [n for n in WIDTH_LAYERS if n not in channels]
@@ -96,6 +106,11 @@ class SIDUNet(nn.Module):
         if bad:
             raise ValueError(f"channels must be positive integers, got {bad}")
         self.in_channels = in_channels
+        self.output = output
+        self.raw_channels = raw_channels if raw_channels is not None else in_channels
+        if output == "raw" and (scale != 1 or self.raw_channels > in_channels):
+            raise ValueError(f"a raw-output U-Net has scale 1 and at most in_channels ({in_channels}) raw channels, "
+                             f"got scale {scale}, raw_channels {self.raw_channels}")
         self.scale = scale
         c = channels
 
@@ -110,8 +125,11 @@ class SIDUNet(nn.Module):
             setattr(self, f"conv{level}_1", _conv3(c[f"up{level}"] + skip, c[f"conv{level}_1"]))
             setattr(self, f"conv{level}_2", _conv3(c[f"conv{level}_1"], c[f"conv{level}_2"]))
             cin = c[f"conv{level}_2"]
-        self.conv10 = nn.Conv2d(cin, 3 * scale * scale, kernel_size=1)
-        self.pixel_shuffle = nn.PixelShuffle(scale)
+        if output == "raw":
+            self.conv10 = nn.Conv2d(cin, self.raw_channels, kernel_size=1)
+        else:
+            self.conv10 = nn.Conv2d(cin, 3 * scale * scale, kernel_size=1)
+            self.pixel_shuffle = nn.PixelShuffle(scale)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -121,7 +139,8 @@ class SIDUNet(nn.Module):
         signal at every layer of this 23-layer net without normalisation; from it the U-Net settled on
         grey output on the synthetic data (chroma no better than predicting grey after 600 steps), from
         this one it learnt colour in the same steps. A stride-2 2x2 transposed conv feeds each output pixel
-        from one input position, so its fan-in is its input channel count.
+        from one input position, so its fan-in is its input channel count. A raw-output head starts at zero
+        (the residual net starts as the identity on the noisy input).
         """
         gain = nn.init.calculate_gain("leaky_relu", _NEG_SLOPE)
         for m in self.modules():
@@ -134,6 +153,8 @@ class SIDUNet(nn.Module):
             else:
                 continue
             nn.init.zeros_(m.bias)
+        if self.output == "raw":
+            nn.init.zeros_(self.conv10.weight)
 
     @property
     def channels(self) -> dict[str, int]:
@@ -152,6 +173,7 @@ class SIDUNet(nn.Module):
             if x.shape[2] % SIZE_MULTIPLE or x.shape[3] % SIZE_MULTIPLE:
                 raise ValueError(f"SIDUNet needs packed H and W to be multiples of {SIZE_MULTIPLE}, got "
                                  f"{tuple(x.shape)}; pad the input (e.g. reflect) and crop the output")
+        inp = x
         skips = []
         for level in range(1, 5):
             x = self._block(x, level)
@@ -162,4 +184,6 @@ class SIDUNet(nn.Module):
             x = getattr(self, f"up{level}")(x)
             x = torch.cat([x, skips[9 - level]], dim=1)
             x = self._block(x, level)
+        if self.output == "raw":
+            return inp[:, : self.raw_channels] + self.conv10(x)
         return self.pixel_shuffle(self.conv10(x))
