@@ -399,6 +399,33 @@ class GammaL1Loss(nn.Module):
         return (self._g(x) - self._g(y)).abs().mean() + self.linear * (x - y).abs().mean()
 
 
+class IspL1Loss(nn.Module):
+    """For raw-output models: L1 after a simple ISP, plus :class:`GammaL1Loss` on the raw channels.
+
+    ``forward(x, y, isp)``: ``isp`` (N, 3, C) maps the packed raw channels to linear sRGB (colour averaging of the
+    CFA channels, white balance, camera-to-sRGB matrix: :func:`darkc.data.datasets.isp_matrix`); both images are
+    mapped, clipped to [0, 1], gamma-encoded and compared with L1 (Brooks et al. 2019 train their raw denoiser
+    through such an ISP). The render the models are judged by amplifies red/blue errors by the white balance and
+    every channel's error by the colour matrix; a raw-domain loss does not see that (a fixed +0.04 blue offset cost
+    1 % of the raw L1 loss but 8 dB of sRGB PSNR in a 750-step run). Without ``isp`` only the raw term is used.
+    """
+
+    def __init__(self, raw_weight: float = 1.0, gamma: float = 2.2, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.raw = GammaL1Loss(gamma=gamma, eps=eps)
+        self.raw_weight, self.inv_gamma, self.eps = float(raw_weight), 1.0 / float(gamma), float(eps)
+
+    def _render(self, v: torch.Tensor, isp: torch.Tensor) -> torch.Tensor:
+        rgb = torch.einsum("nkc,nchw->nkhw", isp.to(v.dtype), v).clamp(0, 1)
+        return (rgb + self.eps) ** self.inv_gamma
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, isp: torch.Tensor | None = None) -> torch.Tensor:
+        raw = self.raw(x, y)
+        if isp is None:
+            return raw
+        return (self._render(x, isp) - self._render(y, isp)).abs().mean() + self.raw_weight * raw
+
+
 LOSSES: dict[str, Callable[..., nn.Module]] = {
     "l1": nn.L1Loss,
     "mse": nn.MSELoss,
@@ -409,6 +436,7 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "zamir-noperc": zamir_noperc,
     "l1-chroma": ChromaL1Loss,
     "l1-gamma": GammaL1Loss,
+    "isp-l1": IspL1Loss,
 }
 """Loss name -> constructor; :func:`get_loss` passes its keyword options on."""
 

@@ -101,8 +101,10 @@ def supervised_objective(loss_name: str = "l1", **loss_kw) -> Objective:
 
     def objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         out = model(batch["input"])
-        loss = loss_fn(out if loss_name in ("l1", "l1-gamma") else out.clamp(0, 1), batch["target"])
-        return loss, {}
+        out = out if loss_name in ("l1", "l1-gamma", "isp-l1") else out.clamp(0, 1)
+        if loss_name == "isp-l1":       # raw-output models: the loss renders through each sample's ISP
+            return loss_fn(out, batch["target"], batch.get("isp")), {}
+        return loss_fn(out, batch["target"]), {}
 
     objective.loss_fn = loss_fn  # type: ignore[attr-defined]
     return objective

@@ -194,3 +194,35 @@ def test_level_of_profile_is_the_median_fit():
     assert lv.gain == pytest.approx(1.0 / prof.span)
     expected = np.sqrt(prof.read_sigma(1.0) ** 2 + prof.row_sigma(1.0) ** 2 + 1 / 12) / prof.span
     assert lv.read == pytest.approx(expected)
+
+
+def test_isp_matrix_renders_the_raw_target_like_libraw():
+    """The ISP map the isp-l1 loss trains through must put the long exposure's packed raw where LibRaw's render
+    puts it (same colours up to LibRaw's tone curve): fails if white balance or the colour matrix is inverted."""
+    from darkc.data.datasets import isp_matrix
+    from darkc.data.sources import validation_images
+
+    img = validation_images()[0].load()[:256, :256]
+    for name in ("sony-a7s2-like", "canon-5d2-ood"):
+        pair = make_pair(img, get_profile(name), 100, 3)
+        lin = np.einsum("kc,chw->khw", isp_matrix(pair), cfa_mod.pack(normalise(pair.long, pair.profile), "bayer"))
+        srgb = np.clip(lin, 0, 1) ** (1 / 2.2)
+        target = pair.target()[::2, ::2].transpose(2, 0, 1)
+        for c in range(3):
+            assert np.corrcoef(srgb[c].ravel(), target[c].ravel())[0, 1] > 0.9
+        ratio = srgb.mean((1, 2)) / target.mean((1, 2))
+        assert np.ptp(ratio) < 0.2      # tone curves differ (power vs BT.709); an inverted WB gain is ~2x off
+
+
+def test_isp_loss_punishes_a_colour_offset_that_the_raw_loss_barely_sees():
+    from darkc.losses import get_loss
+
+    isp = torch.tensor([[[2.0, -0.3, -0.2, -0.3], [-0.2, 0.8, -0.3, 0.8], [0.0, -0.4, 1.9, -0.4]]])
+    y = torch.rand(1, 4, 16, 16) * 0.3 + 0.05
+    shifted = y.clone()
+    shifted[:, 2] += 0.04                      # blue offset
+    noisy = y + 0.04 * torch.randn_like(y)     # zero-mean noise of the same size
+    isp_loss, raw_loss = get_loss("isp-l1"), get_loss("l1-gamma")
+    assert raw_loss(shifted, y) < raw_loss(noisy, y)
+    assert isp_loss(shifted, y, isp) - raw_loss(shifted, y) > 0.5 * (isp_loss(noisy, y, isp) - raw_loss(noisy, y))
+    assert isp_loss(y, y, isp) == 0

@@ -95,6 +95,11 @@ def scale(kind: str) -> int:
     return {"bayer": 2, "xtrans": 3}[_check_kind(kind)]
 
 
+def channel_colours(kind: str) -> list[int]:
+    """Colour (0=R, 1=G, 2=B) of each packed channel."""
+    return [R, G, B, G] if _check_kind(kind) == "bayer" else list(_XTRANS_CH_COLOUR)
+
+
 def channels(kind: str) -> int:
     return {"bayer": 4, "xtrans": 9}[_check_kind(kind)]
 

@@ -116,6 +116,21 @@ class SyntheticPairs(Dataset):
         return model_io(pair, self.target_kind, self.noise_input)
 
 
+def isp_matrix(pair) -> np.ndarray:
+    """(3, C) float32 linear map from the pair's packed raw channels to linear sRGB, as LibRaw renders the file: mean
+    of each colour's CFA channels, the as-shot white balance (normalised to its smallest gain), and the inverse of
+    the camera's sRGB-to-camera matrix (rows summing to 1, as in unprocessing)."""
+    cfa = pair.profile.cfa
+    colours = cfa_mod.channel_colours(cfa)
+    avg = np.zeros((3, len(colours)))
+    for ch, colour in enumerate(colours):
+        avg[colour, ch] = 1.0
+    avg /= avg.sum(axis=1, keepdims=True)
+    wb = np.array([pair.params.red_gain, 1.0, pair.params.blue_gain])
+    wb /= wb.min()
+    return (np.linalg.inv(pair.params.rgb_to_cam) @ np.diag(wb) @ avg).astype(np.float32)
+
+
 def model_io(pair, target: str | None = "srgb", noise_input: str = "none") -> dict:
     """A synthetic :class:`RawPair` as a training/validation item: amplified packed input (with the noise channel
     the model takes) and the target of the model's output kind (none for ``target=None``)."""
@@ -129,6 +144,8 @@ def model_io(pair, target: str | None = "srgb", noise_input: str = "none") -> di
         tgt = cfa_mod.pack(normalise(pair.long, pair.profile), cfa) if target == "raw" else \
             pair.target().transpose(2, 0, 1)
         item["target"] = torch.from_numpy(np.ascontiguousarray(tgt, np.float32))
+        if target == "raw":
+            item["isp"] = torch.from_numpy(isp_matrix(pair))
     return item
 
 
