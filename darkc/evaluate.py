@@ -126,17 +126,27 @@ BASELINES = {
 
 
 # ---------------------------------------------------------------- evaluation
+METRICS = ("psnr", "ssim", "deltae", "checker")
+
+
+def score(out: np.ndarray, target: np.ndarray) -> dict:
+    """PSNR, SSIM, mean CIEDE2000 against the target, and the output's checkerboard amplitude (/255)."""
+    from .metrics import checkerboard, deltae, psnr, ssim
+
+    return {"psnr": psnr(out, target), "ssim": ssim(out, target), "deltae": deltae(out, target),
+            "checker": checkerboard(out)["checker"]}
+
+
 def _summarise(rows: list[dict]) -> dict:
     by_ratio: dict[str, list] = {}
     for r in rows:
         by_ratio.setdefault(f"x{r['ratio']:g}", []).append(r)
     worst = min(rows, key=lambda r: r["psnr"])
+    mean = lambda rs: {m: float(np.mean([r[m] for r in rs])) for m in METRICS if m in rs[0]}  # noqa: E731
     return {
-        "psnr": float(np.mean([r["psnr"] for r in rows])),
-        "ssim": float(np.mean([r["ssim"] for r in rows])),
+        **mean(rows),
         "n": len(rows),
-        "per_ratio": {k: {"psnr": float(np.mean([r["psnr"] for r in v])), "ssim": float(np.mean([r["ssim"] for r in v])),
-                          "n": len(v)} for k, v in sorted(by_ratio.items(), key=lambda kv: float(kv[0][1:]))},
+        "per_ratio": {k: {**mean(v), "n": len(v)} for k, v in sorted(by_ratio.items(), key=lambda kv: float(kv[0][1:]))},
         "worst": {"image": worst["image"], "psnr": worst["psnr"], "ssim": worst["ssim"], "ratio": worst["ratio"]},
         "images": rows,
     }
@@ -147,10 +157,12 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
     """``darkc eval``: PSNR/SSIM of ``model`` (shipped name, artifact dir, .onnx or .tflite) on ``data``.
 
     Outputs and targets are compared as float sRGB in [0, 1] (no 8-bit rounding), SSIM as scikit-image's
-    (7x7 uniform window). With ``baselines`` the classical pipelines are scored on the same pairs.
+    (7x7 uniform window); also mean CIEDE2000 against the target (``deltae``) and the output's coherent
+    2x2 pattern amplitude in levels of 255 (``checker``, :func:`darkc.metrics.checkerboard`). With
+    ``baselines`` the classical pipelines are scored on the same pairs.
 
-    Returns a dict with top-level ``psnr``/``ssim`` (means over all pairs), ``per_ratio``, ``worst``,
-    per-image rows, and ``baselines`` (name -> same structure) when asked.
+    Returns a dict with top-level ``psnr``/``ssim``/``deltae``/``checker`` (means over all pairs),
+    ``per_ratio``, ``worst``, per-image rows, and ``baselines`` (name -> same structure) when asked.
     """
     import time
 
@@ -159,7 +171,6 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
     from .data.raw import read_raw, render_raw
     from .inference import enhance_packed, load_runner
     from .data.raw import amplify
-    from .metrics import psnr, ssim
     from .models.pretrained import pretrained_for_cfa
 
     pairs = None
@@ -187,11 +198,10 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
             frame = read_raw(p.short)
             out = enhance_packed(runner, amplify(frame.packed(), p.ratio), tile=tile, progress=False,
                                  source=str(p.short)).transpose(1, 2, 0)
-            rows.append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target), "ssim": ssim(out, target)})
+            rows.append({"image": p.short.name, "ratio": p.ratio, **score(out, target)})
         for name, (_desc, fn) in BASELINES.items() if baselines else ():
             out = fn(p)
-            base_rows[name].append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target),
-                                    "ssim": ssim(out, target)})
+            base_rows[name].append({"image": p.short.name, "ratio": p.ratio, **score(out, target)})
     result = _summarise(rows) if rows else {}
     result.update({"model": str(model), "data": str(data), "seconds": time.time() - t0,
                    "protocol": "float sRGB [0,1] vs LibRaw-rendered long exposure; SSIM 7x7 uniform (skimage)"})
@@ -212,17 +222,22 @@ def format_result(result: dict, fmt: str = "table") -> str:
     for name, res in (result.get("baselines") or {}).items():
         entries.append((f"baseline {name}", res))
     ratios = sorted({k for _, r in entries for k in r["per_ratio"]}, key=lambda k: float(k[1:]))
-    head = ["model"] + [f"{k} PSNR/SSIM" for k in ratios] + ["overall PSNR/SSIM", "worst image (PSNR)"]
+    head = (["model"] + [f"{k} PSNR/SSIM/dE/checker" for k in ratios]
+            + ["overall PSNR/SSIM", "CIEDE2000", "checker /255", "worst image (PSNR)"])
+    cell = lambda m: (f"{m['psnr']:.2f} / {m['ssim']:.4f} / {m['deltae']:.2f} / {m['checker']:.2f}" if "deltae" in m  # noqa: E731
+                      else f"{m['psnr']:.2f} / {m['ssim']:.4f}")
     lines = []
     for name, r in entries:
-        cells = [name] + [f"{r['per_ratio'][k]['psnr']:.2f} / {r['per_ratio'][k]['ssim']:.4f}" if k in r["per_ratio"]
-                          else "-" for k in ratios]
-        cells += [f"{r['psnr']:.2f} / {r['ssim']:.4f}", f"{r['worst']['image']} ({r['worst']['psnr']:.2f})"]
+        cells = [name] + [cell(r["per_ratio"][k]) if k in r["per_ratio"] else "-" for k in ratios]
+        cells += [f"{r['psnr']:.2f} / {r['ssim']:.4f}", f"{r['deltae']:.2f}" if "deltae" in r else "-",
+                  f"{r['checker']:.2f}" if "checker" in r else "-", f"{r['worst']['image']} ({r['worst']['psnr']:.2f})"]
         lines.append(cells)
     if fmt == "md":
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(c) + " |" for c in lines]
-        return "\n".join(out) + f"\n\nData: {result['data']}; PSNR in dB, {result['protocol']}.\n"
+        return "\n".join(out) + (f"\n\nData: {result['data']}; PSNR in dB, {result['protocol']}; dE = mean CIEDE2000 "
+                                  f"(skimage, sRGB -> Lab); checker = coherent 2x2 pattern amplitude of the output "
+                                  f"in levels of 255 (darkc.metrics.checkerboard).\n")
     widths = [max(len(str(row[i])) for row in [head] + lines) for i in range(len(head))]
     fmt_row = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths))  # noqa: E731
     return "\n".join([fmt_row(head), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in lines])
