@@ -140,10 +140,15 @@ def _fit_line(m: np.ndarray, v: np.ndarray, intercept: float | None) -> tuple[fl
     return float(g), float(c), keep
 
 
-def _masked_stats(masked: np.ndarray, black: float, span: float, step: int) -> tuple[float, float]:
-    """(pixel variance, row variance) from optical-black pixels (normalised units), per CFA sub-lattice
-    (``step``) so a per-colour black level does not count as noise."""
-    x = (np.asarray(masked, np.float64) - black) / span
+def dark_noise(pixels: np.ndarray, black: float, span: float, step: int) -> tuple[float, float]:
+    """(pixel variance, row variance) of pixels that saw no light (optical-black margin or a dark frame).
+
+    Normalised by ``span`` (pass 1 for DN**2). Per CFA sub-lattice of stride ``step`` so a per-colour
+    black level does not count as noise: pixel variance from the mean square of the horizontal second
+    difference (row offsets cancel), row variance from the vertical second difference of the row means
+    less the pixel part (``pixel / width``). Quantisation (1/12 DN**2) stays in the pixel variance.
+    """
+    x = (np.asarray(pixels, np.float64) - black) / span
     pix, row, n = 0.0, 0.0, 0
     for i in range(step):
         for j in range(step):
@@ -157,6 +162,8 @@ def _masked_stats(masked: np.ndarray, black: float, span: float, step: int) -> t
             pix += p
             row += float(np.mean(rd ** 2)) - p / sub.shape[1] if rows.size >= 3 else 0.0
             n += 1
+    if n == 0:
+        raise DarkcError(f"{x.shape[1]}x{x.shape[0]} dark pixels are too few to measure noise")
     return pix / n, max(row / n, 0.0)
 
 
@@ -217,7 +224,7 @@ def estimate_noise(mosaic: np.ndarray, cfa: str, black: float, white: float, *,
                          f"the frame is too small, textured or saturated to estimate its noise; use a profile")
     use_masked = masked is not None and np.asarray(masked).size >= MIN_MASKED_PIXELS
     if use_masked:
-        pix, row = _masked_stats(masked, black, span, np.asarray(pattern).shape[0])
+        pix, row = dark_noise(masked, black, span, np.asarray(pattern).shape[0])
         gain, _, _ = _fit_line(mean[flat_h], v1[flat_h], intercept=pix)
         return NoiseEstimate(gain=gain, read=float(np.sqrt(pix + row)), source="estimated+masked",
                              row=float(np.sqrt(row)))
