@@ -92,3 +92,33 @@ def test_masked_pixels_set_the_read_noise():
     assert est.source == "estimated+masked"
     assert est.read == pytest.approx(truth["read"], rel=0.03)
     assert est.gain == pytest.approx(truth["gain"], rel=0.10)
+
+
+def test_masked_margin_is_found_beside_the_visible_area():
+    from types import SimpleNamespace
+
+    from darkc.data.noise_estimate import masked_pixels
+
+    full = np.zeros((40, 60))
+    full[:, :12] = 7.0                                  # 12 masked columns on the left, 4 masked rows on top
+    full[:4, :] = 5.0
+    raw = SimpleNamespace(raw_image=full, raw_image_visible=full[4:, 12:],
+                          sizes=SimpleNamespace(top_margin=4, left_margin=12))
+    strip = masked_pixels(raw)
+    assert strip.shape == (36, 12) and (strip == 7.0).all()
+    raw.sizes.left_margin, raw.raw_image_visible = 0, full[4:, :]
+    assert masked_pixels(raw) is None                   # 4 rows are too few to count
+
+
+def test_estimate_from_a_raw_file(tmp_path):
+    from darkc.data.dng import write_dng
+    from darkc.data.noise_estimate import estimate_noise_file
+
+    raw, prof, truth = _frame("bayer", 3.0, 100, seed=6)
+    path = tmp_path / "f.dng"
+    write_dng(path, raw, "bayer", black=prof.black, white=prof.white, xyz_to_cam=prof.xyz_to_cam_matrix,
+              as_shot_neutral=(0.5, 1, 0.6), exposure_time=0.01, iso=400)
+    est = estimate_noise_file(path)
+    assert est.source == "estimated"                    # this DNG has no masked margin
+    assert est.gain == pytest.approx(truth["gain"], rel=0.10)
+    assert est.read == pytest.approx(truth["read"], rel=0.05)

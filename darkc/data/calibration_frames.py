@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cfa as cfa_mod
 from .dng import write_dng
 from .noise import expose
 from .profiles import CameraProfile
@@ -27,7 +28,8 @@ def write_shoot(out: str | os.PathLike, profile: CameraProfile, isos=(100, 400, 
     white - black at the image centre) per ISO as DNGs into ``out``; returns the paths."""
     out = Path(out)
     rng = np.random.default_rng(seed)
-    h, w = size
+    t = cfa_mod.tile(profile.cfa)
+    h, w = size[0] // t * t, size[1] // t * t           # whole CFA tiles
     yy, xx = np.mgrid[0:h, 0:w]
     r2 = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
     flat = 1.0 - 0.2 * r2                                 # vignetting

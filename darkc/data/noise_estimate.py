@@ -11,21 +11,26 @@ the row-offset part alone (already inside ``read``).
 
 Method (what :func:`estimate_noise` does):
 
-1. The mosaic is split into one-colour sub-lattices, each of whose rows is one sensor row: stride 2
-   for Bayer; for X-Trans stride 3 where the 3x3 sub-lattice is all green (5 of 9) and stride 6
-   elsewhere (the finer the lattice, the less scene texture a block holds).
+1. The mosaic is split into one-colour sub-lattices, each of whose rows is one sensor row: the 4
+   stride-2 lattices of Bayer; for X-Trans the 5 stride-3 lattices that are all green (5/9 of the
+   pixels). X-Trans red and blue repeat only every 6 px, and blocks of that coarse a lattice held too
+   much scene texture (on X-Trans dead-leaves frames, gain and read errors of +50 to +100 % and more
+   with them; without them such frames are refused instead).
 2. Each sub-image is cut into 16x16 blocks. Per block: the mean, and the mean square of the
-   horizontal second difference ``(x[j-1] - 2 x[j] + x[j+1]) / sqrt(6)`` at spacing 1 (``v1``) and at
-   spacing 2 (``v2``). For white noise both equal the pixel variance; the row offset cancels along a
-   row; a linear ramp gives zero. Texture and edges raise ``v2`` more than ``v1`` (a curvature 16x,
-   a step edge 2x) and pixel-scale texture raises ``v1`` more, so only blocks with ``v2 / v1`` near 1
-   in both directions count as flat. Blocks touching black clipping or saturation are dropped.
-3. Flat blocks are binned by mean (quantiles); each bin gives its median variance (corrected for the
-   skew of a mean of squares); ``gain`` and the pixel intercept come from a non-negative weighted
-   least-squares line through the bins, refitted twice after dropping blocks far above the line
-   (texture that passed the flatness test).
-4. Row noise: in flat blocks the vertical second difference of the block's row means has variance
-   ``sigma_row**2 + v1 / 16``.
+   horizontal second difference ``(x[j-s] - 2 x[j] + x[j+s]) / sqrt(6)`` at spacings s = 1, 2, 3
+   (``v1``, ``v2``, ``v3``). For white noise all equal the pixel variance; the row offset cancels along
+   a row; a linear ramp gives zero. Texture and edges raise the wide spacings more than ``v1`` (a
+   curvature 16x at s = 2, a step edge 2x) and pixel-scale texture raises ``v1`` more (texture at 1/3
+   cycle per pixel, which s = 2 misses, vanishes at s = 3), so only blocks with ``v2 / v1`` and
+   ``v3 / v1`` within 35 % of 1, horizontally (gain) and also vertically (row noise), count as flat.
+   Blocks touching black clipping or saturation are dropped.
+3. Flat blocks are binned by mean (quantiles); each bin gives the 25th percentile of its block
+   variances, scaled to a mean by the chi-square law of a block variance of pure noise (texture that
+   passes the test only adds variance, so a low quantile resists it); ``gain`` and the pixel
+   intercept come from a non-negative weighted least-squares line through the bins, refitted twice
+   after dropping blocks far above the line (texture that passed the flatness test).
+4. Row noise: in blocks flat both ways and near the fitted line, the vertical second difference of
+   the block's row means has variance ``sigma_row**2 + v1 / 16``; its mean over blocks, less ``v1 / 16``.
 5. Where the sensor's masked (optical-black) pixels are given, the intercept and row noise are taken
    from them (no light, no texture) and only the gain is fitted on the image.
 """
