@@ -175,9 +175,14 @@ def _ptc_points(a: np.ndarray, b: np.ndarray, black: float, white: float, step: 
 
 
 def _fit_gain(s: np.ndarray, v: np.ndarray, intercept: float) -> float:
-    """K from v = K s + intercept by least squares weighted 1/v^2 (a block variance's spread ~ v)."""
-    w = 1.0 / np.maximum(v, 1e-12)
-    return float(np.sum(w * w * s * (v - intercept)) / np.sum(w * w * s * s))
+    """K from v = K s + intercept by least squares weighted 1 / predicted v^2 (a block variance's spread is
+    proportional to it). Weights from the predicted, not the observed, variance: observed weights favour
+    blocks that came out low by chance and bias K down (by ~0.8 % at 32x32 blocks)."""
+    k = float(np.sum(s * (v - intercept)) / np.sum(s * s))
+    for _ in range(3):
+        w2 = 1.0 / np.maximum(k * s + intercept, 1e-12) ** 2
+        k = float(np.sum(w2 * s * (v - intercept)) / np.sum(w2 * s * s))
+    return k
 
 
 def calibrate(frames, *, name: str | None = None, progress: bool = True) -> tuple[CameraProfile, dict]:

@@ -369,6 +369,7 @@ def bench(model, runtime, threads, size, devices, fmt, runs, warmup, arm_size, a
         paths = write_report([res], out, title=f"darkc bench {model}")
         click.echo(f"wrote {paths['md']} ({paths['json']}, {paths['png']})", err=True)
 
+
 @cli.command()
 @click.argument("frames", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="profile file to write (.toml)")

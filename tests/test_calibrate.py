@@ -154,3 +154,12 @@ def test_bad_profile_files_get_one_line(tmp_path):
         get_profile(str(path), "xtrans")
     with pytest.raises(DarkcError, match="does not exist"):
         get_profile(str(tmp_path / "missing.toml"))
+
+
+def test_distill_takes_a_profile_file(tmp_path):
+    from darkc.compress.distill import distill_data
+
+    prof = dataclasses.replace(PROFILES["sony-a7s2-like"], name="mine", black=300)
+    path = write_profile(prof, tmp_path / "mine.toml")
+    ds, has_targets, _ = distill_data("synthetic", "bayer", patch=64, seed=0, profile=str(path))
+    assert ds.profile == prof and has_targets
