@@ -41,7 +41,8 @@ def cli() -> None:
 @click.option("--size", type=int, default=None, help="longer image side in raw px (default 768 Bayer, 1152 X-Trans)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cfa", type=click.Choice(["bayer", "xtrans"]), default="bayer", show_default=True)
-@click.option("--profile", default=None, help="camera profile (default: sony-a7s2-like / fuji-xt2-like)")
+@click.option("--profile", default=None, help="camera profile name or file from darkc calibrate (default: "
+              "sony-a7s2-like / fuji-xt2-like)")
 @click.option("--images", multiple=True, type=click.Path(), help="folder of clean photos (repeatable)")
 @click.option("--split", type=click.Choice(["test", "train", "val", "ood"]), default="test", show_default=True,
               help="'val' writes the project's reference validation set, 'ood' the out-of-distribution set (the held-out "
@@ -75,12 +76,12 @@ def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, mo
 @click.option("--widths", default=None, help="level widths, e.g. 32,64,128,256,512")
 @click.option("--cfa", type=click.Choice(["bayer", "xtrans"]), default="bayer", show_default=True)
 @click.option("--profile", default=None,
-              help="camera profile for synthetic data, or 'pool' (default for --output raw: the CFA's sensor pool)")
+              help="camera profile name or file (darkc calibrate) for synthetic data, or 'pool' (default for --output raw: the CFA's sensor pool)")
 @click.option("--output", "output_kind", type=click.Choice(["srgb", "raw"]), default="srgb", show_default=True,
               help="model output: sRGB (SID) or clean raw rendered by LibRaw with each file's own colour")
 @click.option("--noise", "noise_input", type=click.Choice(["none", "std-map"]), default="none", show_default=True,
               help="noise conditioning: an extra input channel with the capture's predicted noise std")
-@click.option("--loss", default="l1", show_default=True, help="l1|mse|ssim|ms-ssim|zamir|zamir-noperc|perceptual|l1-chroma")
+@click.option("--loss", default="l1", show_default=True, help="l1|mse|ssim|ms-ssim|zamir|zamir-noperc|perceptual|l1-chroma|l1-gamma|isp-l1 (raw-output models)")
 @click.option("--patch", type=int, default=512, show_default=True, help="training patch side in raw px")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="global batch")
 @click.option("--steps", type=int, default=20000, show_default=True)
@@ -186,6 +187,7 @@ def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetun
               help="'synthetic', a SID-layout folder, or a folder of raw files (unlabelled)")
 @click.option("--unlabelled", default=None, type=click.Path(), help="folder of raw captures without ground truth")
 @click.option("--images", multiple=True, type=click.Path(), help="clean photo folders for synthetic data")
+@click.option("--profile", default=None, help="camera profile name or file (darkc calibrate) for synthetic data")
 @click.option("--kd", default="output", show_default=True, help="distillation terms: output, features or both")
 @click.option("--gt-weight", type=float, default=0.0, show_default=True, help="weight of the ground-truth L1 term")
 @click.option("--feature-weight", type=float, default=0.1, show_default=True)
@@ -205,16 +207,17 @@ def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetun
 @click.option("--eval-limit", type=int, default=None, help="only the first N validation pairs")
 @click.option("--latency-size", default="1920x1080", show_default=True, help="raw WxH for host latency, or 'none'")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="student run / artifact folder")
-def distill(teacher, student, student_widths, student_arch, data, unlabelled, images, kd, gt_weight, feature_weight,
-            beta, chroma_weight, steps, batch_size, patch, lr, val_every, ckpt_every, seed, threads, resume, no_eval,
-            eval_limit, latency_size, out) -> None:
+def distill(teacher, student, student_widths, student_arch, data, unlabelled, images, profile, kd, gt_weight,
+            feature_weight, beta, chroma_weight, steps, batch_size, patch, lr, val_every, ckpt_every, seed, threads, resume,
+            no_eval, eval_limit, latency_size, out) -> None:
     """Distil the teacher into a compact student (output and feature KD, with or without ground truth)."""
     from .compress.distill import distill as run, format_report
     report = run(teacher, out, student=student, student_widths=_ints(student_widths, "--student-widths"),
                  student_arch=student_arch, data=data, unlabelled=unlabelled, images=list(images), kd=kd,
                  gt_weight=gt_weight, feature_weight=feature_weight, beta=beta, chroma_weight=chroma_weight,
                  steps=steps, batch_size=batch_size, patch=patch, lr=lr, val_every=val_every, ckpt_every=ckpt_every,
-                 seed=seed, threads=threads, resume=resume, evaluate=not no_eval, eval_limit=eval_limit, latency_size=latency_size)
+                 seed=seed, threads=threads, resume=resume, evaluate=not no_eval, eval_limit=eval_limit, latency_size=latency_size,
+                 profile=profile)
     if "teacher_stats" in report:
         click.echo(format_report(report))
         click.echo(f"wrote {out} (report: distill_report.md, distill_report.json)")
@@ -372,6 +375,20 @@ def bench(model, runtime, threads, size, devices, fmt, runs, warmup, arm_size, a
     if out:
         paths = write_report([res], out, title=f"darkc bench {model}")
         click.echo(f"wrote {paths['md']} ({paths['json']}, {paths['png']})", err=True)
+
+
+@cli.command()
+@click.argument("frames", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="profile file to write (.toml)")
+@click.option("--name", default=None, help="profile name (default: the output file's stem)")
+def calibrate(frames, out, name) -> None:
+    """Fit a camera profile from raw frames of one sensor: dark frames and flat-field (or static-burst) pairs at
+    two or more ISOs. Use the file with --profile FILE in synth, train and distill."""
+    from .calibrate import format_record, run
+    profile, record = run(list(frames), out, name=name)
+    click.echo(format_record(profile, record))
+    click.echo(f"wrote {out}")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, non-zero exit."""

@@ -141,23 +141,32 @@ BASELINES = {
 
 
 # ---------------------------------------------------------------- evaluation
+METRICS = ("psnr", "ssim", "deltae", "checker")
+
+
+def score(out: np.ndarray, target: np.ndarray) -> dict:
+    """PSNR, SSIM, mean CIEDE2000 against the target, and the output's checkerboard amplitude (/255)."""
+    from .metrics import checkerboard, deltae, psnr, ssim
+
+    return {"psnr": psnr(out, target), "ssim": ssim(out, target), "deltae": deltae(out, target),
+            "checker": checkerboard(out)["checker"]}
+
+
 def _summarise(rows: list[dict]) -> dict:
     by_ratio: dict[str, list] = {}
     for r in rows:
         by_ratio.setdefault(f"x{r['ratio']:g}", []).append(r)
     worst = min(rows, key=lambda r: r["psnr"])
-    summary = {
-        "psnr": float(np.mean([r["psnr"] for r in rows])),
-        "ssim": float(np.mean([r["ssim"] for r in rows])),
+    # raw_psnr: raw-output models' packed raw vs the long exposure
+    mean = lambda rs: {m: float(np.mean([r[m] for r in rs])) for m in METRICS + ("raw_psnr",)  # noqa: E731
+                       if all(m in r for r in rs)}
+    return {
+        **mean(rows),
         "n": len(rows),
-        "per_ratio": {k: {"psnr": float(np.mean([r["psnr"] for r in v])), "ssim": float(np.mean([r["ssim"] for r in v])),
-                          "n": len(v)} for k, v in sorted(by_ratio.items(), key=lambda kv: float(kv[0][1:]))},
+        "per_ratio": {k: {**mean(v), "n": len(v)} for k, v in sorted(by_ratio.items(), key=lambda kv: float(kv[0][1:]))},
         "worst": {"image": worst["image"], "psnr": worst["psnr"], "ssim": worst["ssim"], "ratio": worst["ratio"]},
         "images": rows,
     }
-    if all("raw_psnr" in r for r in rows):       # raw-output models: PSNR of the packed raw vs the long exposure
-        summary["raw_psnr"] = float(np.mean([r["raw_psnr"] for r in rows]))
-    return summary
 
 
 def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = False, threads: int | None = None,
@@ -165,10 +174,12 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
     """``darkc eval``: PSNR/SSIM of ``model`` (shipped name, artifact dir, .onnx or .tflite) on ``data``.
 
     Outputs and targets are compared as float sRGB in [0, 1] (no 8-bit rounding), SSIM as scikit-image's
-    (7x7 uniform window). With ``baselines`` the classical pipelines are scored on the same pairs.
+    (7x7 uniform window); also mean CIEDE2000 against the target (``deltae``) and the output's coherent
+    2x2 pattern amplitude in levels of 255 (``checker``, :func:`darkc.metrics.checkerboard`). With
+    ``baselines`` the classical pipelines are scored on the same pairs.
 
-    Returns a dict with top-level ``psnr``/``ssim`` (means over all pairs), ``per_ratio``, ``worst``,
-    per-image rows, and ``baselines`` (name -> same structure) when asked.
+    Returns a dict with top-level ``psnr``/``ssim``/``deltae``/``checker`` (means over all pairs),
+    ``per_ratio``, ``worst``, per-image rows, and ``baselines`` (name -> same structure) when asked.
     """
     import time
 
@@ -176,7 +187,7 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
 
     from .data.raw import read_raw, render_raw
     from .inference import load_runner, run_raw_file
-    from .metrics import psnr, ssim
+    from .metrics import psnr
     from .models.pretrained import pretrained_for_cfa
 
     pairs = None
@@ -204,15 +215,14 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
         if runner is not None:
             out, packed = run_raw_file(runner, p.short, p.ratio, tile=tile, progress=False)
             out = out.transpose(1, 2, 0)
-            rows.append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target), "ssim": ssim(out, target)})
+            rows.append({"image": p.short.name, "ratio": p.ratio, **score(out, target)})
             if packed is not None:      # raw-output models: also the raw-domain PSNR against the long exposure
                 if key not in long_raw:
                     long_raw = {key: read_raw(p.long).packed()}
                 rows[-1]["raw_psnr"] = psnr(packed, long_raw[key])
         for name, (_desc, fn) in BASELINES.items() if baselines else ():
             out = fn(p)
-            base_rows[name].append({"image": p.short.name, "ratio": p.ratio, "psnr": psnr(out, target),
-                                    "ssim": ssim(out, target)})
+            base_rows[name].append({"image": p.short.name, "ratio": p.ratio, **score(out, target)})
     result = _summarise(rows) if rows else {}
     result.update({"model": str(model), "data": str(data), "seconds": time.time() - t0,
                    "protocol": "float sRGB [0,1] vs LibRaw-rendered long exposure; SSIM 7x7 uniform (skimage)"})
@@ -233,17 +243,22 @@ def format_result(result: dict, fmt: str = "table") -> str:
     for name, res in (result.get("baselines") or {}).items():
         entries.append((f"baseline {name}", res))
     ratios = sorted({k for _, r in entries for k in r["per_ratio"]}, key=lambda k: float(k[1:]))
-    head = ["model"] + [f"{k} PSNR/SSIM" for k in ratios] + ["overall PSNR/SSIM", "worst image (PSNR)"]
+    head = (["model"] + [f"{k} PSNR/SSIM/dE/checker" for k in ratios]
+            + ["overall PSNR/SSIM", "CIEDE2000", "checker /255", "worst image (PSNR)"])
+    cell = lambda m: (f"{m['psnr']:.2f} / {m['ssim']:.4f} / {m['deltae']:.2f} / {m['checker']:.2f}" if "deltae" in m  # noqa: E731
+                      else f"{m['psnr']:.2f} / {m['ssim']:.4f}")
     lines = []
     for name, r in entries:
-        cells = [name] + [f"{r['per_ratio'][k]['psnr']:.2f} / {r['per_ratio'][k]['ssim']:.4f}" if k in r["per_ratio"]
-                          else "-" for k in ratios]
-        cells += [f"{r['psnr']:.2f} / {r['ssim']:.4f}", f"{r['worst']['image']} ({r['worst']['psnr']:.2f})"]
+        cells = [name] + [cell(r["per_ratio"][k]) if k in r["per_ratio"] else "-" for k in ratios]
+        cells += [f"{r['psnr']:.2f} / {r['ssim']:.4f}", f"{r['deltae']:.2f}" if "deltae" in r else "-",
+                  f"{r['checker']:.2f}" if "checker" in r else "-", f"{r['worst']['image']} ({r['worst']['psnr']:.2f})"]
         lines.append(cells)
     if fmt == "md":
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(c) + " |" for c in lines]
-        return "\n".join(out) + f"\n\nData: {result['data']}; PSNR in dB, {result['protocol']}.\n"
+        return "\n".join(out) + (f"\n\nData: {result['data']}; PSNR in dB, {result['protocol']}; dE = mean CIEDE2000 "
+                                  f"(skimage, sRGB -> Lab); checker = coherent 2x2 pattern amplitude of the output "
+                                  f"in levels of 255 (darkc.metrics.checkerboard).\n")
     widths = [max(len(str(row[i])) for row in [head] + lines) for i in range(len(head))]
     fmt_row = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths))  # noqa: E731
     return "\n".join([fmt_row(head), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in lines])

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "psnr_torch", "ssim_torch", "ssim_map_torch", "summarize"]
+__all__ = ["psnr", "ssim", "psnr_torch", "ssim_torch", "ssim_map_torch", "summarize", "deltae", "checkerboard",
+           "CHECKER_BLOCK"]
 
 SSIM_WIN_SIZE = 7
 SSIM_K1 = 0.01
@@ -235,3 +236,59 @@ def summarize(values: Iterable[float] | np.ndarray | torch.Tensor, higher_is_bet
         raise ValueError(f"values contain NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}")
     worst = int(np.argmin(arr) if higher_is_better else np.argmax(arr))
     return {"mean": float(arr.mean()), "min": float(arr.min()), "max": float(arr.max()), "worst_index": worst}
+
+
+def deltae(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIEDE2000 colour difference between two sRGB images (H, W, 3) in [0, 1].
+
+    Both are converted sRGB -> CIELAB (D65) by ``skimage.color.rgb2lab`` (which undoes the sRGB
+    gamma), then ``skimage.color.deltaE_ciede2000`` per pixel (kL = kC = kH = 1), averaged. About 1 is a
+    just-noticeable difference; a colour cast of a whole image gives several units.
+    """
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    a, b = _check_numpy_pair(a, b, 1.0)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"CIEDE2000 needs HxWx3 sRGB images, got shape {a.shape}")
+    return float(np.mean(deltaE_ciede2000(rgb2lab(np.clip(a, 0, 1)), rgb2lab(np.clip(b, 0, 1)))))
+
+
+#: side of the square blocks (pixels) over which the 2x2 pattern is averaged
+CHECKER_BLOCK = 8
+_HADAMARD = {"h": ((1, -1), (1, -1)), "v": ((1, 1), (-1, -1)), "d": ((1, -1), (-1, 1))}
+_FLIP = {"h": (0, 1), "v": (1, 0), "d": (0, 1)}   # a one-pixel shift that flips the pattern's sign
+
+
+def checkerboard(img: np.ndarray) -> dict:
+    """Amplitude of the coherent period-2 (2x2) pattern in an image, in levels of 255.
+
+    For every 2x2 cell ``[[a, b], [c, d]]`` of each channel the three non-constant 2x2 Hadamard components
+    are ``h = (a - b + c - d)/4`` (alternating columns), ``v = (a + b - c - d)/4`` (alternating rows)
+    and ``d = (a - b - c + d)/4`` (checkerboard). A component is averaged, with its sign, over the 16 cells
+    of each 8x8-pixel block (cells on the even grid, the CFA's phase), so pixel noise averages out and a
+    pattern that repeats coherently stays. The same average on the cells shifted by one pixel (a column
+    for h and d, a row for v) is subtracted and the difference halved: the pattern flips sign under that
+    shift while a smooth gradient does not, so ramps cancel and a pattern ``+-A`` reads exactly ``A``.
+
+    Returns ``{"h", "v", "d"}``: the mean over blocks and channels of the absolute block value, x255, and
+    ``"checker"``: the largest of the three. A noise floor remains: about 0.1 x the per-pixel noise
+    sigma (in levels) per component (0.29 for white noise of sigma 3 levels).
+    """
+    x = np.asarray(img, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or min(x.shape[:2]) < CHECKER_BLOCK + 2:
+        raise ValueError(f"checkerboard needs an HxW(xC) image of at least {CHECKER_BLOCK + 2} px, got {x.shape}")
+    n = CHECKER_BLOCK
+    hb, wb = (x.shape[0] - 1) // n, (x.shape[1] - 1) // n
+    out = {}
+    for name, kernel in _HADAMARD.items():
+        k = np.asarray(kernel, np.float64) / 4.0
+        means = []
+        for dy, dx in ((0, 0), _FLIP[name]):
+            sub = x[dy:dy + hb * n, dx:dx + wb * n]
+            comp = sum(k[i, j] * sub[i::2, j::2] for i in range(2) for j in range(2))   # (H/2, W/2, C) per cell
+            means.append(comp.reshape(hb, n // 2, wb, n // 2, -1).mean(axis=(1, 3)))
+        out[name] = float(np.mean(np.abs(means[0] - means[1]) / 2.0) * 255.0)
+    out["checker"] = max(out["h"], out["v"], out["d"])
+    return out

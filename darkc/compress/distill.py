@@ -121,7 +121,8 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
 
 
 # ---------------------------------------------------------------- data
-def distill_data(data, cfa: str, *, patch: int, seed: int, images=None, unlabelled: str | None = None):
+def distill_data(data, cfa: str, *, patch: int, seed: int, images=None, unlabelled: str | None = None,
+                 profile: str | None = None):
     """(dataset, has_targets, description) for ``data``:
 
     - ``'synthetic'``: pairs synthesised on the fly from the training photos (or ``images`` folders);
@@ -142,7 +143,7 @@ def distill_data(data, cfa: str, *, patch: int, seed: int, images=None, unlabell
         from darkc.data.profiles import get_profile
         from darkc.data.sources import training_images
 
-        ds = SyntheticPairs(training_images(list(images) if images else None), get_profile(None, cfa),
+        ds = SyntheticPairs(training_images(list(images) if images else None), get_profile(profile, cfa),
                             patch=patch, seed=seed)
         return ds, True, "synthetic pairs" + (f" from {', '.join(map(str, images))}" if images else "")
     path = Path(data)
@@ -221,7 +222,7 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
             patch: int = 512, lr: float = 5e-4, min_lr: float = 1e-5, val_every: int = 500, ckpt_every: int = 250,
             seed: int = 0, threads: int | None = None, resume: bool = False, evaluate: bool = True,
             eval_limit: int | None = None, latency_size="1920x1080", latency_runs: int = 3,
-            progress: bool = True) -> dict:
+            progress: bool = True, profile: str | None = None) -> dict:
     """``darkc distill``: train a compact student on a frozen teacher's outputs; write its artifact and report.
 
     Args:
@@ -270,7 +271,7 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
         latency_size = None if latency_size.lower() in ("", "none", "0") else parse_resolution(latency_size,
                                                                                                 "--latency-size")
     dataset, has_targets, data_desc = distill_data(data, cfa, patch=patch, seed=seed, images=images,
-                                                   unlabelled=unlabelled)
+                                                   unlabelled=unlabelled, profile=profile)
     if gt_weight > 0 and not has_targets:
         raise DarkcError(f"--gt-weight {gt_weight} needs ground truth but the data is {data_desc}; "
                          f"drop --gt-weight or pass pairs")

@@ -141,9 +141,7 @@ def level_of_file(path: str | os.PathLike, profile=None) -> NoiseLevel:
     iso = _iso(tags)
     if prof is not None and iso is not None:
         return level_of_profile(prof, prof.gain_of_iso(iso), f"profile {prof.name} at ISO {iso:g}")
-    from .noise_estimate import estimate_noise
-    from .raw import read_raw_dn
+    from .noise_estimate import estimate_noise_file
 
-    mosaic, cfa, black, white = read_raw_dn(path)
-    est = estimate_noise(mosaic, cfa, black, white)
-    return NoiseLevel(float(est.gain), float(est.read), f"estimated from {path.name}")
+    est = estimate_noise_file(path)
+    return NoiseLevel(float(est.gain), float(est.read), f"estimated from {path.name} ({est.source})")

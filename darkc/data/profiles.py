@@ -159,15 +159,22 @@ DEFAULT_PROFILE = {"bayer": "sony-a7s2-like", "xtrans": "fuji-xt2-like"}
 
 
 def get_profile(name: str | None, cfa: str | None = None) -> CameraProfile:
-    """Profile by name; with no name, the default profile of ``cfa`` (Bayer if not given)."""
+    """Profile by name or TOML file (``darkc calibrate``'s output); with no name, the default profile of
+    ``cfa`` (Bayer if not given)."""
+    from .profile_file import is_profile_path, read_profile
+
     if name is None:
         name = DEFAULT_PROFILE[cfa or "bayer"]
     if name == "pool":
         raise DarkcError(f"--profile pool names the training sensor pool; here one sensor is needed: choose one of "
                          f"{', '.join(sorted(PROFILES))}")
-    if name not in PROFILES:
-        raise DarkcError(f"unknown camera profile {name!r}: choose one of {', '.join(sorted(PROFILES))}")
-    prof = PROFILES[name]
+    if name not in PROFILES and is_profile_path(name):
+        prof = read_profile(name)
+    elif name not in PROFILES:
+        raise DarkcError(f"unknown camera profile {name!r}: choose one of {', '.join(sorted(PROFILES))} "
+                         f"or pass a profile file (.toml)")
+    else:
+        prof = PROFILES[name]
     if cfa is not None and prof.cfa != cfa:
         raise DarkcError(f"profile {name!r} is a {prof.cfa} sensor but --cfa {cfa} was asked for; "
                          f"use {DEFAULT_PROFILE[cfa]!r}")

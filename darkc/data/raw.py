@@ -74,25 +74,6 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
     return RawFrame(str(path), kind, norm, black.tolist(), white, (dy, dx), wb)
 
 
-def read_raw_dn(path: str | os.PathLike) -> tuple[np.ndarray, str, float, float]:
-    """``(mosaic, cfa, black, white)``: the visible raw in DN (float32, not clipped), cut to the canonical phase and
-    whole tiles like :func:`read_raw`, with the mean black level; what noise estimation needs (negative noise
-    excursions below black kept)."""
-    with _open(path) as raw:
-        try:
-            pattern = cfa_mod.colour_pattern(raw.raw_pattern, raw.color_desc.decode())
-            kind = cfa_mod.cfa_kind(pattern)
-            dy, dx = cfa_mod.phase_offset(pattern)
-            img = raw.raw_image_visible.astype(np.float32)
-            black = np.asarray(raw.black_level_per_channel, np.float32)[raw.raw_colors_visible]
-            white = float(raw.white_level)
-        except (rawpy.LibRawError, TypeError, AttributeError) as exc:
-            raise DarkcError(f"cannot decode raw data in {path}: {exc}; the file may be truncated") from exc
-    mean_black = float(black.mean())
-    img = (img - black + mean_black)[dy:, dx:]
-    return cfa_mod.crop_to_tiles(img, kind), kind, mean_black, white
-
-
 def render_raw(path: str | os.PathLike) -> np.ndarray:
     """SID's target rendering of a (long-exposure) raw file: LibRaw, camera WB, no auto-bright, 16 bit.
 
