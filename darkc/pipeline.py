@@ -180,19 +180,26 @@ def _check_feasible(recipe: dict) -> dict:
         from darkc.models.sid_unet import WIDTH_LAYERS
 
         macs, res = parse_budget(p["target_macs"])
-        full = count_macs(model, packed_shape(spec["cfa"], res))
+        full = count_macs(model, packed_shape(spec["cfa"], res, spec["in_channels"]))
         rt = p.get("round_to", 8)
         smallest = build_model(normalize_spec({**{k: v for k, v in spec.items() if k not in ("channels", "widths",
                                                                                            "provenance")},
                                                "channels": {n: rt for n in WIDTH_LAYERS}}))
-        least = count_macs(smallest, packed_shape(spec["cfa"], res))
+        least = count_macs(smallest, packed_shape(spec["cfa"], res, spec["in_channels"]))
         if not least <= macs <= full:
             line = _line_of(Path(recipe["_path"]).read_text(), "prune", "target_macs")
             raise DarkcError(f"{recipe['_path']}:{line}: [prune] target_macs {p['target_macs']} is impossible: the "
                              f"teacher needs {full / 1e9:.3g}G and every layer at {rt} channels still needs "
                              f"{least / 1e9:.3g}G at {res[0]}x{res[1]}")
+    from darkc.models import io_kind
+
+    output, noise = io_kind(spec)
+    if output == "raw" and (recipe.get("distill") or {}).get("chroma_weight"):
+        line = _line_of(Path(recipe["_path"]).read_text(), "distill", "chroma_weight")
+        raise DarkcError(f"{recipe['_path']}:{line}: [distill] chroma_weight compares RGB outputs but teacher "
+                         f"{teacher!r} outputs raw (its colour comes from each file's own matrix); remove the key")
     return {"kind": kind, "path": str(path), "sha256": sha256_file(Path(path) / "model.safetensors"),
-            "cfa": spec["cfa"]}
+            "cfa": spec["cfa"], "output": output, "noise_input": noise}
 
 
 # ---------------------------------------------------------------- manifests
@@ -425,7 +432,10 @@ def write_report(run: _Run) -> dict:
     bench_opts = run.opts.get("bench", {})
     lines = [f"# darkc pipeline report: {Path(run.recipe['_path']).name}", "",
              f"Run folder `{run.out}`; stages: {', '.join(run.stages)}. PSNR/SSIM on the reference validation set "
-             f"(float sRGB vs LibRaw-rendered long exposure); latency as measured or estimated by `darkc bench` "
+             f"(float sRGB vs LibRaw-rendered long exposure"
+             + ("; these raw-output models' clean raw is rendered by LibRaw with each file's own colour first"
+                if run.teacher.get("output") == "raw" else "")
+             + f"); latency as measured or estimated by `darkc bench` "
              f"(each device's method is in `bench.json`: host = real runs, ARM = emulated instruction counts turned "
              f"into time by a core profile, Ethos-U = Vela's estimate; none is a phone measurement).", "",
              f"Latency and MACs for one {bench_opts.get('size', '1920x1080')} raw frame, "

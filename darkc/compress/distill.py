@@ -10,7 +10,9 @@ Ten lines of use::
     report["student"]["psnr"], report["student"]["psnr_vs_teacher"], report["student"]["macs"]["1920x1080"]
 
 Losses (summed): output distillation ``beta * L1 + (1 - beta) * (1 - MS-SSIM)`` between the student's and the
-frozen teacher's outputs, optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the per-pixel mean); optional feature distillation at the decoder levels (``conv6_2`` .. ``conv9_2``),
+frozen teacher's outputs (raw-output models: ``l1-gamma`` in place of L1, see
+:func:`darkc.compress.prune.output_distance`), optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the
+per-pixel mean; sRGB outputs only); optional feature distillation at the decoder levels (``conv6_2`` .. ``conv9_2``),
 each student feature mapped to the teacher's width by a 1x1 adapter and compared with a scale-free L1 (the
 adapters are trained and checkpointed in the training state but never saved into the student artifact); an
 optional ground-truth L1 term when the data has targets (synthetic pairs or the SID layout). Training runs
@@ -71,14 +73,28 @@ def make_adapters(student: nn.Module, teacher: nn.Module, layers=FEATURE_LAYERS)
 
 
 def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 0.0, feature_weight: float = 0.1,
-                      beta: float = 0.99, chroma_weight: float = 0.0, student: nn.Module | None = None):
+                      beta: float = 0.99, chroma_weight: float = 0.0, student: nn.Module | None = None,
+                      output: str = "srgb"):
     """The ``fit`` objective of distillation (see the module docstring for the terms).
 
     ``student`` is the bare student network (hooks for feature KD go on it); the adapters come from the
-    objective model's ``extra['adapters']``. Logs each term.
+    objective model's ``extra['adapters']``. ``output`` is both models' output kind: ``raw`` compares outputs with
+    ``isp-l1`` where the batch carries each sample's ISP (synthetic data), else ``l1-gamma`` (shadows weighted as
+    the sRGB render weights them), and has no chroma term. Logs each term.
     """
+    from darkc.compress.prune import output_distance
     from darkc.losses import MSSSIMLoss
 
+    if output == "raw" and chroma_weight > 0:
+        raise DarkcError(f"--chroma-weight {chroma_weight}: the chroma term compares RGB outputs, and this teacher "
+                         f"outputs raw (its colour comes from the file's own matrix); drop --chroma-weight")
+    distance = output_distance(output)
+    if output == "raw":     # synthetic batches carry each sample's ISP: compare as the render will show it
+        from darkc.losses import IspL1Loss
+
+        isp_loss = IspL1Loss()
+        raw_distance = distance
+        distance = lambda a, b, isp=None: isp_loss(a, b, isp) if isp is not None else raw_distance(a, b)  # noqa: E731
     kd = tuple(kd)
     teacher = teacher.eval().requires_grad_(False)
     ms_ssim = MSSSIMLoss()
@@ -95,7 +111,7 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
         logs = {}
         loss = s_out.new_zeros(())
         if "output" in kd:
-            out_l1 = F.l1_loss(s_out, t_out)
+            out_l1 = distance(s_out, t_out, batch["isp"]) if "isp" in batch else distance(s_out, t_out)
             term = beta * out_l1 + (1 - beta) * ms_ssim(s_out.clamp(0, 1), t_out) if beta < 1 else out_l1
             if chroma_weight > 0:   # each pixel's RGB minus its own mean: keeps a student off grey output
                 term = term + chroma_weight * F.l1_loss(s_out - s_out.mean(1, keepdim=True),
@@ -111,7 +127,7 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
             loss = loss + term
             logs["kd_features"] = float(term.detach())
         if gt_weight > 0:
-            term = gt_weight * F.l1_loss(s_out, batch["target"])
+            term = gt_weight * distance(s_out, batch["target"])
             loss = loss + term
             logs["gt"] = float(term.detach())
         return loss, logs
@@ -122,34 +138,44 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
 
 # ---------------------------------------------------------------- data
 def distill_data(data, cfa: str, *, patch: int, seed: int, images=None, unlabelled: str | None = None,
-                 profile: str | None = None):
-    """(dataset, has_targets, description) for ``data``:
+                 spec: dict | None = None, profile: str | None = None):
+    """(dataset, has_targets, description) for ``data``, as the teacher of ``spec`` takes its inputs (noise-std
+    channel) and gives its outputs (sRGB or raw targets); default spec: a plain sRGB model of ``cfa``;
+    ``profile``: the sensor (name or file) synthetic pairs use instead of the teacher's training sensors:
 
-    - ``'synthetic'``: pairs synthesised on the fly from the training photos (or ``images`` folders);
-    - a SID-layout folder or list file (``*_list.txt`` inside): its short/long pairs;
+    - ``'synthetic'``: pairs synthesised on the fly from the training photos (or ``images`` folders), from the
+      sensors the teacher trains on (:func:`darkc.data.datasets.model_pairs`);
+    - a SID-layout folder or list file (``*_list.txt`` inside): its short/long pairs (plain sRGB models only);
     - a folder of raw files without lists, or ``unlabelled``: random crops of the raws, no targets;
     - a Dataset of dicts with ``input`` (and ``target``): used as is.
     """
     from torch.utils.data import Dataset
 
     from darkc.compress.prune import RawFolderInputs
+    from darkc.models.builder import io_kind
 
+    spec = spec if spec is not None else {"cfa": cfa}
+    output, noise = io_kind(spec)
     if isinstance(data, Dataset):
         return data, "target" in data[0], type(data).__name__
     if unlabelled is not None:
-        return RawFolderInputs(unlabelled, cfa, patch=patch, seed=seed), False, f"unlabelled raws in {unlabelled}"
+        return (RawFolderInputs(unlabelled, cfa, patch=patch, seed=seed, noise_input=noise), False,
+                f"unlabelled raws in {unlabelled}")
     if str(data) == "synthetic":
-        from darkc.data.datasets import SyntheticPairs
-        from darkc.data.profiles import get_profile
+        from darkc.data.datasets import model_pairs
         from darkc.data.sources import training_images
 
-        ds = SyntheticPairs(training_images(list(images) if images else None), get_profile(profile, cfa),
-                            patch=patch, seed=seed)
+        ds = model_pairs({**spec, "cfa": cfa}, training_images(list(images) if images else None), patch=patch,
+                         seed=seed, profile=profile)
         return ds, True, "synthetic pairs" + (f" from {', '.join(map(str, images))}" if images else "")
     path = Path(data)
     if not path.exists():
         raise DarkcError(f"--data {path} does not exist; pass 'synthetic', a SID-layout folder or a folder of raws")
     if path.is_file() or any(path.glob("*_list.txt")):
+        if (output, noise) != ("srgb", "none"):
+            raise DarkcError(f"--data {path}: SID-layout pairs give sRGB targets and no noise level, but the teacher "
+                             f"has output {output!r} and noise input {noise!r}; pass --unlabelled {path} (its raws, "
+                             f"no targets) or --data synthetic")
         from darkc.data import load_pairs
         from darkc.data.datasets import SIDPatches
 
@@ -157,13 +183,15 @@ def distill_data(data, cfa: str, *, patch: int, seed: int, images=None, unlabell
         if ds.cfa != cfa:
             raise DarkcError(f"--data {path} holds {ds.cfa} raws but the teacher takes {cfa}")
         return ds, True, f"SID-layout pairs in {path}"
-    return RawFolderInputs(path, cfa, patch=patch, seed=seed), False, f"unlabelled raws in {path}"
+    return (RawFolderInputs(path, cfa, patch=patch, seed=seed, noise_input=noise), False,
+            f"unlabelled raws in {path}")
 
 
 # ---------------------------------------------------------------- measuring
 @torch.inference_mode()
 def agreement_with_teacher(student: nn.Module, teacher: nn.Module, frames) -> dict:
-    """Mean PSNR/SSIM of the student's outputs against the teacher's on whole frames (float, clamped [0, 1])."""
+    """Mean PSNR/SSIM of the student's outputs against the teacher's on whole frames (float, clamped [0, 1]): sRGB,
+    or the packed raw of raw-output models."""
     from darkc.metrics import psnr_torch, ssim_torch
     from darkc.train import forward_padded
 
@@ -181,7 +209,7 @@ def agreement_with_teacher(student: nn.Module, teacher: nn.Module, frames) -> di
 
 # ---------------------------------------------------------------- the stage
 def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict) -> tuple[nn.Module, dict, str]:
-    from darkc.models import build_model, load_checkpoint, normalize_spec, resolve_model_ref
+    from darkc.models import build_model, io_kind, load_checkpoint, normalize_spec, resolve_model_ref
 
     given = [n for n, v in (("--student", student), ("--student-widths", student_widths)) if v is not None]
     if len(given) > 1:
@@ -194,7 +222,8 @@ def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict
         model, spec = load_checkpoint(path)
         init = f"checkpoint {student}"
     else:
-        spec = {"arch": student_arch or teacher_spec["arch"], "cfa": cfa}
+        t_out, t_noise = io_kind(teacher_spec)
+        spec = {"arch": student_arch or teacher_spec["arch"], "cfa": cfa, "output": t_out, "input": {"noise": t_noise}}
         if student_widths is not None:
             spec["widths"] = list(student_widths)
         spec = normalize_spec(spec, "student")
@@ -202,6 +231,11 @@ def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict
         init = "scratch"
     if spec.get("cfa") != cfa:
         raise DarkcError(f"--student {student} is a {spec.get('cfa')} model but the teacher is {cfa}")
+    if io_kind(spec) != io_kind(teacher_spec):
+        (s_out, s_noise), (t_out, t_noise) = io_kind(spec), io_kind(teacher_spec)
+        raise DarkcError(f"--student {student} has output {s_out!r} and noise input {s_noise!r} but the teacher has "
+                         f"output {t_out!r} and noise input {t_noise!r}; distil into a student of the teacher's kind "
+                         f"(prune the teacher, or pass --student-widths)")
     for key in ("in_channels", "out_channels", "scale"):
         if key in spec and key in teacher_spec and spec[key] != teacher_spec[key]:
             raise DarkcError(f"the student's {key} is {spec[key]} but the teacher's is {teacher_spec[key]}; "
@@ -243,7 +277,7 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
         latency_size: raw ``'WxH'`` for host latency (torch CPU, 1 thread); None skips it.
     """
     from darkc.compress.prune import _measure, packed_shape, parse_resolution
-    from darkc.models import load_checkpoint, resolve_model_ref, save_checkpoint
+    from darkc.models import io_kind, load_checkpoint, resolve_model_ref, save_checkpoint
     from darkc.train import TrainConfig, fit
 
     t0 = time.time()
@@ -262,6 +296,10 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
     teacher, tspec = load_checkpoint(tpath)
     teacher = teacher.float().eval().requires_grad_(False)
     cfa = tspec["cfa"]
+    output, noise = io_kind(tspec)
+    if output == "raw" and chroma_weight > 0:
+        raise DarkcError(f"--chroma-weight {chroma_weight}: the chroma term compares RGB outputs, and teacher "
+                         f"{teacher_ref} outputs raw (its colour comes from each file's own matrix); drop it")
     model, spec, init = _student(student, student_widths, student_arch, cfa, tspec)
     model = model.float()
     out = Path(out_dir)
@@ -271,14 +309,14 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
         latency_size = None if latency_size.lower() in ("", "none", "0") else parse_resolution(latency_size,
                                                                                                 "--latency-size")
     dataset, has_targets, data_desc = distill_data(data, cfa, patch=patch, seed=seed, images=images,
-                                                   unlabelled=unlabelled, profile=profile)
+                                                   unlabelled=unlabelled, spec=tspec, profile=profile)
     if gt_weight > 0 and not has_targets:
         raise DarkcError(f"--gt-weight {gt_weight} needs ground truth but the data is {data_desc}; "
                          f"drop --gt-weight or pass pairs")
     extra = {"adapters": make_adapters(model, teacher)} if "features" in kd else {}
 
     from darkc.evaluate import reference_frames
-    val = reference_frames(cfa, limit=eval_limit) if val_every else None
+    val = reference_frames(cfa, limit=eval_limit, target=output, noise_input=noise) if val_every else None
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, min_lr=min_lr, val_every=val_every or 10**9,
                       ckpt_every=ckpt_every, seed=seed, threads=threads)
     options = {"student": str(student) if student is not None else None,
@@ -293,7 +331,7 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
             **{k: v for k, v in options.items() if k not in ("data", "unlabelled")},
             "teacher_provenance_command": (tspec.get("provenance") or {}).get("command")}
     objective = distill_objective(teacher, kd=kd, gt_weight=gt_weight, feature_weight=feature_weight, beta=beta,
-                                  chroma_weight=chroma_weight, student=model)
+                                  chroma_weight=chroma_weight, student=model, output=output)
     try:
         summary = fit(model, spec, dataset, out, cfg, objective=objective, val_frames=val, resume=resume,
                       progress=progress, extra_modules=extra, provenance=prov)
@@ -310,8 +348,9 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
     final.float().eval()
     fspec["provenance"]["train"].update(wall_s=summary["wall_s"], device=summary["device"],
                                         world_size=summary["world_size"])
-    latency_shape = packed_shape(cfa, latency_size) if latency_size else None
+    latency_shape = packed_shape(cfa, latency_size, tspec["in_channels"]) if latency_size else None
     report = {"teacher": str(teacher_ref), "output": str(out), "command": command, "options": options,
+              "model_output": output, "noise_input": noise,
               "init": init, "data": data_desc, "steps": summary["steps"], "wall_s": summary["wall_s"],
               "device": summary["device"], "best": summary["best"],
               "teacher_stats": _measure(teacher, cfa, latency_shape, latency_runs),
@@ -326,7 +365,8 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
         for key, ref in (("teacher_stats", teacher_ref), ("student", out)):
             res = evaluate_model(str(ref), "synthetic", limit=eval_limit, progress=progress)
             report[key].update(psnr=res["psnr"], ssim=res["ssim"], per_ratio=res["per_ratio"], eval_pairs=res["n"])
-        frames = val if val is not None else reference_frames(cfa, limit=eval_limit)
+        frames = val if val is not None else reference_frames(cfa, limit=eval_limit, target=output,
+                                                               noise_input=noise)
         agree = agreement_with_teacher(final, teacher, frames)
         report["student"].update(psnr_vs_teacher=agree["psnr"], ssim_vs_teacher=agree["ssim"])
         report["eval"] = {"data": "reference validation set (darkc eval --data synthetic)", "limit": eval_limit,
@@ -372,6 +412,9 @@ def format_report(report: dict, fmt: str = "table") -> str:
     if "eval" in report:
         notes.append(f"PSNR/SSIM on the {report['eval']['data']}, {s.get('eval_pairs')} pairs; "
                      f"{report['eval']['protocol']}")
+    if report.get("model_output") == "raw":
+        notes.append("raw-output models: PSNR / SSIM vs teacher compare their packed raw outputs (linear, [0, 1]); "
+                     "vs ground truth after LibRaw's render")
     if fmt == "md":
         lines = ["# darkc distill report", "", head, "", "| " + " | ".join(table[0]) + " |", "|---|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in table[1:]]

@@ -4,7 +4,8 @@ The dependency graph (which layers must lose the same channels: the U-Net's conc
 transposed convs, the inputs of the next conv) is Torch-Pruning's ``DependencyGraph``, built by its
 ``BasePruner`` (alias ``MetaPruner``); this module only chooses the policy: importance criterion, scope,
 ratio or budget, and fine-tuning between iterative steps. The head ``conv10`` (``3 * scale**2`` channels
-before the PixelShuffle) is never pruned. Ten lines of use::
+before the PixelShuffle of sRGB models, the CFA's 4 / 9 raw channels of raw-output models) is never pruned; nor
+is the input (packed raw, plus the noise-std channel of noise-conditioned models). Ten lines of use::
 
     from darkc.compress.prune import prune, prune_model
     from darkc.models import build_model, normalize_spec
@@ -96,22 +97,24 @@ def parse_budget(text: str) -> tuple[float, tuple[int, int]]:
     return value, res
 
 
-def packed_shape(cfa: str, resolution: tuple[int, int]) -> tuple[int, int, int]:
-    """Packed input ``(C, H, W)`` of a raw frame of ``resolution = (W, H)`` px (before padding to 16)."""
+def packed_shape(cfa: str, resolution: tuple[int, int], channels: int | None = None) -> tuple[int, int, int]:
+    """Packed input ``(C, H, W)`` of a raw frame of ``resolution = (W, H)`` px (before padding to 16); ``channels``
+    overrides C (a model's ``in_channels``, e.g. with the noise-std channel), default the CFA's."""
     from darkc.data import cfa as cfa_mod
 
     w, h = resolution
     s = cfa_mod.scale(cfa)
     if w < s or h < s:
         raise DarkcError(f"frame {w}x{h} is smaller than one {cfa} packing tile")
-    return cfa_mod.channels(cfa), h // s, w // s
+    return channels or cfa_mod.channels(cfa), h // s, w // s
 
 
-def macs_budget(macs: float, resolution: tuple[int, int], cfa: str) -> Budget:
-    """A budget in conv MACs per raw frame of ``resolution`` (packed as ``cfa``, padded to 16)."""
+def macs_budget(macs: float, resolution: tuple[int, int], cfa: str, channels: int | None = None) -> Budget:
+    """A budget in conv MACs per raw frame of ``resolution`` (packed as ``cfa``, ``channels`` input channels,
+    padded to 16)."""
     from darkc.models import count_macs
 
-    shape = packed_shape(cfa, resolution)
+    shape = packed_shape(cfa, resolution, channels)
     return Budget(float(macs), lambda m: float(count_macs(m, shape)), f"MACs@{resolution[0]}x{resolution[1]}")
 
 
@@ -130,14 +133,21 @@ def make_importance(name: str) -> tp.importance.Importance:
 
 
 def check_prunable(model: nn.Module, spec: dict, where: str = "model") -> None:
-    """Raise :class:`DarkcError` unless ``model`` is a U-Net with per-layer widths and a fixed ``conv10`` head."""
+    """Raise :class:`DarkcError` unless ``model`` is a U-Net with per-layer widths and a fixed ``conv10`` head
+    (``3 * scale**2`` channels before the PixelShuffle of sRGB models, ``out_channels`` raw channels of raw ones)."""
+    from darkc.models.builder import io_kind
+
     head = getattr(model, "conv10", None)
     scale = spec.get("scale")
     if not isinstance(head, nn.Conv2d) or "channels" not in spec or not hasattr(model, "channels"):
         raise DarkcError(f"{where}: arch {spec.get('arch')!r} has no fixed head 'conv10' and per-layer "
                          f"'channels', so pruning would have to cut its output head; darkc prune handles "
                          f"'sid-unet' models")
-    if not isinstance(scale, int) or head.out_channels != 3 * scale * scale:
+    if io_kind(spec)[0] == "raw":
+        if head.out_channels != spec.get("out_channels"):
+            raise DarkcError(f"{where}: head conv10 has {head.out_channels} output channels but the raw output has "
+                             f"{spec.get('out_channels')}; re-save the model from its spec")
+    elif not isinstance(scale, int) or head.out_channels != 3 * scale * scale:
         raise DarkcError(f"{where}: head conv10 has {head.out_channels} output channels but the PixelShuffle "
                          f"needs 3 * {scale}**2; re-save the model from its spec")
 
@@ -208,7 +218,9 @@ def match_activations(model: nn.Module, parent: nn.Module, x: torch.Tensor) -> d
     SID teacher's head output fell to 6 % of its parent's std (conv10: 0.010 vs 0.160 on synthetic inputs)
     and distillation from it settled on grey output. Layer by layer in forward order, weights and bias are
     multiplied by parent std / pruned std (LeakyReLU is positively homogeneous, so each layer's shape is
-    kept); the head (never pruned) then gets each output channel's mean and std. Returns the factors.
+    kept); the head (never pruned) then gets each output channel's mean and std. A raw-output model's head is
+    its residual (added to the noisy input), matched the same way; a fresh one's is zero and stays zero.
+    Returns the factors.
     """
     from darkc.models.sid_unet import LAYERS
 
@@ -387,11 +399,13 @@ class _Inputs(Dataset):
 class RawFolderInputs(Dataset):
     """Random packed crops of the raw files under a folder, amplified by a random SID ratio.
 
-    Item ``i`` (a pure function of seed and ``i``): dict(input=(C, patch/s, patch/s) float32 in [0, 1]).
+    Item ``i`` (a pure function of seed and ``i``): dict(input=(C, patch/s, patch/s) float32 in [0, 1]), followed
+    with ``noise_input="std-map"`` by the noise-std channel from each file's level
+    (:func:`darkc.data.noise_level.level_of_file`: its DNG NoiseProfile, a known profile, else estimated).
     """
 
     def __init__(self, folder: str | Path, cfa: str, patch: int = 256, ratios=(100, 250, 300), seed: int = 0,
-                 cache: int = 4):
+                 cache: int = 4, noise_input: str = "none"):
         from darkc.data.datasets import check_patch
         from darkc.data.raw import read_raw
 
@@ -407,9 +421,10 @@ class RawFolderInputs(Dataset):
             raise DarkcError(f"--data {self.files[0]} is a {first.cfa} raw but the model takes {cfa}; "
                              f"pass raws of the model's sensor type")
         self.cfa, self.patch = cfa, check_patch(patch, cfa)
-        self.ratios, self.seed = tuple(ratios), seed
+        self.ratios, self.seed, self.noise_input = tuple(ratios), seed, noise_input
         self._cache: dict[int, np.ndarray] = {0: first.packed()}
         self._cache_size = cache
+        self._levels: dict[int, object] = {}
 
     def __len__(self) -> int:
         return 10**9
@@ -440,30 +455,52 @@ class RawFolderInputs(Dataset):
                              f"lower --patch")
         y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
         ratio = float(self.ratios[int(rng.integers(len(self.ratios)))])
-        return {"input": torch.from_numpy(amplify(np.ascontiguousarray(packed[:, y:y + p, x:x + p]), ratio))}
+        inp = amplify(np.ascontiguousarray(packed[:, y:y + p, x:x + p]), ratio)
+        if self.noise_input != "none":
+            from darkc.data.noise_level import condition, level_of_file
+
+            if k not in self._levels:
+                self._levels[k] = level_of_file(self.files[k])
+            inp = condition(inp, ratio, self._levels[k], self.noise_input)
+        return {"input": torch.from_numpy(np.ascontiguousarray(inp, np.float32))}
 
 
-def _finetune_data(data, cfa: str, patch: int, seed: int):
-    """'synthetic' -> SyntheticPairs on the teacher's training pool; a folder -> its raws; a Dataset as is."""
+def _finetune_data(data, spec: dict, patch: int, seed: int):
+    """Inputs of the model of ``spec``: 'synthetic' -> :func:`darkc.data.datasets.model_pairs` (the sensors, noise
+    input and inputs it trains on); a folder -> its raws (with the noise channel it takes); a Dataset as is."""
+    from darkc.models.builder import io_kind
+
     if isinstance(data, Dataset):
         return data
     if str(data) == "synthetic":
-        from darkc.data.datasets import SyntheticPairs
-        from darkc.data.profiles import get_profile
+        from darkc.data.datasets import model_pairs
         from darkc.data.sources import training_images
 
-        return SyntheticPairs(training_images(), get_profile(None, cfa), patch=patch, seed=seed)
-    return RawFolderInputs(data, cfa, patch=patch, seed=seed)
+        return model_pairs(spec, training_images(), patch=patch, seed=seed, targets=False)
+    return RawFolderInputs(data, spec["cfa"], patch=patch, seed=seed, noise_input=io_kind(spec)[1])
 
 
-def distill_objective(teacher: nn.Module):
-    """``fit`` objective: L1 between the model's output and the (frozen) teacher's on the same inputs."""
+def output_distance(output: str = "srgb") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """How a student's output is compared with its teacher's: L1 for sRGB outputs; for raw outputs the
+    ``l1-gamma`` loss (:class:`darkc.losses.GammaL1Loss`), which weights shadow errors as the sRGB render does
+    (a plain L1 on linear raw counts an error in the dark regions, what these models exist for, least)."""
+    if output == "raw":
+        from darkc.losses import get_loss
+
+        return get_loss("l1-gamma")
+    return F.l1_loss
+
+
+def distill_objective(teacher: nn.Module, output: str = "srgb"):
+    """``fit`` objective: :func:`output_distance` between the model's output and the (frozen) teacher's on the same
+    inputs."""
+    distance = output_distance(output)
 
     def objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         x = batch["input"]
         with torch.no_grad():
             target = teacher.to(x.device)(x)
-        return F.l1_loss(model(x), target), {}
+        return distance(model(x), target), {}
 
     return objective
 
@@ -499,10 +536,12 @@ def host_latency_ms(model: nn.Module, shape: tuple[int, int, int], runs: int = 3
 
 
 def _measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int) -> dict:
+    """Params, MACs at :data:`REPORT_RESOLUTIONS` (the model's own input channels) and host latency."""
     from darkc.models import count_macs, count_params
 
+    channels = getattr(model, "in_channels", None)
     res = {"params": count_params(model),
-           "macs": {f"{w}x{h}": count_macs(model, packed_shape(cfa, (w, h))) for w, h in REPORT_RESOLUTIONS}}
+           "macs": {f"{w}x{h}": count_macs(model, packed_shape(cfa, (w, h), channels)) for w, h in REPORT_RESOLUTIONS}}
     if latency_shape is not None:
         res["latency_ms"] = host_latency_ms(model, latency_shape, latency_runs)
     return res
@@ -607,13 +646,13 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     if target_macs is not None:
         macs, res = parse_budget(target_macs) if isinstance(target_macs, str) else (float(target_macs[0]),
                                                                                       tuple(target_macs[1]))
-        budget = macs_budget(macs, res, cfa)
+        budget = macs_budget(macs, res, cfa, spec["in_channels"])
         budget_request = str(target_macs) if isinstance(target_macs, str) else f"{_si(macs)}@{res[0]}x{res[1]}"
-    latency_shape = packed_shape(cfa, latency_size) if latency_size else None
+    latency_shape = packed_shape(cfa, latency_size, spec["in_channels"]) if latency_size else None
 
     dataset = None
     if finetune_iters > 0 or importance == "taylor" or rescale:
-        dataset = _finetune_data(data, cfa, patch, seed)
+        dataset = _finetune_data(data, spec, patch, seed)
         example = torch.stack([dataset[i]["input"] for i in range(4 if rescale else 2)])
     else:
         example = torch.rand(1, spec["in_channels"], 32, 32, generator=torch.Generator().manual_seed(seed))
@@ -638,7 +677,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
                           ckpt_every=finetune_iters, seed=seed + k, log_every=max(1, finetune_iters // 20))
         with tempfile.TemporaryDirectory(prefix="darkc-prune-finetune-") as tmp:
             summary = fit(m, s, _Inputs(dataset, (k - 1) * finetune_iters * batch_size), tmp, cfg,
-                          objective=distill_objective(teacher), progress=progress,
+                          objective=distill_objective(teacher, spec["output"]), progress=progress,
                           provenance={"stage": "prune-finetune", "step": k})
         finetune_log.append({"step": k, "iters": finetune_iters, "wall_s": summary["wall_s"],
                              "loss": summary["history"][-1]["loss"] if summary["history"] else None})

@@ -125,24 +125,30 @@ def cpu_int8_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo", machine: str | N
 
 
 # ---------------------------------------------------------------- calibration data
-def synthetic_inputs(cfa: str, samples: int, size: tuple[int, int], seed: int = 0,
-                     split: str = "train") -> tuple[list[np.ndarray], dict]:
-    """``samples`` packed raw inputs (1, C, h, w) of :class:`darkc.data.datasets.SyntheticPairs` (amplified, clipped
-    to [0, 1]) made from darkc's built-in ``split`` photos, and a record of how they were made."""
+def synthetic_inputs(cfa: str, samples: int, size: tuple[int, int], seed: int = 0, split: str = "train",
+                     spec: dict | None = None) -> tuple[list[np.ndarray], dict]:
+    """``samples`` inputs (1, C[+1], h, w) of the model of ``spec`` (default: a plain sRGB model of ``cfa``) as
+    :func:`darkc.data.datasets.model_pairs` makes them (amplified packed raw clipped to [0, 1], with the noise-std
+    channel of a noise-conditioned model, from the sensors it trains on) made from darkc's built-in ``split``
+    photos, and a record of how they were made."""
     from darkc.data import cfa as cfa_mod
-    from darkc.data.datasets import SyntheticPairs, patch_multiple
-    from darkc.data.profiles import get_profile
+    from darkc.data.datasets import model_pairs, patch_multiple
     from darkc.data.sources import builtin_photos
     from darkc.data.synth import SID_RATIOS
 
+    spec = spec if spec is not None else {"cfa": cfa}
     h, w = size
     m = patch_multiple(cfa)
     patch = math.ceil(max(h, w) * cfa_mod.scale(cfa) / m) * m
     photos = builtin_photos(split)
-    ds = SyntheticPairs(photos, get_profile(None, cfa), patch=patch, ratios=SID_RATIOS, seed=seed)
+    ds = model_pairs({**spec, "cfa": cfa}, photos, patch=patch, seed=seed, ratios=SID_RATIOS, targets=False)
     inputs = [ds[i]["input"].numpy()[None, :, :h, :w].copy() for i in range(samples)]
-    return inputs, {"source": "synthetic", "photos": [p.name for p in photos], "seed": seed,
-                    "ratios": list(SID_RATIOS)}
+    record = {"source": "synthetic", "photos": [p.name for p in photos], "seed": seed, "ratios": list(SID_RATIOS),
+              "sensors": [p.name for p in ds.profiles], "noise_input": ds.noise_input}
+    if ds.noise_input != "none":
+        std = np.concatenate([x[0, -1].ravel() for x in inputs])
+        record["noise_std_range"] = [float(std.min()), float(std.max())]
+    return inputs, record
 
 
 def find_raw_files(folder: str | os.PathLike) -> list[Path]:
@@ -161,8 +167,10 @@ def _crops(shape: tuple[int, int], size: tuple[int, int], count: int, rng: np.ra
     return corners[:count]
 
 
-def _load_frame(path: Path, cfa: str, size: tuple[int, int], ratio: float | None) -> tuple[np.ndarray | None, str]:
-    """(amplified packed frame, ratio note) or (None, why it is unusable)."""
+def _load_frame(path: Path, cfa: str, size: tuple[int, int], ratio: float | None,
+                noise_input: str = "none") -> tuple[np.ndarray | None, str]:
+    """(model input: amplified packed frame [+ noise-std channel], ratio) or (None, why it is unusable)."""
+    from darkc.data.noise_level import condition, level_of_file
     from darkc.data.raw import amplify, read_raw
     from darkc.enhance import sid_ratio
 
@@ -178,11 +186,17 @@ def _load_frame(path: Path, cfa: str, size: tuple[int, int], ratio: float | None
     packed = frame.packed()
     if packed.shape[1] < size[0] or packed.shape[2] < size[1]:
         return None, f"packed {packed.shape[1]}x{packed.shape[2]} is smaller than {size[0]}x{size[1]}"
-    return amplify(packed, r), float(r)
+    amp = amplify(packed, r)
+    if noise_input != "none":
+        try:
+            amp = condition(amp, r, level_of_file(path), noise_input)
+        except DarkcError as exc:
+            return None, f"no noise level ({exc})"
+    return amp, float(r)
 
 
 def _folder_inputs(folder: Path, cfa: str, samples: int, size: tuple[int, int], ratio: float | None,
-                   seed: int) -> tuple[list[np.ndarray], dict]:
+                   seed: int, noise_input: str = "none") -> tuple[list[np.ndarray], dict]:
     """Crops of raw files in ``folder``: up to ``samples`` files (a seeded random pick), read one at a time."""
     if not folder.is_dir():
         raise DarkcError(f"--calib {folder} is neither 'synthetic' nor a folder; pass a folder of raw files "
@@ -209,7 +223,7 @@ def _folder_inputs(folder: Path, cfa: str, samples: int, size: tuple[int, int], 
     for path in order:
         if len(used) == target:
             break
-        amp, note = _load_frame(path, cfa, size, ratio)
+        amp, note = _load_frame(path, cfa, size, ratio, noise_input)
         if amp is None:
             skipped.append(f"{path.name}: {note}")
             continue
@@ -224,14 +238,14 @@ def _folder_inputs(folder: Path, cfa: str, samples: int, size: tuple[int, int], 
         n = missing // len(used) + (k < missing % len(used))
         if n:
             path = Path(entry["file"])
-            take(path, _load_frame(path, cfa, size, ratio)[0], entry["ratio"], n)
+            take(path, _load_frame(path, cfa, size, ratio, noise_input)[0], entry["ratio"], n)
     return inputs, {"source": str(folder), "files": used, "skipped": skipped[:20], "skipped_count": len(skipped),
-                    "seed": seed}
+                    "seed": seed, "noise_input": noise_input}
 
 
 def calibration_inputs(calib: str | os.PathLike, cfa: str, samples: int = DEFAULT_SAMPLES,
                        size: tuple[int, int] = (DEFAULT_CALIB_SIZE, DEFAULT_CALIB_SIZE), ratio: float | None = None,
-                       seed: int = 0) -> tuple[list[np.ndarray], dict]:
+                       seed: int = 0, spec: dict | None = None) -> tuple[list[np.ndarray], dict]:
     """Packed raw calibration samples and a record of where they come from.
 
     Args:
@@ -239,6 +253,9 @@ def calibration_inputs(calib: str | os.PathLike, cfa: str, samples: int = DEFAUL
             100/250/300) or a folder of raw files (recursively; SID ``long/`` folders are skipped). A file's ratio
             comes from SID names (``short/ID_NN_<t>s.*`` with ``long/ID_00_<T>s.*``), else from ``ratio``.
         cfa: the model's CFA; raw files of another sensor are skipped.
+        spec: the model's spec (default: a plain sRGB model of ``cfa``): synthetic samples come from the sensors it
+            trains on, and a noise-conditioned model's samples carry the noise-std channel (a raw file's level from
+            :func:`darkc.data.noise_level.level_of_file`: its DNG NoiseProfile, a known profile, else estimated).
         samples: number of samples; raw frames are cut into ``size`` crops (centre first, then random) spread
             evenly over the usable files.
         size: packed (h, w) of each sample, multiples of 16.
@@ -246,8 +263,8 @@ def calibration_inputs(calib: str | os.PathLike, cfa: str, samples: int = DEFAUL
         seed: makes synthetic pairs and crop positions reproducible.
 
     Returns:
-        ``(inputs, record)``: ``samples`` arrays (1, C, h, w) float32 packed raw, black-level subtracted,
-        amplified by the ratio and clipped to [0, 1]; ``record`` names the source, files, ratios and skipped files.
+        ``(inputs, record)``: ``samples`` arrays (1, C[+1], h, w) float32 packed raw, black-level subtracted,
+        amplified by the ratio and clipped to [0, 1] [, noise-std channel]; ``record`` names the source, files, ratios and skipped files.
 
     Raises:
         DarkcError: no usable raw file (none found, none readable, no ratio, wrong sensor, too small).
@@ -255,9 +272,12 @@ def calibration_inputs(calib: str | os.PathLike, cfa: str, samples: int = DEFAUL
     samples = check_count(samples, "--samples")
     size = (int(size[0]), int(size[1]))
     if str(calib) == "synthetic":
-        inputs, record = synthetic_inputs(cfa, samples, size, seed)
+        inputs, record = synthetic_inputs(cfa, samples, size, seed, spec=spec)
     else:
-        inputs, record = _folder_inputs(Path(calib), cfa, samples, size, ratio, seed)
+        from darkc.models.builder import io_kind
+
+        noise = io_kind(spec)[1] if spec is not None else "none"
+        inputs, record = _folder_inputs(Path(calib), cfa, samples, size, ratio, seed, noise)
     return inputs, {**record, "samples": len(inputs), "size": list(size)}
 
 

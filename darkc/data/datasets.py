@@ -149,6 +149,26 @@ def model_io(pair, target: str | None = "srgb", noise_input: str = "none") -> di
     return item
 
 
+def model_pairs(spec: dict, images: list[CleanImage], patch: int, seed: int = 0, ratios=None,
+                targets: bool = True, profile: str | None = None) -> SyntheticPairs:
+    """Synthetic pairs as ``darkc train`` makes them by default for the model of ``spec``: its noise input, its
+    output kind as the target, drawn from the sensors it trains on (the CFA's pool for raw-output models, the CFA's
+    default sensor for sRGB ones; see :class:`darkc.train.DataOptions`).
+
+    ``targets=False``: only the inputs are used (calibration, parity, data-free fine-tuning); the target is then the
+    packed long exposure whatever the kind, which costs no LibRaw render and leaves the inputs unchanged.
+    ``profile`` (a name, 'pool' or a profile file) replaces the default sensors.
+    """
+    from ..models.builder import io_kind
+    from .profiles import training_profiles
+    from .synth import SID_RATIOS
+
+    output, noise = io_kind(spec)
+    profiles = training_profiles(profile, spec["cfa"], pool=profile is None and output == "raw")
+    return SyntheticPairs(images, profiles, patch=patch, ratios=SID_RATIOS if ratios is None else ratios, seed=seed,
+                          target=output if targets else "raw", noise_input=noise)
+
+
 class SIDPatches(Dataset):
     """Random patches from SID-layout pairs (real SID data or ``darkc synth`` output).
 

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from darkc.errors import DarkcError, sha256_file
 from darkc.export.contract import METADATA_KEY, embed_onnx, input_contract, read_contract
-from darkc.export.onnx import (INPUT_NAME, OPSET, OUTPUT_NAME, PRECISIONS, check_precision, export_onnx,
-                               parse_input_size, to_fp16, torch_to_onnx)
+from darkc.export.onnx import (INPUT_NAME, OPSET, OUTPUT_NAME, PRECISIONS, RAW_OUTPUT_NAME, check_precision,
+                               export_onnx, output_name, parse_input_size, to_fp16, torch_to_onnx)
 from darkc.export.parity import THRESHOLDS, check_parity, psnr
 
 TARGETS = {"onnx": ".onnx", "tflite": ".tflite"}
@@ -47,8 +47,8 @@ WEIGHTS_FILE = "model.safetensors"
 #: Keys of model.json that say which model it is (the rest is bookkeeping).
 _BOOKKEEPING = ("provenance", "params", "format_version", "weights_dtype")
 
-__all__ = ["INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "PRECISIONS", "TARGETS", "THRESHOLDS",
-           "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract",
+__all__ = ["INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "PRECISIONS", "RAW_OUTPUT_NAME", "TARGETS",
+           "THRESHOLDS", "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract", "output_name",
            "parse_input_size", "psnr", "read_contract", "to_fp16", "torch_to_onnx"]
 
 
@@ -162,6 +162,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     """
     from darkc.compress.quantize import (DEFAULT_CALIB_SIZE, DEFAULT_SAMPLES, calibration_inputs, check_count,
                                          check_method, check_reduce_range)
+    from darkc.data import cfa as cfa_mod
     from darkc.models import load_checkpoint, read_spec, resolve_model_ref
 
     # ---- options and model, before anything is written
@@ -187,6 +188,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
                          f"directory (model.safetensors + model.json)")
     spec = read_spec(src_dir)
     fixed = parse_input_size(input_size, spec["cfa"])
+    packing = cfa_mod.scale(spec["cfa"])        # raw px per packed px (the output's scale is 1 for raw models)
     if target == "tflite" and fixed is None:
         raise DarkcError("--target tflite needs a fixed --input-size HxW in raw px (e.g. 1024x1024; darkc tiles larger "
                          "frames): LiteRT's TRANSPOSE_CONV keeps the traced output shape, so a dynamic-size graph is "
@@ -198,7 +200,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     calib_inputs, calib_record = None, None
     if precision == "int8":
         size = fixed or (calib_size, calib_size)
-        calib_inputs, calib_record = calibration_inputs(calib, spec["cfa"], samples, size, calib_ratio)
+        calib_inputs, calib_record = calibration_inputs(calib, spec["cfa"], samples, size, calib_ratio, spec=spec)
 
     # ---- build in a staging folder beside the destination
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +235,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
                              f"(needs {parity['criterion']}); nothing written -{hint} pass --no-check to keep it")
         record = {
             "file": filename, "target": target, "precision": precision,
-            "input_size": {"raw": "dynamic" if fixed is None else [fixed[0] * spec["scale"], fixed[1] * spec["scale"]],
+            "input_size": {"raw": "dynamic" if fixed is None else [fixed[0] * packing, fixed[1] * packing],
                            "packed": None if fixed is None else list(fixed)},
             "parent": {"model": str(model), "kind": kind, "weights_sha256": weights_sha},
             "command": command,
@@ -265,8 +267,8 @@ def _onnx_contract(spec: dict, fixed: tuple[int, int] | None) -> dict:
     h, w = fixed or (-1, -1)
     s = spec["scale"]
     return input_contract(spec, "NCHW", [1, spec["in_channels"], h, w],
-                          output_shape=[1, 3, h * s if h > 0 else -1, w * s if w > 0 else -1],
-                          input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+                          output_shape=[1, spec["out_channels"], h * s if h > 0 else -1, w * s if w > 0 else -1],
+                          input_name=INPUT_NAME, output_name=output_name(spec))
 
 
 def command_line(command_path: str, params: dict) -> str:

@@ -54,12 +54,27 @@ def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32",
     """
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
+    from darkc.models.builder import io_kind
+
     cfa = spec["cfa"]
-    packing = _PACKING[cfa]
+    output, noise = io_kind(spec)
+    packing = dict(_PACKING[cfa])
+    if noise == "std-map":
+        packing["channels"] = [*packing["channels"], "noise_std"]
     multiple = 16
+    if output == "raw":
+        out_desc = (f"the clean packed raw, same size, packing and channel order as the input's CFA channels "
+                    f"({len(_PACKING[cfa]['channels'])}), normalised and amplified like the input: render it with the "
+                    f"capture's own black/white level, white balance and colour matrix (darkc renders it through "
+                    f"LibRaw, SID's target render); clip to [0, 1] before converting back to raw DN")
+    else:
+        out_desc = (f"RGB at {spec['scale']}x the packed size (the full raw resolution): the network's training "
+                    f"target, LibRaw's render of the long exposure (camera white balance, sRGB primaries, LibRaw's "
+                    f"default gamma); clip to [0, 1] before converting to 8/16 bit")
     contract = {
         "format": CONTRACT_FORMAT,
-        "model": {"arch": spec.get("arch"), "cfa": cfa, "in_channels": spec["in_channels"], "scale": spec["scale"]},
+        "model": {"arch": spec.get("arch"), "cfa": cfa, "in_channels": spec["in_channels"], "scale": spec["scale"],
+                  "output": output, "out_channels": spec.get("out_channels", 3), "noise_input": noise},
         "input": {
             "name": input_name, "layout": layout, "shape": list(shape), "dtype": dtype,
             "range": [0.0, 1.0],
@@ -74,12 +89,15 @@ def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32",
         },
         "output": {
             "name": output_name, "layout": layout, "shape": list(output_shape or []), "dtype": output_dtype,
-            "range": [0.0, 1.0],
-            "description": f"RGB at {spec['scale']}x the packed size (the full raw resolution): the network's "
-                           f"training target, LibRaw's render of the long exposure (camera white balance, sRGB "
-                           f"primaries, LibRaw's default gamma); clip to [0, 1] before converting to 8/16 bit",
+            "range": [0.0, 1.0], "kind": output, "description": out_desc,
         },
     }
+    if noise == "std-map":
+        contract["input"]["noise"] = (
+            "last channel: the predicted noise standard deviation of the amplified input, sqrt(A * m + B) at every "
+            "packed pixel, m the mean of the CFA channels clipped to [0, 1], A = ratio * gain and B = (ratio * "
+            "read)**2 from the capture's noise (variance = gain * x + read**2 in normalised units x; the DNG "
+            "NoiseProfile (S, O) = (gain, read**2)); see darkc.data.noise_level")
     if quantization:
         contract["input"]["quantization"] = quantization
     if output_quantization:

@@ -275,11 +275,12 @@ def layer_sqnr(exported: str | os.PathLike, model=None, samples: int | list[np.n
     if isinstance(samples, list):
         inputs = [np.asarray(x, np.float32) for x in samples]
         if not inputs or any(x.ndim != 4 or x.shape[1] != spec["in_channels"] for x in inputs):
-            raise DarkcError(f"samples must be (1, {spec['in_channels']}, h, w) packed raw arrays")
+            raise DarkcError(f"samples must be (1, {spec['in_channels']}, h, w) model inputs (packed raw"
+                             f"{', then the noise-std channel' if spec['in_channels'] > spec['out_channels'] else ''})")
     else:
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise DarkcError(f"--samples is {samples!r}; pass a positive integer")
-        inputs = parity_inputs(spec["cfa"], runner.fixed_size, samples)
+        inputs = parity_inputs(spec["cfa"], runner.fixed_size, samples, spec=spec)
     del runner
 
     if suffix == ".onnx":

@@ -1,7 +1,9 @@
 """PyTorch -> ONNX: the graph, its simplification and its precision (fp32 / fp16 / int8).
 
 The graph has one input ``raw`` (packed raw, NCHW float32, black-level subtracted, amplified by the exposure ratio
-and clipped to [0, 1]) and one output ``srgb`` (NCHW float32 sRGB at ``scale`` times the input size). H and W are
+and clipped to [0, 1], then the noise-std channel for noise-conditioned models) and one output: ``srgb`` (NCHW
+float32 sRGB at ``scale`` times the input size) or, for raw-output models, ``clean_raw`` (the clean packed raw,
+same size and CFA channels as the input). H and W are
 dynamic (symbolic ``height``/``width``) unless a fixed size is asked for; fixed sizes are given in raw pixels
 (``1088x1920``) and must pack to multiples of 16 (raw multiples of 32 for Bayer, 48 for X-Trans).
 
@@ -20,11 +22,20 @@ from darkc.errors import DarkcError, one_line
 OPSET = 17
 INPUT_NAME = "raw"
 OUTPUT_NAME = "srgb"
+#: Output name of raw-output models (their output is the clean packed raw, not sRGB).
+RAW_OUTPUT_NAME = "clean_raw"
 PRECISIONS = ("fp32", "fp16", "int8")
 #: Packed side of the example input the dynamic graph is traced with.
 _TRACE_SIDE = 64
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def output_name(spec: dict) -> str:
+    """The output tensor's name for the model of ``spec``: :data:`OUTPUT_NAME` or :data:`RAW_OUTPUT_NAME`."""
+    from darkc.models.builder import io_kind
+
+    return RAW_OUTPUT_NAME if io_kind(spec)[0] == "raw" else OUTPUT_NAME
 
 
 def check_precision(precision: str) -> str:
@@ -68,15 +79,16 @@ def _dynamic_kept(model) -> bool:
 
 
 def torch_to_onnx(model, path: str | os.PathLike, in_channels: int, fixed_size: tuple[int, int] | None = None,
-                  opset: int = OPSET) -> dict:
+                  opset: int = OPSET, output: str = OUTPUT_NAME) -> dict:
     """Export ``model`` to ONNX at ``path`` and simplify it with onnxsim.
 
     Args:
         model: the PyTorch model (put in eval mode here).
         path: output ``.onnx`` file (written in place: pass a staging path).
-        in_channels: packed channels (4 Bayer, 9 X-Trans).
+        in_channels: input channels (4 Bayer, 9 X-Trans; one more with a noise-std channel).
         fixed_size: packed (h, w), or None for dynamic H and W.
         opset: ONNX opset (>= 17).
+        output: the output tensor's name (:func:`output_name`).
 
     Returns:
         ``{"exporter", "opset", "input", "output", "simplified", ["simplify_error"]}``: when onnxsim fails or
@@ -92,17 +104,17 @@ def torch_to_onnx(model, path: str | os.PathLike, in_channels: int, fixed_size: 
     h, w = fixed_size or (_TRACE_SIDE, _TRACE_SIDE)
     example = torch.zeros(1, in_channels, h, w)
     dynamic = None if fixed_size else {INPUT_NAME: {2: "height", 3: "width"},
-                                       OUTPUT_NAME: {2: "out_height", 3: "out_width"}}
+                                       output: {2: "out_height", 3: "out_width"}}
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[output],
                               opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True)
     except Exception as exc:  # the exporter raises many types
         raise DarkcError(f"torch.onnx.export failed: {one_line(exc)[:300]}") from exc
     info = {"exporter": f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}", "opset": opset,
             "input": {"name": INPUT_NAME, "shape": [1, in_channels, *(fixed_size or ("height", "width"))]},
-            "output": OUTPUT_NAME}
+            "output": output}
     graph = onnx.load(str(path))
     try:
         import onnxsim
@@ -161,18 +173,19 @@ def export_onnx(model, spec: dict, path: str | os.PathLike, precision: str = "fp
     """
     precision = check_precision(precision)
     path = Path(path)
+    out_name = output_name(spec)
     if precision == "fp32":
-        return torch_to_onnx(model, path, spec["in_channels"], fixed_size)
+        return torch_to_onnx(model, path, spec["in_channels"], fixed_size, output=out_name)
     fp32 = path.with_name(f".{path.stem}.fp32.onnx")
     try:
-        info = torch_to_onnx(model, fp32, spec["in_channels"], fixed_size)
+        info = torch_to_onnx(model, fp32, spec["in_channels"], fixed_size, output=out_name)
         if precision == "fp16":
             info["fp16"] = to_fp16(fp32, path)
         else:
             from darkc.compress.quantize import quantize_onnx
 
             info["calibration"] = quantize_onnx(fp32, path, calib_inputs, calib_method, reduce_range,
-                                                INPUT_NAME, OUTPUT_NAME)
+                                                INPUT_NAME, out_name)
     finally:
         fp32.unlink(missing_ok=True)
     return info

@@ -2,7 +2,7 @@
 
 Every export runs both on a few synthetic packed raw inputs (darkc's built-in validation photos through
 :class:`darkc.data.datasets.SyntheticPairs`: amplified, noisy, clipped to [0, 1], as the model sees in use) and
-compares the sRGB outputs::
+compares the outputs (sRGB, or the clean packed raw of raw-output models)::
 
     record = check_parity(model, "runs/student/model.onnx", "fp16")
     record["psnr_db"], record["max_abs"], record["passed"]
@@ -63,16 +63,22 @@ def psnr(output: np.ndarray, reference: np.ndarray) -> float:
 
 
 def parity_inputs(cfa: str, fixed_size: tuple[int, int] | None = None, count: int = DEFAULT_INPUTS,
-                  seed: int = PARITY_SEED) -> list[np.ndarray]:
-    """``count`` packed raw inputs (1, C, h, w) float32 in [0, 1]: at ``fixed_size`` for a fixed-size model,
-    else cycling through :data:`DYNAMIC_SIZES`."""
+                  seed: int = PARITY_SEED, spec: dict | None = None) -> list[np.ndarray]:
+    """``count`` inputs (1, C[+1], h, w) float32 of the model of ``spec`` (default: a plain sRGB model of ``cfa``;
+    a noise-conditioned model's carry the noise-std channel): at ``fixed_size`` for a fixed-size model, else
+    cycling through :data:`DYNAMIC_SIZES`."""
     from darkc.compress.quantize import synthetic_inputs
 
     sizes = [fixed_size] * count if fixed_size else [DYNAMIC_SIZES[i % len(DYNAMIC_SIZES)] for i in range(count)]
     inputs = []
     for i, size in enumerate(sizes):
-        inputs += synthetic_inputs(cfa, 1, size, seed=seed + i, split="val")[0]
+        inputs += synthetic_inputs(cfa, 1, size, seed=seed + i, split="val", spec=spec)[0]
     return inputs
+
+
+def runner_spec(runner) -> dict:
+    """The parts of a model spec :func:`parity_inputs` needs, from a loaded :class:`darkc.inference.Runner`."""
+    return {"cfa": runner.cfa, "output": runner.output, "input": {"noise": runner.noise_input}}
 
 
 def check_parity(model, exported: str | os.PathLike, precision: str, fixed_size: tuple[int, int] | None = None,
@@ -100,7 +106,7 @@ def check_parity(model, exported: str | os.PathLike, precision: str, fixed_size:
         raise DarkcError(f"precision {precision!r} is unknown; use one of {', '.join(THRESHOLDS)}")
     runner = load_runner(str(exported))
     cfa = runner.cfa
-    inputs = parity_inputs(cfa, fixed_size, count)
+    inputs = parity_inputs(cfa, fixed_size, count, spec=runner_spec(runner))
     max_abs, mean_abs, worst = 0.0, [], PSNR_IDENTICAL
     for x in inputs:
         with torch.inference_mode():

@@ -5,8 +5,9 @@ ai-edge-litert. ``tflite-runtime`` (last released 2023, 2.14) cannot load what t
 (SystemError in CreateWrapperFromFile): darkc runs ``.tflite`` files with ai-edge-litert only.
 
 The graph (signature ``serving_default``) has one input ``raw`` (packed raw, **NHWC**, black-level subtracted,
-amplified by the exposure ratio and clipped to [0, 1]) and one output ``srgb`` (NHWC sRGB at ``scale`` times the
-input size). NHWC I/O is TFLite's own layout, so no layout Transpose is left in the graph. The input size is fixed
+amplified by the exposure ratio and clipped to [0, 1], then the noise-std channel for noise-conditioned models) and
+one output ``srgb`` (NHWC sRGB at ``scale`` times the input size; ``clean_raw`` for raw-output models: the clean
+packed raw at the input size, no DEPTH_TO_SPACE). NHWC I/O is TFLite's own layout, so no layout Transpose is left in the graph. The input size is fixed
 (``--input-size HxW``; darkc's runners tile any frame with it): litert-torch can trace dynamic H/W, but it writes
 each TRANSPOSE_CONV's output shape as a constant from the trace, so such a graph is right on XNNPACK only and
 LiteRT's built-in kernels refuse it (transpose_conv.cc: computed_input_width != input width); NPU compilers want
@@ -197,7 +198,9 @@ def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int]) -> tup
     info = {"converter": f"litert-torch {litert_torch.__version__} (to_channel_last_io: NHWC input and output)",
             "layout": LAYOUT,
             "pixel_shuffle": (f"DEPTH_TO_SPACE(block_size={r}) appended to the flatbuffer, head conv channels "
-                              f"permuted to its order" if r else "converted as the model computes it")}
+                              f"permuted to its order" if r else
+                              "none in the model (raw output)" if getattr(model, "output", "srgb") == "raw" else
+                              "converted as the model computes it")}
     m = _read(content)
     _name_io(m)
     return _write(m), r, info
@@ -366,6 +369,19 @@ def _name_io(m) -> None:
             tm.name = INPUT_NAME
         for tm in sig.outputs or []:
             tm.name = OUTPUT_NAME
+
+
+def _rename_output(m, name: str) -> None:
+    """Call the output ``name`` (e.g. ``clean_raw`` of a raw-output model) in its tensor and the signature."""
+    g = m.subgraphs[0]
+    out = int(g.outputs[0])
+    for i, t in enumerate(g.tensors):
+        if i != out and (t.name.decode() if isinstance(t.name, bytes) else t.name) == name:
+            t.name = f"{name}_{i}"
+    g.tensors[out].name = name
+    for sig in m.signatureDefs or []:
+        for tm in sig.outputs or []:
+            tm.name = name
 
 
 def _integerise(m) -> dict[str, int]:
@@ -690,7 +706,7 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
             "activation_zero_points": sorted(zero_points)}
 
 
-def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int, int]) -> dict:
+def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int, int], spec: dict | None = None) -> dict:
     """PSNR between LiteRT's XNNPACK and built-in int8 kernels on one synthetic input (darkc's parity input).
 
     The two should agree to rounding (> 45 dB); a lower figure means an op rounds differently on the two (see
@@ -703,7 +719,7 @@ def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int
     from darkc.inference import _dequantize, _quantize
 
     content = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else model
-    x = np.ascontiguousarray(parity_inputs(cfa, size, 1)[0].transpose(0, 2, 3, 1))
+    x = np.ascontiguousarray(parity_inputs(cfa, size, 1, spec=spec)[0].transpose(0, 2, 3, 1))
     outputs = {}
     for name, resolver in (("xnnpack", OpResolverType.AUTO),
                            ("builtin", OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)):
@@ -753,7 +769,7 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
     Raises:
         DarkcError: bad option, converter or quantizer failure, or an int8 model with a float operator.
     """
-    from darkc.export.onnx import check_precision
+    from darkc.export.onnx import check_precision, output_name
 
     precision = check_precision(precision)
     io = check_io(io)
@@ -775,21 +791,24 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
     graph = graph_info(content)
     if precision == "int8" and graph["float_ops"]:
         raise DarkcError(f"INT8 TFLite export has float operators: {graph['float_ops'][:3]}; re-export or report")
+    out_name = output_name(spec)
     contract = input_contract(spec, LAYOUT, graph["input"]["shape_signature"] or graph["input"]["shape"],
                               graph["input"]["dtype"], graph["input"]["quantization"],
                               graph["output"]["shape_signature"] or graph["output"]["shape"],
-                              graph["output"]["dtype"], graph["output"]["quantization"], INPUT_NAME, OUTPUT_NAME)
+                              graph["output"]["dtype"], graph["output"]["quantization"], INPUT_NAME, out_name)
     m = _read(content)
+    if out_name != OUTPUT_NAME:
+        _rename_output(m, out_name)
     _set_metadata(m, METADATA_KEY, json.dumps(contract, sort_keys=True))
     content = _write(m)
     Path(out).write_bytes(content)
     if precision == "int8":
-        info["kernels"] = kernel_agreement(content, spec["cfa"], input_size)
+        info["kernels"] = kernel_agreement(content, spec["cfa"], input_size, spec)
     info.update({
         "runtime": f"ai-edge-litert {_version('ai-edge-litert')}",
         "input": {"name": INPUT_NAME, "shape": graph["input"]["shape_signature"] or graph["input"]["shape"],
                   "dtype": graph["input"]["dtype"]},
-        "output": OUTPUT_NAME,
+        "output": out_name,
         "graph": {k: graph[k] for k in ("operators", "op_counts", "ops")},
         **_where(graph),
         "contract": contract,

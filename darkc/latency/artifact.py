@@ -52,12 +52,14 @@ class Subject:
         kind: ``checkpoint`` / ``pretrained`` / ``onnx`` / ``tflite``.
         path: the file (exported kinds) or the checkpoint folder.
         runtime: host runtime (``ort`` / ``litert`` / ``torch``).
-        cfa, scale, in_channels: packing of the input.
+        cfa, scale, in_channels: packing of the input (``scale``: raw px per packed px, 2 Bayer / 3 X-Trans, whatever
+            the output; ``in_channels`` with the noise-std channel of noise-conditioned models).
         layout: ``nchw`` / ``nhwc`` (of ``path``'s input).
         fixed: packed ``(h, w)`` of a fixed-size file, else None.
         checkpoint: the checkpoint folder to export from (the folder itself, or the one beside the file), or None.
         record: ``model.json``'s export record of this file (precision, target, options), or {}.
         notes: how files were obtained (exports made for this run).
+        output, noise_input: the model's output kind (``srgb`` / ``raw``) and noise input (``none`` / ``std-map``).
     """
 
     ref: str
@@ -72,6 +74,8 @@ class Subject:
     checkpoint: Path | None
     record: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    output: str = "srgb"
+    noise_input: str = "none"
 
     def shape(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
         h, w = hw
@@ -94,7 +98,8 @@ def _record_beside(path: Path) -> tuple[Path | None, dict]:
 
 def load_subject(model, runtime: str | None = None) -> Subject:
     """Resolve MODEL and the host runtime; a DarkcError for a non-model or a runtime that cannot run it."""
-    from darkc.models import read_spec, resolve_model_ref
+    from darkc.data import cfa as cfa_mod
+    from darkc.models import io_kind, read_spec, resolve_model_ref
 
     if runtime is not None and runtime not in RUNTIMES:
         raise DarkcError(f"--runtime {runtime!r} is unknown; use one of {', '.join(RUNTIMES)}")
@@ -108,11 +113,13 @@ def load_subject(model, runtime: str | None = None) -> Subject:
 
         runner = load_runner(str(path), threads=1)
         checkpoint, record = _record_beside(path)
-        return Subject(str(model), kind, path, own, runner.cfa, runner.scale, runner.in_channels, runner.layout,
-                       runner.fixed_size, checkpoint, record)
+        return Subject(str(model), kind, path, own, runner.cfa, cfa_mod.scale(runner.cfa), runner.in_channels,
+                       runner.layout, runner.fixed_size, checkpoint, record, output=runner.output,
+                       noise_input=runner.noise_input)
     spec = read_spec(path)
-    return Subject(str(model), kind, path, runtime or "ort", spec["cfa"], spec["scale"], spec["in_channels"],
-                   "nchw", None, path)
+    output, noise = io_kind(spec)
+    return Subject(str(model), kind, path, runtime or "ort", spec["cfa"], cfa_mod.scale(spec["cfa"]),
+                   spec["in_channels"], "nchw", None, path, output=output, noise_input=noise)
 
 
 def export_cached(checkpoint: Path, target: str, precision: str, input_size: str, note: str,

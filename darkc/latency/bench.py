@@ -295,6 +295,7 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
     dtype = precision_of(subject, cost["dtype"]) if subject.kind in ("onnx", "tflite") else "fp32"
     result = {
         "model": subject.ref, "kind": subject.kind, "file": str(main_file), "dtype": dtype, "cfa": subject.cfa,
+        "output": subject.output, "noise_input": subject.noise_input,
         "resolution": _resolution(subject, hw),
         "graph": {k: cost[k] for k in ("macs", "bytes", "weight_bytes", "source", "dtype")},
         "host": {"cpu": _cpu_name(), "machine": platform.machine(), "cores": os.cpu_count()},

@@ -24,12 +24,20 @@ def _si(v: float | None, unit: str = "") -> str:
     return f"{v:.3g}{unit}"
 
 
+def model_label(result: dict) -> str:
+    """The model's name as tables show it: with ``(raw out)`` / ``(+noise map)`` for models other than SID's sRGB
+    kind, whose output and input differ (4 / 9 channels at the packed size; one more input channel)."""
+    tags = (["raw out"] if result.get("output") == "raw" else []) + \
+        (["+noise map"] if result.get("noise_input", "none") != "none" else [])
+    return f"{result['model']} ({', '.join(tags)})" if tags else str(result["model"])
+
+
 def rows(result: dict) -> list[dict]:
     """Flat rows of one :func:`darkc.latency.bench` result."""
     out = []
     res = result["resolution"]
     for name, d in result["devices"].items():
-        row = {"model": result["model"], "device": name, "latency_ms": d["latency_ms"],
+        row = {"model": model_label(result), "device": name, "latency_ms": d["latency_ms"],
                "how": "estimated" if d.get("estimated") else "measured", "raw": res["raw"], "packed": res["packed"],
                "dtype": result["dtype"], "runtime": d.get("runtime"), "threads": d.get("threads")}
         if d["kind"] == "host":

@@ -34,6 +34,15 @@ OUTPUTS = {
 #: Noise inputs (``model.json`` ``input.noise``) -> extra input channels after the packed raw.
 NOISE_INPUTS = {"none": 0, "std-map": 1}
 
+def io_kind(spec: dict) -> tuple[str, str]:
+    """``(output, noise_input)`` of a model spec: ``'srgb'|'raw'`` and ``'none'|'std-map'`` (the defaults of older
+    files). What every stage asks to build data, check shapes and name tensors for the model."""
+    output = spec.get("output", "srgb")
+    output = output if isinstance(output, str) else "srgb"     # format-1 object: an sRGB model
+    noise = spec.get("input") or {}
+    return output, (noise.get("noise", "none") if isinstance(noise, dict) else "none")
+
+
 NORMALISATION = ("black-level subtracted, divided by (white - black), multiplied by the exposure ratio, "
                  "clipped to [0, 1]")
 

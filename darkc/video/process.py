@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.raw import amplify, read_raw
+from ..data.noise_level import level_of_file
+from ..data.raw import amplify, read_raw, render_packed
 from ..errors import DarkcError, atomic_path
-from ..inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner
+from ..inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner, model_input
 from .io import VideoWriter, open_sequence
 from .metrics import VideoScore
 from .temporal import DEFAULT_STRENGTH, KINDS, make_filter
@@ -182,9 +183,13 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             if raw_filter is not None:
                 packed = np.ascontiguousarray(raw_filter(packed.transpose(1, 2, 0)).transpose(2, 0, 1))
             marks.append((time.perf_counter(), time.process_time()))
-            # the network's output in the (H, W, 3) layout the writer needs, whatever the filter
-            hwc = np.ascontiguousarray(enhance_packed(runner, packed, tile=tile, progress=False,
-                                                      source=str(ref.path)).transpose(1, 2, 0))
+            # the network's output in the (H, W, 3) layout the writer needs, whatever the filter; a noise-conditioned
+            # model takes each frame's own noise level, a raw-output model's clean raw is rendered like enhance does
+            level = level_of_file(ref.path) if runner.noise_input != "none" else None
+            net_out = enhance_packed(runner, model_input(runner, packed, ratio, level), tile=tile, progress=False,
+                                     source=str(ref.path))
+            hwc = np.ascontiguousarray(render_packed(ref.path, net_out) if runner.output == "raw"
+                                       else net_out.transpose(1, 2, 0))
             marks.append((time.perf_counter(), time.process_time()))
             if out_filter is not None:
                 hwc = out_filter(hwc)

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from ..data import cfa as cfa_mod
 from ..data.dng import write_dng
 from ..data.noise import expose, sample_gain, sample_sigmas
+from ..data.noise_level import level_of_profile
 from ..data.profiles import CameraProfile, get_profile
 from ..data.render import render_mosaic
 from ..data.sources import VAL_DEAD_LEAVES_SEED, CleanImage, builtin_photos, dead_leaves, folder_images
@@ -249,7 +250,8 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
     iso = int(round(100 * k / prof.gain_range[0]))
     span = float(prof.white - prof.black)
     tags = dict(black=prof.black, white=prof.white, xyz_to_cam=prof.xyz_to_cam_matrix,
-                as_shot_neutral=params.as_shot_neutral, iso=iso, model=prof.model)
+                as_shot_neutral=params.as_shot_neutral, iso=iso, model=prof.model,
+                noise_profile=level_of_profile(prof, k).as_dng())     # what noise-conditioned models read
     names = {"raw": [], "truth": [], "flow_fwd": [], "flow_bwd": []}
     from ..enhance import write_png
 
