@@ -119,17 +119,21 @@ def eval_cmd(model, data, baselines, fmt, threads, limit, out) -> None:
 
 @cli.command()
 @click.argument("raw", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="output PNG")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="output .png, .tif/.tiff (16-bit) or .jpg/.jpeg; gets the raw's EXIF")
 @click.option("--model", default="teacher", show_default=True, help="shipped name, artifact folder, .onnx or .tflite")
 @click.option("--ratio", type=float, default=None, help="exposure ratio (default: from SID-style file names)")
-@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--bits", type=click.Choice(["8", "16"]), default=None, help="bits per channel (default: 8 for PNG "
+              "and JPEG, 16 for TIFF)")
+@click.option("--quality", type=int, default=None, help="JPEG quality 1-100 (default 95)")
 @click.option("--tile", type=int, default=1024, show_default=True, help="largest tile side in packed px (memory)")
 @click.option("--overlap", type=int, default=None, help="tile overlap in packed px (default 224; a quarter of a small fixed window)")
 @click.option("--threads", type=int, default=None)
-def enhance(raw, out, model, ratio, bits, tile, overlap, threads) -> None:
-    """Enhance one raw file into a PNG, full resolution, in tiles with bounded memory."""
+def enhance(raw, out, model, ratio, bits, quality, tile, overlap, threads) -> None:
+    """Enhance one raw file into an image turned and tagged as a raw converter would, in tiles (bounded memory)."""
     from .enhance import enhance_file
-    rep = enhance_file(raw, out, model=model, ratio=ratio, bits=int(bits), tile=tile, overlap=overlap, threads=threads)
+    rep = enhance_file(raw, out, model=model, ratio=ratio, bits=None if bits is None else int(bits), tile=tile,
+                       overlap=overlap, threads=threads, quality=quality)
     click.echo(json.dumps(rep) if not sys.stdout.isatty() else
                f"wrote {rep.get('output', out)} ({rep.get('width')}x{rep.get('height')}, ratio {rep.get('ratio')}, "
                f"{rep.get('seconds', 0):.1f} s)")
