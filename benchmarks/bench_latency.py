@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.provenance import portable
 from darkc.latency import bench, write_report
 from darkc.latency.artifact import export_cached, packed_hw, parse_size
 from darkc.models import available_pretrained, build_model, read_spec, save_checkpoint
@@ -220,8 +221,8 @@ def main(argv=None) -> int:
     print(Path(paths["md"]).read_text())
     if a.write_baseline and a.baseline:
         with atomic_path(a.baseline) as tmp:
-            Path(tmp).write_text(json.dumps({"gated": current, "size": a.size, "arm_size": a.arm_size,
-                                             "command": extra["command"]}, indent=1) + "\n")
+            Path(tmp).write_text(json.dumps(portable({"gated": current, "size": a.size, "arm_size": a.arm_size,
+                                                      "command": extra["command"]}), indent=1) + "\n")
         print(f"wrote baseline {a.baseline}", file=sys.stderr)
     elif a.baseline:
         base_path = Path(a.baseline)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from darkc.errors import atomic_path
+from darkc.provenance import portable
 from darkc.models import load_checkpoint, save_checkpoint
 from darkc.models.complexity import count_macs, count_params
 from darkc.models.pretrained import PRETRAINED_DIR, PRETRAINED_NAMES
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
               "LGPL-3/CC-BY-SA-4.0, procedural dead-leaves images). Not trained on the real SID data; figures on "
               "real captures will differ.", ""]
     with atomic_path(dest / "MODEL_CARD.md") as tmp:
-        Path(tmp).write_text("\n".join(lines))
+        Path(tmp).write_text(portable("\n".join(lines)))
     diff = max((a.float() - b.float()).abs().max().item() for a, b in
                zip(model.state_dict().values(), shipped.state_dict().values()))
     print(f"shipped {run} as {dest} (fp16, max weight change {diff:.2e})")

@@ -103,16 +103,32 @@ def train(out, data, images, arch, widths, cfa, profile, loss, patch, batch_size
 
 
 @cli.command(name="eval")
-@click.option("--model", default="teacher", show_default=True, help="shipped name, artifact folder, .onnx or .tflite")
+@click.option("--model", "models", multiple=True, help="shipped name, artifact folder, .onnx or .tflite (default "
+              "teacher); repeat it with --gallery")
 @click.option("--data", default="synthetic", show_default=True, help="'synthetic' (reference set) or a SID folder/list")
 @click.option("--baselines", is_flag=True, help="also score the classical pipelines on the same pairs")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--limit", type=int, default=None, help="only the first N pairs")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the report here")
-def eval_cmd(model, data, baselines, fmt, threads, limit, out) -> None:
+@click.option("--gallery", default=None, type=click.Path(dir_okay=False), help="write OUT.png instead: crops of the "
+              "amplified input, --baselines, each --model and the reference, labelled with PSNR/SSIM")
+@click.option("--images", default=None, help="--gallery: pair IDs to show, e.g. 10001_00,10003_01 (default: best, "
+              "median, worst by the first --model)")
+def eval_cmd(models, data, baselines, fmt, threads, limit, out, gallery, images) -> None:
     """PSNR/SSIM per ratio and overall, worst image; torch, ONNX and TFLite models alike."""
     from .evaluate import evaluate, format_result
+    models = list(models) or ["teacher"]
+    if gallery:
+        from .gallery import make_gallery
+        rep = make_gallery(models, gallery, data, baselines=baselines, threads=threads,
+                           images=images.split(",") if images else None)
+        click.echo(f"wrote {gallery} ({len(rep['images'])} pairs x {len(rep['images'][0]['panels'])} panels) and "
+                   f"its numbers {Path(gallery).with_suffix('.json')}")
+        return
+    if images or len(models) > 1:
+        raise DarkcError("--images and a repeated --model go with --gallery OUT.png; pass one --model to score it")
+    model = models[0]
     res = evaluate(model, data, baselines=baselines, threads=threads, limit=limit, progress=fmt != "json" or bool(out))
     _write_or_print(format_result(res, fmt), out)
 

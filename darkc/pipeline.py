@@ -44,6 +44,7 @@ import uuid
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path, sha256_file
+from darkc.provenance import portable, run_root
 
 STAGES = ("prune", "distill", "quantize", "export", "bench", "eval")
 MANIFEST = "manifest.json"
@@ -311,7 +312,7 @@ class _Run:
             results[name] = bench(path, devices=devices, size=o.get("size", "1920x1080"),
                                   threads=[o.get("threads", 1)], runs=o.get("runs", 5))
         with atomic_path(tmp / "bench.json") as t:
-            Path(t).write_text(json.dumps(results, indent=1, default=str))
+            Path(t).write_text(json.dumps(portable(results, self.out), indent=1, default=str))
         return {"models": list(results)}
 
     def run_eval(self, tmp: Path) -> dict:
@@ -377,7 +378,8 @@ def run_pipeline(recipe_path, out_dir, *, from_stage: str | None = None, progres
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
         (work / ".key").write_text(key)
-        metrics = getattr(run, f"run_{stage}")(work)
+        with run_root(out):                     # records inside the run name it RUN (darkc.provenance)
+            metrics = getattr(run, f"run_{stage}")(work)
         (work / ".key").unlink(missing_ok=True)
         run_id = uuid.uuid4().hex
         manifest = {"stage": stage, "key": key, "run_id": run_id, "recipe": recipe["_path"], "options": recipe[stage],
@@ -388,7 +390,7 @@ def run_pipeline(recipe_path, out_dir, *, from_stage: str | None = None, progres
                     "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     "outputs": _hashes(work)}
         with atomic_path(work / MANIFEST) as t:
-            Path(t).write_text(json.dumps(manifest, indent=1, default=str))
+            Path(t).write_text(json.dumps(portable(manifest, out), indent=1, default=str))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(work, folder)
@@ -418,13 +420,15 @@ def write_report(run: _Run) -> dict:
             if isinstance(entry, dict) and entry.get("latency_ms") is not None:
                 row["latency_ms"][dev] = entry["latency_ms"]
         rows.append(row)
-    report = {"recipe": run.recipe["_path"], "run": str(run.out), "rows": rows,
-              "stages": {s: _read_manifest(d) and {k: _read_manifest(d)[k] for k in ("seconds", "finished", "metrics")}
-                         for s, d in run.dirs.items()}}
+    report = portable({"recipe": run.recipe["_path"], "rows": rows,
+                       "stages": {s: _read_manifest(d) and {k: _read_manifest(d)[k] for k in ("seconds", "finished",
+                                                                                            "metrics")}
+                                  for s, d in run.dirs.items()}}, run.out)
+    report = {"run": portable(str(run.out)), **report}       # the folder itself, not "RUN"
     devices = sorted({d for r in rows for d in r["latency_ms"]}, key=lambda d: (d != "host", d))
     bench_opts = run.opts.get("bench", {})
     lines = [f"# darkc pipeline report: {Path(run.recipe['_path']).name}", "",
-             f"Run folder `{run.out}`; stages: {', '.join(run.stages)}. PSNR/SSIM on the reference validation set "
+             f"Run folder `{portable(str(run.out))}` (`RUN` in the records); stages: {', '.join(run.stages)}. PSNR/SSIM on the reference validation set "
              f"(float sRGB vs LibRaw-rendered long exposure); latency as measured or estimated by `darkc bench` "
              f"(each device's method is in `bench.json`: host = real runs, ARM = emulated instruction counts turned "
              f"into time by a core profile, Ethos-U = Vela's estimate; none is a phone measurement).", "",
@@ -445,7 +449,7 @@ def write_report(run: _Run) -> dict:
     with atomic_path(run.out / f"{REPORT}.json") as t:
         Path(t).write_text(json.dumps(report, indent=1, default=str))
     with atomic_path(run.out / f"{REPORT}.md") as t:
-        Path(t).write_text("\n".join(lines) + "\n")
+        Path(t).write_text(portable("\n".join(lines), run.out) + "\n")
     _plot(rows, devices, run.out / f"{REPORT}.png")
     return report
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.provenance import portable
 
 FORMATS = ("table", "md", "json")
 
@@ -171,7 +172,8 @@ def write_report(results: list[dict], prefix: str | os.PathLike, title: str = "d
                  extra: dict | None = None) -> dict:
     """``prefix.md``, ``prefix.json`` and ``prefix.png``; returns their paths."""
     prefix = Path(prefix)
-    payload = {"title": title, "models": results, **(extra or {})}
+    results = portable(results)                         # no absolute machine paths on disk
+    payload = portable({"title": title, "models": results, **(extra or {})})
     md, js, png = prefix.with_suffix(".md"), prefix.with_suffix(".json"), prefix.with_suffix(".png")
     with atomic_path(js) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=1, default=str) + "\n")
