@@ -78,7 +78,7 @@ def _choose(pairs: list, scores: dict[str, float] | None, ids: list[str] | None,
 
 def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", *, baselines: bool = False,
                  images: list[str] | None = None, count: int = 3, threads: int | None = None,
-                 progress: bool = True) -> dict:
+                 labels: list[str] | None = None, progress: bool = True) -> dict:
     """Write the gallery PNG (and its numbers as JSON beside it) and return the numbers.
 
     Args:
@@ -91,6 +91,7 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
         images: pair IDs (``10003_00``) to show instead of best/median/worst.
         count: pairs shown when ``images`` is None (3: best, median, worst).
         threads: CPU threads for the models.
+        labels: what the panels call the models (default: the references as given).
 
     Raises:
         DarkcError: no model, an output that is not ``.png``, an ``--images`` ID not in the data (the message
@@ -107,6 +108,8 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
         raise DarkcError("a gallery needs at least one --model (e.g. --model teacher --model student)")
     if out.suffix.lower() != ".png":
         raise DarkcError(f"--gallery {out} must end in .png")
+    if labels is not None and len(labels) != len(models):
+        raise DarkcError(f"{len(labels)} gallery labels for {len(models)} models: pass one label per model")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise DarkcError(f"gallery count {count!r}: pass a positive number of pairs")
     pairs = None
@@ -129,7 +132,7 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
 
     names = [("input", "input x{ratio:g}: LibRaw render")]
     names += [(b, f"baseline {b}") for b in BASELINES if baselines and b != "libraw"]
-    names += [(f"model{k}", str(m)) for k, m in enumerate(models)]
+    names += [(f"model{k}", str(m)) for k, m in enumerate(labels or models)]
     names += [("reference", "reference (long exposure)")]
     rows = []
     for pair, why in tqdm(chosen, desc="darkc gallery", unit="pair", disable=not progress):
@@ -152,7 +155,7 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
                                  **({} if key == "reference" else
                                     {"psnr": psnr(panels[key], target), "ssim": ssim(panels[key], target)})}
                                 for key, label in names]})
-    ranked_by = str(models[0]) if not ids else None
+    ranked_by = str((labels or models)[0]) if not ids else None
     _draw(rows, out, ranked_by, source)
     record = {"data": str(data), "ranked_by": ranked_by, "models": [str(m) for m in models],
               "protocol": "whole-frame float sRGB [0,1] vs LibRaw-rendered long exposure; SSIM 7x7 uniform "

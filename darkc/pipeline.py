@@ -415,12 +415,16 @@ def write_report(run: _Run) -> dict:
         bench_entry = benches.get(name) if isinstance(benches.get(name), dict) else {}
         if bench_entry.get("graph", {}).get("macs"):
             row["macs"] = bench_entry["graph"]["macs"]
+        row["estimated"] = {}
         for dev, entry in (benches.get(name) or {}).get("devices", {}).items() if isinstance(benches.get(name),
                                                                                             dict) else []:
             if isinstance(entry, dict) and entry.get("latency_ms") is not None:
                 row["latency_ms"][dev] = entry["latency_ms"]
+                row["estimated"][dev] = bool(entry.get("estimated"))
         rows.append(row)
     report = portable({"recipe": run.recipe["_path"], "rows": rows,
+                       "quality": {"source": str(run.dirs["eval"] / "eval.json") if "eval" in run.dirs else None,
+                                   "data": "reference validation set (darkc eval --data synthetic)"},
                        "stages": {s: _read_manifest(d) and {k: _read_manifest(d)[k] for k in ("seconds", "finished",
                                                                                             "metrics")}
                                   for s, d in run.dirs.items()}}, run.out)
@@ -450,7 +454,7 @@ def write_report(run: _Run) -> dict:
         Path(t).write_text(json.dumps(report, indent=1, default=str))
     with atomic_path(run.out / f"{REPORT}.md") as t:
         Path(t).write_text(portable("\n".join(lines), run.out) + "\n")
-    _plot(rows, devices, run.out / f"{REPORT}.png")
+    _plot(report["rows"], run.out / f"{REPORT}.png")
     return report
 
 
@@ -460,30 +464,43 @@ def _load_json(folder: Path | None, name: str) -> dict:
     return json.loads((folder / name).read_text())
 
 
-def _plot(rows: list[dict], devices: list[str], png: Path) -> None:
+def _plot(rows: list[dict], png: Path) -> None:
+    """Quality vs latency of every model on every device (see :mod:`darkc.latency.chart`); devices with one
+    point go in a table under the chart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    devices = devices or ["(no latency measured)"]
-    cols = min(3, len(devices))
-    nrows = -(-len(devices) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.6 * nrows), squeeze=False)
-    for ax in axes.flat[len(devices):]:
-        ax.axis("off")
-    for ax, dev in zip(axes.flat, devices):
-        for r in rows:
-            if "psnr" in r and dev in r["latency_ms"]:
-                ax.scatter(r["latency_ms"][dev], r["psnr"])
-                ax.annotate(r["model"], (r["latency_ms"][dev], r["psnr"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"latency on {dev} (ms, log)")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(alpha=0.3)
+    from darkc.latency.chart import draw, lonely_table
+
+    points = [{"model": r["model"], "device": dev, "latency_ms": ms, "psnr": r["psnr"],
+               "estimated": r.get("estimated", {}).get(dev, dev != "host")}
+              for r in rows if r.get("psnr") is not None for dev, ms in r["latency_ms"].items()]
+    unscored = [r["model"] for r in rows if r.get("psnr") is None]
+    fig = plt.figure(figsize=(9, 7.4))
+    grid = fig.add_gridspec(2, 1, height_ratios=[4, 1.7])
+    ax = fig.add_subplot(grid[0])
+    lonely = draw(ax, points, quality="darkc eval on the reference validation set (the run's eval stage)") \
+        if points else []
+    if not points:
+        ax.text(0.5, 0.5, "no model has both a PSNR and a latency", ha="center", transform=ax.transAxes)
+    lonely_table(fig.add_subplot(grid[1]), lonely,
+                 note=f"Not scored: {', '.join(unscored)}." if unscored else None)
     fig.suptitle("quality vs latency across pipeline stages", fontsize=10)
     fig.tight_layout()
     with atomic_path(png) as t:
         fig.savefig(t, dpi=110, format="png")
     plt.close(fig)
+
+
+def redraw_report(folder: str | os.PathLike) -> Path:
+    """Redraw ``report.png`` of a run (or of a folder holding its committed ``report.json``) from
+    ``report.json``, without running anything; returns the PNG's path."""
+    folder = Path(folder)
+    report = _load_json(folder, f"{REPORT}.json")
+    if not report.get("rows"):
+        raise DarkcError(f"no {REPORT}.json with rows in {folder}: pass a pipeline run folder")
+    png = folder / f"{REPORT}.png"
+    _plot(report["rows"], png)
+    return png
