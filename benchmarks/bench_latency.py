@@ -320,7 +320,7 @@ def _append_sections(md: Path, extra: dict) -> None:
         lines += ["", f"Host conditions: {extra['note']}"]
     lines += ["", f"Command: `{extra['command']}` ({extra['wall_s']:.0f} s on this machine)."]
     with atomic_path(md) as tmp:
-        Path(tmp).write_text(md.read_text() + "\n".join(lines) + "\n")
+        Path(tmp).write_text(md.read_text() + portable("\n".join(lines)) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ exports the shipped student to INT8 TFLite (768x768 raw, 32 synthetic calibratio
 folder, deleted), then runs ``darkc eval --gallery`` on the reference set with the classical baselines (pairs ranked by the
 student: its best, median and worst), and
 writes ``<out>.png`` and ``<out>.json`` (the plotted PSNR/SSIM per panel). X-Trans: ``--cfa xtrans`` shows
-``teacher-xtrans`` on the X-Trans reference set.
+``teacher-xtrans`` on the X-Trans reference set; the committed one shows the Bayer gallery's pairs
+(``--images 10003_00,10005_02,10007_02``: ranking all 24 X-Trans pairs costs 24 full-size teacher runs).
 """
 from __future__ import annotations
 
@@ -31,13 +32,15 @@ def main(argv=None) -> int:
     ap.add_argument("--cfa", choices=["bayer", "xtrans"], default="bayer")
     ap.add_argument("--work", default=None, help="keep the INT8 export here (default: a temporary folder)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--images", default=None, help="pair IDs to show instead of best/median/worst (comma-separated)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out).with_suffix(".png")
     t0 = time.time()
     try:
         if args.cfa == "xtrans":
-            rep = make_gallery(["teacher-xtrans"], out, "synthetic", baselines=True, threads=args.threads)
+            rep = make_gallery(["teacher-xtrans"], out, "synthetic", baselines=True, threads=args.threads,
+                               images=args.images.split(",") if args.images else None)
         else:
             with tempfile.TemporaryDirectory(prefix="darkc-gallery-") as tmp:
                 work = Path(args.work or tmp)
@@ -46,7 +49,8 @@ def main(argv=None) -> int:
                               command="python benchmarks/gallery.py (student INT8 TFLite for the gallery)")
                 # ranked by the student (the first model): the phone model's best, median and worst pairs
                 rep = make_gallery(["student", int8["file"], "teacher"], out, "synthetic", baselines=True,
-                                   threads=args.threads, labels=["student", "student INT8 TFLite", "teacher"])
+                                   threads=args.threads, labels=["student", "student INT8 TFLite", "teacher"],
+                                   images=args.images.split(",") if args.images else None)
     except DarkcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
