@@ -48,8 +48,11 @@ def test_committed_gallery_is_best_median_worst_with_a_score_per_panel(name):
         labels = [p["label"] for p in row["panels"]]
         assert labels[0].startswith("input x") and labels[-1].startswith("reference")
         assert all(0 < p["psnr"] < 60 and -1 <= p["ssim"] <= 1 for p in row["panels"] if "psnr" in p)
-    order = [next(p["psnr"] for p in r["panels"] if p["key"] == "model0") for r in rec["images"]]
-    assert order == sorted(order, reverse=True)           # best, median, worst by the first model
+    if rec["ranked_by"]:                                 # best, median, worst by the first model
+        order = [next(p["psnr"] for p in r["panels"] if p["key"] == "model0") for r in rec["images"]]
+        assert order == sorted(order, reverse=True) and [r["why"] for r in rec["images"]] == ["best", "median", "worst"]
+    else:
+        assert {r["why"] for r in rec["images"]} == {"asked"}
 
 
 def test_quality_from_eval_reads_a_record_and_refuses_others(tmp_path):
