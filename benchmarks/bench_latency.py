@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.provenance import portable
 from darkc.latency import bench, write_report
+from darkc.latency.report import plot, quality_from_eval
 from darkc.latency.artifact import export_cached, packed_hw, parse_size
 from darkc.models import available_pretrained, build_model, read_spec, save_checkpoint
 from darkc.models.pretrained import pretrained_dir
@@ -150,6 +152,47 @@ def compare(current: dict, baseline: dict, max_count: float, max_ratio: float) -
     return failures, notes
 
 
+#: The committed reference-set evaluations of the shipped models (benchmarks/eval_quality.py writes them).
+QUALITY_RECORDS = {"teacher": "benchmarks/results/teacher_quality.json",
+                   "student": "benchmarks/results/student_quality.json"}
+
+
+def _quality_records(pairs: list[str] | None) -> dict[str, str]:
+    if not pairs:
+        return {k: v for k, v in QUALITY_RECORDS.items() if Path(v).is_file()}
+    out = {}
+    for item in pairs:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DarkcError(f"--quality {item!r}: pass NAME=FILE, e.g. teacher=benchmarks/results/teacher_quality.json")
+        out[name] = path
+    return out
+
+
+def _attach_quality(results: dict[str, dict], quality: dict[str, str]) -> None:
+    """Quality of each ``NAME fp32`` result from NAME's evaluation record. The fp32 TFLite export is scored as the
+    checkpoint the record evaluated (export parity > 130 dB, see export_*.md); the int8 exports (int8 I/O) have
+    no evaluation record of their own and stay unscored."""
+    for name, path in quality.items():
+        if f"{name} fp32" in results:
+            results[f"{name} fp32"]["metrics"] = {**quality_from_eval(path), "scored": f"{name} (PyTorch checkpoint)"}
+    for key, result in results.items():
+        if not any(key == f"{n} fp32" for n in quality):
+            result["metrics"] = None
+
+
+def _replot(prefix: Path, quality: dict[str, str]) -> int:
+    """Re-attach quality to ``prefix.json`` and redraw ``prefix.png`` from it (no measurement)."""
+    payload = json.loads(prefix.with_suffix(".json").read_text())
+    results = {r.get("label") or r["model"]: r for r in payload["models"]}
+    _attach_quality(results, quality)
+    with atomic_path(prefix.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(portable(payload), indent=1, default=str) + "\n")
+    plot(payload["models"], prefix.with_suffix(".png"), payload.get("title", "darkc bench"))
+    print(f"redrew {prefix.with_suffix('.png')} from {prefix.with_suffix('.json')}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="auto", help="shipped names, comma-separated (default: every shipped Bayer one)")
@@ -169,7 +212,19 @@ def main(argv=None) -> int:
     p.add_argument("--max-count-growth", type=float, default=0.02)
     p.add_argument("--max-ratio-growth", type=float, default=0.5)
     p.add_argument("--note", default=None, help="a line about the host's conditions for the report")
+    p.add_argument("--quality", action="append", default=None, metavar="NAME=FILE",
+                   help="PSNR/SSIM of NAME's fp32 variant from a `darkc eval --format json` record (repeatable; "
+                        "default: the committed reference-set records of the shipped teacher and student)")
+    p.add_argument("--replot", action="store_true", help="re-attach --quality to the JSON at --out and redraw "
+                   "its PNG, without measuring anything")
     a = p.parse_args(argv)
+    try:
+        quality = _quality_records(a.quality)
+        if a.replot:
+            return _replot(Path(a.out), quality)
+    except DarkcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if a.quick:
         a.devices, a.runs, a.arm_repeats = "host,cortex-a55,cortex-a78,ethos-u55-256,ethos-u65-512", 3, 1
     t0 = time.monotonic()
@@ -211,6 +266,7 @@ def main(argv=None) -> int:
     except DarkcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    _attach_quality(results, quality)
     reference = f"{names[0]} fp32"
     current = gated(results, reference)
     extra["gated"] = current
@@ -220,8 +276,8 @@ def main(argv=None) -> int:
     print(Path(paths["md"]).read_text())
     if a.write_baseline and a.baseline:
         with atomic_path(a.baseline) as tmp:
-            Path(tmp).write_text(json.dumps({"gated": current, "size": a.size, "arm_size": a.arm_size,
-                                             "command": extra["command"]}, indent=1) + "\n")
+            Path(tmp).write_text(json.dumps(portable({"gated": current, "size": a.size, "arm_size": a.arm_size,
+                                                      "command": extra["command"]}), indent=1) + "\n")
         print(f"wrote baseline {a.baseline}", file=sys.stderr)
     elif a.baseline:
         base_path = Path(a.baseline)
@@ -264,7 +320,7 @@ def _append_sections(md: Path, extra: dict) -> None:
         lines += ["", f"Host conditions: {extra['note']}"]
     lines += ["", f"Command: `{extra['command']}` ({extra['wall_s']:.0f} s on this machine)."]
     with atomic_path(md) as tmp:
-        Path(tmp).write_text(md.read_text() + "\n".join(lines) + "\n")
+        Path(tmp).write_text(md.read_text() + portable("\n".join(lines)) + "\n")
 
 
 if __name__ == "__main__":

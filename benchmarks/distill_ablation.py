@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from darkc.provenance import portable
+
 RUNS = [  # name, init, kd, ground-truth weight, chroma weight
     ("scratch / output", "scratch", "output", 0.0, 0.0),
     ("pruned / output", "pruned", "output", 0.0, 0.0),
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
                        lr=args.lr, widths=widths, eval_limit=args.eval_limit, host=f"torch {torch.__version__} CPU")
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(results_path) as tmp:
-            Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
+            Path(tmp).write_text(json.dumps(portable(results), indent=1) + "\n")
         print(f"{name}: PSNR {s['psnr']:.2f} dB, vs teacher {s['psnr_vs_teacher']:.2f} dB", flush=True)
     with atomic_path(out / "ablation.md") as tmp:
         Path(tmp).write_text(format_md(results))
@@ -109,7 +111,7 @@ def format_md(results: dict) -> str:
     if results.get("reading"):
         lines += ["", "Reading: " + results["reading"]]
     lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in runs.values()), ""]
-    return "\n".join(lines)
+    return portable("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from darkc.errors import atomic_path  # noqa: E402
+from darkc.provenance import portable  # noqa: E402
 from darkc.evaluate import evaluate, format_result  # noqa: E402
 
 
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
         tmp.write_text(md)
     slim = {k: v for k, v in res.items() if k != "images"}
     with atomic_path(out.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(slim, indent=1))
+        tmp.write_text(json.dumps(portable(slim), indent=1))
     plot([("reference", res)] + ([("out-of-distribution", ood)] if ood is not None else []), out.with_suffix(".png"))
     print(format_result(res, "table"))
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from darkc.errors import atomic_path
+from darkc.provenance import portable
 from darkc.evaluate import evaluate
 from darkc.export import export
 from darkc.export.diagnose import format_table, layer_sqnr
@@ -137,9 +138,9 @@ def main(argv=None) -> int:
         lines += ["", f"## {label}: per-layer SQNR (2 synthetic inputs)", "", format_table(table, "md")]
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+        Path(tmp).write_text(json.dumps(portable(result), indent=2) + "\n")
     with atomic_path(out.with_suffix(".md")) as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")
+        Path(tmp).write_text(portable("\n".join(lines)) + "\n")
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     if scratch is not None:
         scratch.cleanup()

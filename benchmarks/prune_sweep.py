@@ -42,6 +42,7 @@ def main(argv=None) -> int:
 
     from darkc.compress.prune import _measure, packed_shape, parse_resolution, prune
     from darkc.errors import atomic_path
+    from darkc.provenance import portable
     from darkc.evaluate import evaluate
     from darkc.models import load_checkpoint, resolve_model_ref
 
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
             "eval": "reference validation set, float sRGB vs LibRaw-rendered long exposure"}
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        Path(tmp).write_text(json.dumps(portable({"meta": meta, "rows": rows}), indent=1) + "\n")
     lines = [f"# Pruning sweep of `{args.model}`", "", *(f"- {k}: {v}" for k, v in meta.items()), "",
              "| model | widths | params | GMACs @1920x1080 | GMACs @4240x2832 | latency ms | PSNR | SSIM |",
              "|---|---|---|---|---|---|---|---|"]

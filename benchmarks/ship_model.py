@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from darkc.errors import atomic_path
+from darkc.provenance import portable
 from darkc.models import load_checkpoint, save_checkpoint
 from darkc.models.complexity import count_macs, count_params
 from darkc.models.pretrained import PRETRAINED_DIR, PRETRAINED_NAMES
@@ -49,6 +50,15 @@ def _quality_table(q: dict) -> list[str]:
     return lines
 
 
+def gallery_section(png: str, card_dir: Path) -> list[str]:
+    """The card's "What its output looks like" section: the gallery PNG, linked relative to the card."""
+    rel = os.path.relpath(Path(png).resolve(), card_dir.resolve())
+    return ["## What its output looks like", "",
+            f"Best, median and worst reference pairs, crops beside the amplified input, the baselines and the other "
+            f"shipped models, PSNR/SSIM per image (`python benchmarks/gallery.py`; numbers in "
+            f"`{Path(png).with_suffix('.json').name}` beside the picture):", "", f"![gallery]({rel})"]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True)
@@ -56,6 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quality", default=None, help="eval_quality.py JSON of this model")
     ap.add_argument("--hardware", default=None, help="what it trained on (default: this host's CPU)")
     ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--gallery", default=None, help="gallery PNG of this model (benchmarks/gallery.py) to show")
     args = ap.parse_args(argv)
 
     run = Path(args.run)
@@ -101,13 +112,15 @@ def main(argv=None) -> int:
                   f"{q['n']} pairs; {q.get('protocol', '')}", ""] + _quality_table(q)
         lines += ["", f"Reproduce: `python benchmarks/eval_quality.py --model {args.name}` "
                       f"(or `darkc eval --model {args.name} --baselines`)."]
+    if args.gallery:
+        lines += ["", *gallery_section(args.gallery, dest)]
     lines += ["", "## Licence and data", "",
               "Trained only on synthetic low-light raw made by darkc from clean photos it ships or installs "
               "(scikit-image and sporco sample photos, Debian plasma-workspace-wallpapers photographs under "
               "LGPL-3/CC-BY-SA-4.0, procedural dead-leaves images). Not trained on the real SID data; figures on "
               "real captures will differ.", ""]
     with atomic_path(dest / "MODEL_CARD.md") as tmp:
-        Path(tmp).write_text("\n".join(lines))
+        Path(tmp).write_text(portable("\n".join(lines)))
     diff = max((a.float() - b.float()).abs().max().item() for a, b in
                zip(model.state_dict().values(), shipped.state_dict().values()))
     print(f"shipped {run} as {dest} (fp16, max weight change {diff:.2e})")

@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from darkc.data.raw import amplify, read_raw  # noqa: E402
 from darkc.errors import DarkcError, atomic_path  # noqa: E402
+from darkc.provenance import portable  # noqa: E402
 from darkc.inference import Runner, TorchRunner, load_runner  # noqa: E402
 from darkc.models import available_pretrained, build_model  # noqa: E402
 from darkc.video import enhance_video, make_filter, open_sequence, write_clip  # noqa: E402
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
             "summary": mean, "cost": cost}
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "video_temporal.json") as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.write_text(json.dumps(portable(data), indent=1) + "\n")
     fig_clip = "tripod" if "tripod" in results else clips[-1]
     fig_rows = ["per-frame"] + [f"{k}/output" for k in kinds if f"{k}/output" in results[fig_clip]["rows"]]
     n = args.frames
@@ -278,7 +279,7 @@ def main(argv=None) -> int:
            {k: Path(v) for k, v in results[fig_clip]["out_dirs"].items()}, fig_rows,
            sorted({max(1, n // 4), n // 2, n - 1}))
     with atomic_path(out / "video_temporal.md") as tmp:
-        tmp.write_text(report_md(data, clips, labels, fig_clip))
+        tmp.write_text(portable(report_md(data, clips, labels, fig_clip)))
     if tmpdir is not None:
         tmpdir.cleanup()
     print(f"wrote {out}/video_temporal.md (.json, .png) in {elapsed:.0f} s")

@@ -111,33 +111,53 @@ def train(out, data, images, arch, widths, cfa, profile, output_kind, noise_inpu
 
 
 @cli.command(name="eval")
-@click.option("--model", default="teacher", show_default=True, help="shipped name, artifact folder, .onnx or .tflite")
+@click.option("--model", "models", multiple=True, help="shipped name, artifact folder, .onnx or .tflite (default "
+              "teacher); repeat it with --gallery")
 @click.option("--data", default="synthetic", show_default=True, help="'synthetic' (reference set) or a SID folder/list")
 @click.option("--baselines", is_flag=True, help="also score the classical pipelines on the same pairs")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--limit", type=int, default=None, help="only the first N pairs")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the report here")
-def eval_cmd(model, data, baselines, fmt, threads, limit, out) -> None:
+@click.option("--gallery", default=None, type=click.Path(dir_okay=False), help="write OUT.png instead: crops of the "
+              "amplified input, --baselines, each --model and the reference, labelled with PSNR/SSIM")
+@click.option("--images", default=None, help="--gallery: pair IDs to show, e.g. 10001_00,10003_01 (default: best, "
+              "median, worst by the first --model)")
+def eval_cmd(models, data, baselines, fmt, threads, limit, out, gallery, images) -> None:
     """PSNR/SSIM per ratio and overall, worst image; torch, ONNX and TFLite models alike."""
     from .evaluate import evaluate, format_result
+    models = list(models) or ["teacher"]
+    if gallery:
+        from .gallery import make_gallery
+        rep = make_gallery(models, gallery, data, baselines=baselines, threads=threads,
+                           images=images.split(",") if images else None)
+        click.echo(f"wrote {gallery} ({len(rep['images'])} pairs x {len(rep['images'][0]['panels'])} panels) and "
+                   f"its numbers {Path(gallery).with_suffix('.json')}")
+        return
+    if images or len(models) > 1:
+        raise DarkcError("--images and a repeated --model go with --gallery OUT.png; pass one --model to score it")
+    model = models[0]
     res = evaluate(model, data, baselines=baselines, threads=threads, limit=limit, progress=fmt != "json" or bool(out))
     _write_or_print(format_result(res, fmt), out)
 
 
 @cli.command()
 @click.argument("raw", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="output PNG")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="output .png, .tif/.tiff (16-bit) or .jpg/.jpeg; gets the raw's EXIF")
 @click.option("--model", default="teacher", show_default=True, help="shipped name, artifact folder, .onnx or .tflite")
 @click.option("--ratio", type=float, default=None, help="exposure ratio (default: from SID-style file names)")
-@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--bits", type=click.Choice(["8", "16"]), default=None, help="bits per channel (default: 8 for PNG "
+              "and JPEG, 16 for TIFF)")
+@click.option("--quality", type=int, default=None, help="JPEG quality 1-100 (default 95)")
 @click.option("--tile", type=int, default=1024, show_default=True, help="largest tile side in packed px (memory)")
 @click.option("--overlap", type=int, default=None, help="tile overlap in packed px (default 224; a quarter of a small fixed window)")
 @click.option("--threads", type=int, default=None)
-def enhance(raw, out, model, ratio, bits, tile, overlap, threads) -> None:
-    """Enhance one raw file into a PNG, full resolution, in tiles with bounded memory."""
+def enhance(raw, out, model, ratio, bits, quality, tile, overlap, threads) -> None:
+    """Enhance one raw file into an image turned and tagged as a raw converter would, in tiles (bounded memory)."""
     from .enhance import enhance_file
-    rep = enhance_file(raw, out, model=model, ratio=ratio, bits=int(bits), tile=tile, overlap=overlap, threads=threads)
+    rep = enhance_file(raw, out, model=model, ratio=ratio, bits=None if bits is None else int(bits), tile=tile,
+                       overlap=overlap, threads=threads, quality=quality)
     click.echo(json.dumps(rep) if not sys.stdout.isatty() else
                f"wrote {rep.get('output', out)} ({rep.get('width')}x{rep.get('height')}, ratio {rep.get('ratio')}, "
                f"{rep.get('seconds', 0):.1f} s)")

@@ -1,14 +1,16 @@
-"""The enhance stage: one dark raw file -> one sRGB PNG, through any model format.
+"""The enhance stage: one dark raw file -> one sRGB image (PNG, TIFF or JPEG), through any model format.
 
 ::
 
-    report = enhance_file("Sony/short/10003_00_0.04s.ARW", "out.png", model="teacher")   # ratio from ../long
-    report = enhance_file("IMG_0001.DNG", "out.png", model="runs/student/model.onnx", ratio=250, bits=16)
+    report = enhance_file("Sony/short/10003_00_0.04s.ARW", "out.jpg", model="teacher")   # ratio from ../long
+    report = enhance_file("IMG_0001.DNG", "out.tif", model="runs/student/model.onnx", ratio=250)   # 16-bit
 
-The PNG covers the frame the network sees (:class:`darkc.data.raw.RawFrame`): the sensor's visible area cut
+The image covers the frame the network sees (:class:`darkc.data.raw.RawFrame`): the sensor's visible area cut
 at the top-left to the canonical CFA phase and at the bottom-right to whole CFA tiles, so it can be 0-2 px
 (Bayer) or up to 10 px (X-Trans) smaller than the sensor per axis; ``report["offset"]`` is the (dy, dx) cut
-at the top-left.
+at the top-left, on the sensor. Like a raw converter, the output is then turned to the file's orientation
+exactly as LibRaw turns its own render (:mod:`darkc.data.orientation`) and carries the source's EXIF (camera,
+lens, exposure, ISO, date; :mod:`darkc.outputs`).
 """
 from __future__ import annotations
 
@@ -20,16 +22,17 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+from tqdm import tqdm
 
+from .data.exif import COPIED, read_exif
+from .data.orientation import apply_flip
 from .data.raw import read_raw
 from .data.sid import exposure_from_name, ratio_from_names
 from .errors import DarkcError, atomic_path
 from .inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_raw_file, load_runner
 from .models.pretrained import pretrained_for_cfa
-
-_BITS = {8: (np.uint8, 255.0), 16: (np.uint16, 65535.0)}
+from .outputs import check_output, write_image
 
 
 def sid_ratio(raw_path: str | os.PathLike) -> float | None:
@@ -66,18 +69,13 @@ def _resolve_ratio(raw_path: Path, ratio) -> float:
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray, bits: int = 8) -> None:
     """Write (3, H, W) sRGB in [0, 1] as an 8- or 16-bit RGB PNG, atomically (nothing is left on failure)."""
-    dtype, full = _BITS[bits]
-    path = Path(path)
-    img = np.empty(rgb.shape[1:] + (3,), dtype)
-    for c in range(3):                       # one channel at a time: no full-size float temporaries
-        img[..., 2 - c] = np.rint(np.clip(rgb[c], 0.0, 1.0) * full)   # RGB -> OpenCV's BGR
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            ok = cv2.imwrite(str(tmp), img)
-            if not ok:
-                raise DarkcError(f"cannot write {path}: OpenCV failed to encode the PNG; check the path and free space")
-    except (OSError, cv2.error) as exc:
-        raise DarkcError(f"cannot write {path}: {' '.join(str(exc).split())}; check the path and free space") from exc
+    if Path(path).suffix.lower() != ".png":
+        raise DarkcError(f"output {path} must end in .png")
+    write_image(path, rgb, bits)
+
+
+def _warn(msg: str) -> None:
+    tqdm.write(f"warning: {msg}", file=sys.stderr)
 
 
 def _peak_rss_mib() -> float:
@@ -85,39 +83,42 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10   # bytes on macOS, KiB on Linux
 
 
-def enhance_file(raw_path: str | os.PathLike, out_png: str | os.PathLike, model: str | os.PathLike | Runner = "teacher",
-                 ratio: float | None = None, bits: int = 8, tile: int = DEFAULT_TILE, overlap: int | None = None,
-                 threads: int | None = None, progress: bool = True) -> dict:
-    """Enhance one dark raw file into an sRGB PNG.
+def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | Runner = "teacher",
+                 ratio: float | None = None, bits: int | None = None, tile: int = DEFAULT_TILE,
+                 overlap: int | None = None, threads: int | None = None, progress: bool = True,
+                 quality: int | None = None) -> dict:
+    """Enhance one dark raw file into an sRGB image, turned to the file's orientation, with its EXIF.
 
     Args:
         raw_path: a Bayer or X-Trans camera raw (DNG/ARW/RAF/...).
-        out_png: output ``.png``; written atomically, so a failed run leaves no file (and an old one intact).
+        out: output ``.png``, ``.tif``/``.tiff`` or ``.jpg``/``.jpeg`` (:mod:`darkc.outputs`); written
+            atomically, so a failed run leaves no file (and an old one intact).
         model: shipped name, checkpoint directory, ``.onnx`` or ``.tflite`` (see :func:`load_runner`), or a
             loaded :class:`Runner` (to reuse one over many files). A shipped Bayer name on an X-Trans file means
             its X-Trans sibling where one ships (``teacher`` -> ``teacher-xtrans``).
         ratio: exposure ratio the raw is multiplied by (SID: long / short exposure, 100-300). None reads it
             from SID-style names (``short/ID_NN_<t>s.ext`` beside ``long/ID_00_<T>s.*``), else it is an error.
-        bits: 8 or 16 bits per channel.
+        bits: 8 or 16 bits per channel; None: 8 for PNG and JPEG, 16 for TIFF.
         tile, overlap: packed px, see :func:`darkc.inference.enhance_packed`.
         threads: CPU threads for inference; None keeps the runtime's default.
         progress: show a progress bar over the tiles.
+        quality: JPEG quality 1-100 (default 95); only for ``.jpg``.
 
     Returns:
-        Report: ``input``, ``output``, ``width``, ``height`` (of the PNG), ``offset`` ((dy, dx) of the PNG's
-        top-left on the sensor), ``bits``, ``ratio``, ``model``, ``cfa``, ``seconds`` (wall, whole call),
-        ``peak_rss_mib`` (the process's peak resident memory so far, not only this call's).
+        Report: ``input``, ``output``, ``format``, ``width``, ``height`` (of the written image, after turning),
+        ``offset`` ((dy, dx) of the image's top-left on the sensor, before turning), ``flip`` (LibRaw's
+        orientation bits applied, 0 for none), ``exif`` (names of the copied tags), ``bits``, ``ratio``,
+        ``model``, ``cfa``, ``seconds`` (wall, whole call), ``peak_rss_mib`` (the process's peak resident
+        memory so far, not only this call's).
 
     Raises:
         DarkcError: one line naming the file: missing/truncated/unsupported raw, no ratio, a model for the
-            other CFA, NaN/Inf, bad options, or an unwritable output.
+            other CFA, NaN/Inf, bad options, an output extension darkc cannot write, or an unwritable output.
+            A raw whose EXIF cannot be read is no error: it enhances with a warning and no copied tags.
     """
     start = time.perf_counter()
-    raw_path, out_png = Path(raw_path), Path(out_png)
-    if bits not in _BITS:
-        raise DarkcError(f"--bits {bits!r} for {out_png}: pass 8 or 16")
-    if out_png.suffix.lower() != ".png":
-        raise DarkcError(f"output {out_png} must end in .png")
+    raw_path, out = Path(raw_path), Path(out)
+    fmt, bits = check_output(out, bits, quality)
     if not raw_path.is_file():
         raise DarkcError(f"raw file {raw_path} does not exist: check the path")
     ratio = _resolve_ratio(raw_path, ratio)
@@ -127,12 +128,17 @@ def enhance_file(raw_path: str | os.PathLike, out_png: str | os.PathLike, model:
         want, got = CFA_NAMES[runner.cfa], CFA_NAMES[frame.cfa]
         raise DarkcError(f"model {runner.name} expects {runner.in_channels}-channel {want} input but {raw_path.name} "
                          f"is {got}; pass a model made for {got} raw")
-    offset = frame.offset
+    offset, flip = frame.offset, frame.flip
+    exif, problem = read_exif(raw_path)
+    if problem:
+        _warn(f"cannot read the EXIF of {raw_path} ({problem}); {out} gets no camera metadata")
     rgb = enhance_raw_file(runner, raw_path, ratio, tile=tile, overlap=overlap, progress=progress, frame=frame)
     del frame
-    write_png(out_png, rgb, bits)
+    rgb = apply_flip(rgb, flip, channel_axis=0)
+    write_image(out, rgb, bits, exif=exif, quality=quality)
     return {
-        "input": str(raw_path), "output": str(out_png), "width": int(rgb.shape[2]), "height": int(rgb.shape[1]),
-        "offset": tuple(int(v) for v in offset), "bits": bits, "ratio": ratio, "model": runner.name,
+        "input": str(raw_path), "output": str(out), "format": fmt, "width": int(rgb.shape[2]),
+        "height": int(rgb.shape[1]), "offset": tuple(int(v) for v in offset), "flip": int(flip),
+        "exif": sorted(COPIED[c][0] for c in exif), "bits": bits, "ratio": ratio, "model": runner.name,
         "cfa": runner.cfa, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mib": round(_peak_rss_mib(), 1),
     }

@@ -44,6 +44,7 @@ import uuid
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path, sha256_file
+from darkc.provenance import portable, run_root
 
 STAGES = ("prune", "distill", "quantize", "export", "bench", "eval")
 MANIFEST = "manifest.json"
@@ -318,7 +319,7 @@ class _Run:
             results[name] = bench(path, devices=devices, size=o.get("size", "1920x1080"),
                                   threads=[o.get("threads", 1)], runs=o.get("runs", 5))
         with atomic_path(tmp / "bench.json") as t:
-            Path(t).write_text(json.dumps(results, indent=1, default=str))
+            Path(t).write_text(json.dumps(portable(results, self.out), indent=1, default=str))
         return {"models": list(results)}
 
     def run_eval(self, tmp: Path) -> dict:
@@ -384,7 +385,8 @@ def run_pipeline(recipe_path, out_dir, *, from_stage: str | None = None, progres
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
         (work / ".key").write_text(key)
-        metrics = getattr(run, f"run_{stage}")(work)
+        with run_root(out):                     # records inside the run name it RUN (darkc.provenance)
+            metrics = getattr(run, f"run_{stage}")(work)
         (work / ".key").unlink(missing_ok=True)
         run_id = uuid.uuid4().hex
         manifest = {"stage": stage, "key": key, "run_id": run_id, "recipe": recipe["_path"], "options": recipe[stage],
@@ -395,7 +397,7 @@ def run_pipeline(recipe_path, out_dir, *, from_stage: str | None = None, progres
                     "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     "outputs": _hashes(work)}
         with atomic_path(work / MANIFEST) as t:
-            Path(t).write_text(json.dumps(manifest, indent=1, default=str))
+            Path(t).write_text(json.dumps(portable(manifest, out), indent=1, default=str))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(work, folder)
@@ -420,19 +422,25 @@ def write_report(run: _Run) -> dict:
         bench_entry = benches.get(name) if isinstance(benches.get(name), dict) else {}
         if bench_entry.get("graph", {}).get("macs"):
             row["macs"] = bench_entry["graph"]["macs"]
+        row["estimated"] = {}
         for dev, entry in (benches.get(name) or {}).get("devices", {}).items() if isinstance(benches.get(name),
                                                                                             dict) else []:
             if isinstance(entry, dict) and entry.get("latency_ms") is not None:
                 row["latency_ms"][dev] = entry["latency_ms"]
+                row["estimated"][dev] = bool(entry.get("estimated"))
         rows.append(row)
-    report = {"recipe": run.recipe["_path"], "run": str(run.out), "rows": rows,
-              "stages": {s: _read_manifest(d) and {k: _read_manifest(d)[k] for k in ("seconds", "finished", "metrics")}
-                         for s, d in run.dirs.items()}}
+    report = portable({"recipe": run.recipe["_path"], "rows": rows,
+                       "quality": {"source": str(run.dirs["eval"] / "eval.json") if "eval" in run.dirs else None,
+                                   "data": "reference validation set (darkc eval --data synthetic)"},
+                       "stages": {s: _read_manifest(d) and {k: _read_manifest(d)[k] for k in ("seconds", "finished",
+                                                                                            "metrics")}
+                                  for s, d in run.dirs.items()}}, run.out)
+    report = {"run": portable(str(run.out)), **report}       # the folder itself, not "RUN"
     devices = sorted({d for r in rows for d in r["latency_ms"]}, key=lambda d: (d != "host", d))
     bench_opts = run.opts.get("bench", {})
     lines = [f"# darkc pipeline report: {Path(run.recipe['_path']).name}", "",
-             f"Run folder `{run.out}`; stages: {', '.join(run.stages)}. PSNR/SSIM on the reference validation set "
-             f"(float sRGB vs LibRaw-rendered long exposure"
+             f"Run folder `{portable(str(run.out))}` (`RUN` in the records); stages: {', '.join(run.stages)}. PSNR/SSIM "
+             f"on the reference validation set (float sRGB vs LibRaw-rendered long exposure"
              + ("; these raw-output models' clean raw is rendered by LibRaw with each file's own colour first"
                 if run.teacher.get("output") == "raw" else "")
              + f"); latency as measured or estimated by `darkc bench` "
@@ -455,8 +463,8 @@ def write_report(run: _Run) -> dict:
     with atomic_path(run.out / f"{REPORT}.json") as t:
         Path(t).write_text(json.dumps(report, indent=1, default=str))
     with atomic_path(run.out / f"{REPORT}.md") as t:
-        Path(t).write_text("\n".join(lines) + "\n")
-    _plot(rows, devices, run.out / f"{REPORT}.png")
+        Path(t).write_text(portable("\n".join(lines), run.out) + "\n")
+    _plot(report["rows"], run.out / f"{REPORT}.png")
     return report
 
 
@@ -466,30 +474,43 @@ def _load_json(folder: Path | None, name: str) -> dict:
     return json.loads((folder / name).read_text())
 
 
-def _plot(rows: list[dict], devices: list[str], png: Path) -> None:
+def _plot(rows: list[dict], png: Path) -> None:
+    """Quality vs latency of every model on every device (see :mod:`darkc.latency.chart`); devices with one
+    point go in a table under the chart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    devices = devices or ["(no latency measured)"]
-    cols = min(3, len(devices))
-    nrows = -(-len(devices) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.6 * nrows), squeeze=False)
-    for ax in axes.flat[len(devices):]:
-        ax.axis("off")
-    for ax, dev in zip(axes.flat, devices):
-        for r in rows:
-            if "psnr" in r and dev in r["latency_ms"]:
-                ax.scatter(r["latency_ms"][dev], r["psnr"])
-                ax.annotate(r["model"], (r["latency_ms"][dev], r["psnr"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"latency on {dev} (ms, log)")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(alpha=0.3)
+    from darkc.latency.chart import draw, lonely_table
+
+    points = [{"model": r["model"], "device": dev, "latency_ms": ms, "psnr": r["psnr"],
+               "estimated": r.get("estimated", {}).get(dev, dev != "host")}
+              for r in rows if r.get("psnr") is not None for dev, ms in r["latency_ms"].items()]
+    unscored = [r["model"] for r in rows if r.get("psnr") is None]
+    fig = plt.figure(figsize=(9, 7.4))
+    grid = fig.add_gridspec(2, 1, height_ratios=[4, 1.7])
+    ax = fig.add_subplot(grid[0])
+    lonely = draw(ax, points, quality="darkc eval on the reference validation set (the run's eval stage)") \
+        if points else []
+    if not points:
+        ax.text(0.5, 0.5, "no model has both a PSNR and a latency", ha="center", transform=ax.transAxes)
+    lonely_table(fig.add_subplot(grid[1]), lonely,
+                 note=f"Not scored: {', '.join(unscored)}." if unscored else None)
     fig.suptitle("quality vs latency across pipeline stages", fontsize=10)
     fig.tight_layout()
     with atomic_path(png) as t:
         fig.savefig(t, dpi=110, format="png")
     plt.close(fig)
+
+
+def redraw_report(folder: str | os.PathLike) -> Path:
+    """Redraw ``report.png`` of a run (or of a folder holding its committed ``report.json``) from
+    ``report.json``, without running anything; returns the PNG's path."""
+    folder = Path(folder)
+    report = _load_json(folder, f"{REPORT}.json")
+    if not report.get("rows"):
+        raise DarkcError(f"no {REPORT}.json with rows in {folder}: pass a pipeline run folder")
+    png = folder / f"{REPORT}.png"
+    _plot(report["rows"], png)
+    return png

@@ -15,6 +15,7 @@ from darkc.cli import main
 from darkc.compress.distill import FEATURE_LAYERS, REPORT_JSON, distill, distill_objective, make_adapters
 from darkc.errors import DarkcError
 from darkc.models import build_model, load_checkpoint, normalize_spec, save_checkpoint
+from darkc.provenance import portable_text
 
 TEACHER_WIDTHS = [8, 8, 16, 16, 32]
 STUDENT_WIDTHS = [4, 4, 8, 8, 16]
@@ -77,7 +78,7 @@ def test_student_distance_to_teacher_falls(teacher_dir, tmp_path):
     model, sspec = load_checkpoint(tmp_path / "student")
     assert sspec["widths"] == STUDENT_WIDTHS
     prov = sspec["provenance"]
-    assert prov["stage"] == "distill" and prov["parent"] == str(teacher_dir) and prov["init"].startswith("checkpoint")
+    assert prov["stage"] == "distill" and prov["parent"] == portable_text(str(teacher_dir)) != str(teacher_dir) and prov["init"].startswith("checkpoint")
     assert prov["train"]["step"] == 80 and "darkc distill --teacher" in prov["command"]
     assert report["student"]["params"] < report["teacher_stats"]["params"]
     assert json.loads((tmp_path / "student" / REPORT_JSON).read_text())["steps"] == 80

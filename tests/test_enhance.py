@@ -107,7 +107,7 @@ def nan_frame(monkeypatch, tmp_path):
     ("no-ratio", ("plain.dng", "pass --ratio")),
     ("bad-ratio", ("plain.dng", "--ratio nan")),
     ("bad-bits", ("out.png", "--bits 12")),
-    ("not-png", ("out.jpg", "must end in .png")),
+    ("not-an-image", ("out.gif", "darkc writes .png")),
 ])
 def test_bad_inputs_name_the_file_and_leave_no_png(tmp_path, models, monkeypatch, case, fragments):
     kwargs = {"ratio": 100}
@@ -123,9 +123,9 @@ def test_bad_inputs_name_the_file_and_leave_no_png(tmp_path, models, monkeypatch
     else:
         raw = dark_dng(tmp_path / "plain.dng", (64, 64))
         kwargs = {"no-ratio": {"ratio": None}, "bad-ratio": {"ratio": float("nan")},
-                  "bad-bits": {"ratio": 100, "bits": 12}, "not-png": {"ratio": 100}}[case]
-        if case == "not-png":
-            out = tmp_path / "out.jpg"
+                  "bad-bits": {"ratio": 100, "bits": 12}, "not-an-image": {"ratio": 100}}[case]
+        if case == "not-an-image":
+            out = tmp_path / "out.gif"
     with raises_naming(*fragments):
         enhance_file(raw, out, model=models["bayer"], progress=False, **kwargs)
     assert not out.exists() and pngs(tmp_path) == [] and not list(tmp_path.glob(".out*"))

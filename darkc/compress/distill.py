@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.provenance import portable
 
 #: Decoder layers whose outputs feature distillation matches (one per upsampling level).
 FEATURE_LAYERS = ("conv6_2", "conv7_2", "conv8_2", "conv9_2")
@@ -378,10 +379,11 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
             "macs_1920x1080": report["student"]["macs"]["1920x1080"], "params": report["student"]["params"]}
     save_checkpoint(final, fspec, out)
     report["seconds"] = time.time() - t0
+    record = portable(report)                           # no absolute machine paths on disk
     with atomic_path(out / REPORT_JSON) as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        Path(tmp).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     with atomic_path(out / REPORT_MD) as tmp:
-        Path(tmp).write_text(format_report(report, "md"), encoding="utf-8")
+        Path(tmp).write_text(format_report(record, "md"), encoding="utf-8")
     return report
 
 

@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from darkc.errors import DarkcError, atomic_dir
+from darkc.provenance import portable
 
 IMPORTANCES = ("l1", "l2", "taylor", "random")
 SCOPES = ("uniform", "global")
@@ -728,8 +729,9 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
                                              for k in ("before", "after")} | {"eval": report["eval"]}
             save_checkpoint(model, spec, tmp)
         report["seconds"] = time.time() - t0
-        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        (tmp / REPORT_MD).write_text(format_report(report, "md"), encoding="utf-8")
+        record = portable(report)                       # no absolute machine paths on disk
+        (tmp / REPORT_JSON).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        (tmp / REPORT_MD).write_text(format_report(record, "md"), encoding="utf-8")
     return report
 
 

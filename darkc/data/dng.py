@@ -28,14 +28,17 @@ def _exposure_rational(seconds: float) -> tuple:
 
 def dng_bytes(mosaic: np.ndarray, kind: str, *, black: int, white: int, xyz_to_cam: np.ndarray,
               as_shot_neutral, exposure_time: float, iso: int = 100, model: str = "darkc synthetic",
-              pattern: np.ndarray | None = None, noise_profile: tuple[float, float] | None = None) -> bytes:
+              pattern: np.ndarray | None = None, make: str = "darkc", orientation: int = 1,
+              datetime: str | None = None, noise_profile: tuple[float, float] | None = None) -> bytes:
     """Encode a uint16 mosaic (H, W) as a DNG 1.4 file and return its bytes.
 
     ``pattern`` is the CFA tile at the mosaic's top-left (0=R, 1=G, 2=B), default the canonical phase
     of ``kind``; another phase of the same CFA (e.g. GRBG) writes a file like a camera with that phase.
     Tags: CFA pattern and repeat size, black/white level, ColorMatrix1 (XYZ->camera, D65),
-    AsShotNeutral (1 / white-balance multipliers), ExposureTime, ISO, and with ``noise_profile`` = (S, O) the DNG
-    NoiseProfile (variance = S * x + O for x the signal normalised to [0, 1] above black).
+    AsShotNeutral (1 / white-balance multipliers), ExposureTime, ISO, Make/Model, Orientation (EXIF 1-8, as
+    a camera held upright or turned writes it), when given DateTimeOriginal ("YYYY:MM:DD HH:MM:SS"), and with
+    ``noise_profile`` = (S, O) the DNG NoiseProfile (variance = S * x + O for x the signal normalised to [0, 1]
+    above black).
     """
     mosaic = np.ascontiguousarray(mosaic, dtype=np.uint16)
     pat = cfa_mod.canonical_pattern(kind) if pattern is None else np.asarray(pattern)
@@ -48,7 +51,7 @@ def dng_bytes(mosaic: np.ndarray, kind: str, *, black: int, white: int, xyz_to_c
     extratags = [
         (50706, "B", 4, (1, 4, 0, 0), True),            # DNGVersion
         (50707, "B", 4, (1, 1, 0, 0), True),            # DNGBackwardVersion
-        (271, "s", 0, "darkc", True),                   # Make
+        (271, "s", 0, make, True),                      # Make
         (272, "s", 0, model, True),                     # Model
         (50708, "s", 0, model, True),                   # UniqueCameraModel
         (33421, "H", 2, (n, n), True),                  # CFARepeatPatternDim
@@ -62,7 +65,10 @@ def dng_bytes(mosaic: np.ndarray, kind: str, *, black: int, white: int, xyz_to_c
         (50728, "2I", 3, _srational(as_shot_neutral), True),  # AsShotNeutral
         (33434, "2I", 1, _exposure_rational(exposure_time), True),  # ExposureTime
         (34855, "H", 1, int(iso), True),                # ISOSpeedRatings
+        (274, "H", 1, int(orientation), True),          # Orientation
     ]
+    if datetime is not None:
+        extratags.append((36867, "s", 0, datetime, True))   # DateTimeOriginal
     if noise_profile is not None:
         extratags.append((51041, "d", 2, tuple(float(v) for v in noise_profile), True))   # NoiseProfile
     buf = io.BytesIO()

@@ -26,6 +26,7 @@ class RawFrame:
     white: int
     offset: tuple[int, int]          # (dy, dx) cut from the top-left to reach the canonical phase
     wb: tuple                        # as-shot white-balance multipliers (R, G, B)
+    flip: int = 0                    # LibRaw's orientation bits (sizes.flip), see darkc.data.orientation
 
     def packed(self) -> np.ndarray:
         """(C, H/s, W/s) float32: 4 channels (Bayer) or 9 (X-Trans)."""
@@ -63,6 +64,7 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
             black = np.asarray(raw.black_level_per_channel, np.float32)
             white = int(raw.white_level)
             wb = tuple(float(v) for v in raw.camera_whitebalance[:3])
+            flip = int(raw.sizes.flip)
         except rawpy.LibRawError as exc:
             raise DarkcError(f"cannot decode raw data in {path}: {exc}; the file may be truncated") from exc
     blk = black[colors]
@@ -71,7 +73,7 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
     norm = cfa_mod.crop_to_tiles(norm, kind)
     if norm.shape[0] < 2 * cfa_mod.tile(kind) or norm.shape[1] < 2 * cfa_mod.tile(kind):
         raise DarkcError(f"raw image in {path} is too small ({norm.shape[1]}x{norm.shape[0]}) to pack")
-    return RawFrame(str(path), kind, norm, black.tolist(), white, (dy, dx), wb)
+    return RawFrame(str(path), kind, norm, black.tolist(), white, (dy, dx), wb, flip)
 
 
 def render_raw(path: str | os.PathLike) -> np.ndarray:

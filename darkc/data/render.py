@@ -18,9 +18,10 @@ ADJUST_MAXIMUM_THR = 0.75
 
 
 def libraw_render(raw: "rawpy.RawPy", adjust_maximum_thr: float = ADJUST_MAXIMUM_THR) -> np.ndarray:
-    """rawpy.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16) / 65535."""
+    """rawpy.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16) / 65535,
+    on the sensor's grid (``user_flip=0``: not turned to the file's orientation, so it aligns with the raw)."""
     img = raw.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16,
-                          adjust_maximum_thr=adjust_maximum_thr)
+                          adjust_maximum_thr=adjust_maximum_thr, user_flip=0)
     return img.astype(np.float32) / 65535.0
 
 

@@ -40,6 +40,7 @@ from darkc.export.contract import METADATA_KEY, embed_onnx, input_contract, read
 from darkc.export.onnx import (INPUT_NAME, OPSET, OUTPUT_NAME, PRECISIONS, RAW_OUTPUT_NAME, check_precision,
                                export_onnx, output_name, parse_input_size, to_fp16, torch_to_onnx)
 from darkc.export.parity import THRESHOLDS, check_parity, psnr
+from darkc.provenance import portable
 
 TARGETS = {"onnx": ".onnx", "tflite": ".tflite"}
 SPEC_FILE = "model.json"
@@ -250,7 +251,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
             names.append(WEIGHTS_FILE)
         provenance = {k: v for k, v in spec.get("provenance", {}).items() if k != "exports"}
         provenance["exports"] = {**exports, filename: record}
-        (staging / SPEC_FILE).write_text(json.dumps({**spec, "provenance": provenance}, indent=2) + "\n",
+        (staging / SPEC_FILE).write_text(json.dumps(portable({**spec, "provenance": provenance}), indent=2) + "\n",
                                          encoding="utf-8")
         try:
             _commit(staging, dest, names)

@@ -299,7 +299,8 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
         "resolution": _resolution(subject, hw),
         "graph": {k: cost[k] for k in ("macs", "bytes", "weight_bytes", "source", "dtype")},
         "host": {"cpu": _cpu_name(), "machine": platform.machine(), "cores": os.cpu_count()},
-        "devices": {}, "notes": subject.notes, "metrics": _metrics(subject),
+        "devices": {}, "notes": subject.notes,
+        "metrics": None,        # quality comes from an evaluation record (report.quality_from_eval), not model.json
     }
     for device in devices:
         if device == HOST:
@@ -320,18 +321,4 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
     return result
 
 
-def _metrics(subject: Subject) -> dict | None:
-    """Validation PSNR/SSIM the artifact records (``provenance.metrics.validation``), for quality-vs-latency."""
-    folder = subject.path if subject.path.is_dir() else subject.checkpoint
-    spec = (folder / "model.json") if folder is not None else None
-    if spec is None or not spec.is_file():
-        return None
-    try:
-        val = json.loads(spec.read_text()).get("provenance", {}).get("metrics", {}).get("validation")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(val, dict) and isinstance(val.get("psnr"), (int, float)):
-        return {"psnr": float(val["psnr"]), "ssim": val.get("ssim"),
-                "source": f"{spec} provenance.metrics.validation (the checkpoint's reference-set score)"}
-    return None
 

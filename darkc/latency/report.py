@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.provenance import portable
 
 FORMATS = ("table", "md", "json")
 
@@ -129,9 +130,10 @@ def plot(results: list[dict], png: str | os.PathLike, title: str = "darkc bench"
     import matplotlib.pyplot as plt
 
     devices = list(dict.fromkeys(d for r in results for d in r["devices"]))
-    with_quality = [r for r in results if r.get("metrics")]
-    fig, axes = plt.subplots(1, 2 if with_quality else 1, figsize=(12 if with_quality else 8, 4.6), squeeze=False)
-    ax = axes[0][0]
+    with_quality = [r for r in results if (r.get("metrics") or {}).get("psnr") is not None]
+    fig = plt.figure(figsize=(13 if with_quality else 8, 5.4))
+    grid = fig.add_gridspec(2, 2 if with_quality else 1, height_ratios=[4, 1.1])
+    ax = fig.add_subplot(grid[:, 0])
     width = 0.8 / max(len(results), 1)
     for i, r in enumerate(results):
         xs, ys, hatches = [], [], []
@@ -151,23 +153,20 @@ def plot(results: list[dict], png: str | os.PathLike, title: str = "darkc bench"
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     if with_quality:
-        ax2 = axes[0][1]
-        markers = "osD^vP*Xh<>p"
-        colours = {dev: f"C{j % 10}" for j, dev in enumerate(devices)}
-        for i, r in enumerate(with_quality):
-            for dev, d in r["devices"].items():
-                ax2.plot(d["latency_ms"], r["metrics"]["psnr"], markers[i % len(markers)], color=colours[dev],
-                         alpha=0.85)
-        from matplotlib.lines import Line2D
-        handles = [Line2D([], [], marker="o", ls="", color=c, label=dev) for dev, c in colours.items()]
-        handles += [Line2D([], [], marker=markers[i % len(markers)], ls="", color="grey",
-                           label=Path(str(r["model"])).name) for i, r in enumerate(with_quality)]
-        ax2.legend(handles=handles, fontsize=6, ncol=2)
-        ax2.set_xscale("log")
-        ax2.set_xlabel("latency (ms, log)")
-        ax2.set_ylabel("reference-set PSNR of the checkpoint (dB)")
-        ax2.set_title("quality vs latency (PSNR from model.json: exports are not re-scored)", fontsize=8)
-        ax2.grid(alpha=0.3)
+        from darkc.latency.chart import draw, lonely_table
+
+        name = lambda r: r.get("label") or f"{Path(str(r['model'])).name} {r['dtype']}"  # noqa: E731
+        points = [{"model": name(r), "device": dev, "latency_ms": d["latency_ms"],
+                   "psnr": r["metrics"]["psnr"], "estimated": bool(d.get("estimated"))}
+                  for r in with_quality for dev, d in r["devices"].items()]
+        sets = sorted({str(r["metrics"].get("data", "?")) for r in with_quality})
+        unscored = [name(r) for r in results if r not in with_quality]
+        lonely = draw(fig.add_subplot(grid[0, 1]), points,
+                      quality=f"darkc eval on {', '.join(sets)} (the record each result names)")
+        scored = sorted({r["metrics"].get("scored", "") for r in with_quality} - {""})
+        lonely_table(fig.add_subplot(grid[1, 1]), lonely,
+                     note=(f"Scored as: {', '.join(scored)}. " if scored else "")
+                     + (f"Not scored (no evaluation record of that file): {', '.join(unscored)}." if unscored else ""))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(png) as tmp:
@@ -175,11 +174,25 @@ def plot(results: list[dict], png: str | os.PathLike, title: str = "darkc bench"
     plt.close(fig)
 
 
+def quality_from_eval(record: str | os.PathLike) -> dict:
+    """``metrics`` for a bench result from a ``darkc eval --format json`` record: PSNR/SSIM, the set, the pair
+    count and the record's path, so a plotted quality value can be traced to (and checked against) its source."""
+    path = Path(record)
+    try:
+        rec = json.loads(path.read_text())
+        return {"psnr": float(rec["psnr"]), "ssim": float(rec["ssim"]), "data": rec["data"], "n": int(rec["n"]),
+                "source": portable(str(path))}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DarkcError(f"cannot read the evaluation record {path}: {exc}; pass a `darkc eval --format json` "
+                         f"output") from exc
+
+
 def write_report(results: list[dict], prefix: str | os.PathLike, title: str = "darkc bench",
                  extra: dict | None = None) -> dict:
     """``prefix.md``, ``prefix.json`` and ``prefix.png``; returns their paths."""
     prefix = Path(prefix)
-    payload = {"title": title, "models": results, **(extra or {})}
+    results = portable(results)                         # no absolute machine paths on disk
+    payload = portable({"title": title, "models": results, **(extra or {})})
     md, js, png = prefix.with_suffix(".md"), prefix.with_suffix(".json"), prefix.with_suffix(".png")
     with atomic_path(js) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=1, default=str) + "\n")

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from darkc.errors import DarkcError, atomic_dir, one_line
+from darkc.provenance import portable
 from darkc.models.builder import build_model, normalize_spec
 from darkc.models.complexity import count_params
 
@@ -105,7 +106,7 @@ def save_checkpoint(model: nn.Module, spec: dict, dir: str | os.PathLike,
     try:
         with atomic_dir(dest) as tmp:
             save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-            (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+            (tmp / SPEC_FILE).write_text(json.dumps(portable(spec), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise DarkcError(f"cannot write checkpoint to {dest}: {one_line(exc)}; check the path and free space")
     return dest

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.noise_level import level_of_file
+from ..data.orientation import apply_flip
 from ..data.raw import amplify, read_raw, render_packed
 from ..errors import DarkcError, atomic_path
 from ..inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner, model_input
@@ -178,6 +179,7 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
                                           f"have the same size and CFA")
                 continue
             packed = amplify(frame.packed(), ratio)
+            flip = frame.flip
             del frame
             marks.append((time.perf_counter(), time.process_time()))
             if raw_filter is not None:
@@ -194,7 +196,7 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             if out_filter is not None:
                 hwc = out_filter(hwc)
             marks.append((time.perf_counter(), time.process_time()))
-            writer.write(hwc, ref.index)
+            writer.write(apply_flip(hwc, flip), ref.index)      # turned as LibRaw turns the frame
             marks.append((time.perf_counter(), time.process_time()))
             if score is not None:
                 flows = ref.read_flows()
@@ -203,7 +205,7 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             for key, (a, b) in zip(stages, zip(marks, marks[1:])):
                 wall[key] += b[0] - a[0]
                 cpu[key] += b[1] - a[1]
-            size = hwc.shape[:2]
+            size = writer.size                                 # as written (turned)
         written = writer.count
     elapsed = time.perf_counter() - wall0
     per_frame_ms = {k: round(1000 * v / written, 3) for k, v in wall.items()}
