@@ -335,7 +335,7 @@ class _Run:
         for name in chosen:
             res = evaluate(models[name], "synthetic", limit=o.get("limit"), threads=self.threads,
                            progress=self.progress)
-            results[name] = {k: res[k] for k in ("psnr", "ssim", "per_ratio", "n")}
+            results[name] = {k: res[k] for k in ("psnr", "ssim", "deltae", "checker", "raw_psnr", "per_ratio", "n") if k in res}
         with atomic_path(tmp / "eval.json") as t:
             Path(t).write_text(json.dumps(results, indent=1))
         return {"models": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in results.items()}}
