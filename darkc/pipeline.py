@@ -43,7 +43,7 @@ import time
 import uuid
 from pathlib import Path
 
-from darkc.errors import DarkcError, atomic_path, sha256_file
+from darkc.errors import DarkcError, atomic_path, replace_dir, sha256_file
 
 STAGES = ("prune", "distill", "quantize", "export", "bench", "eval")
 MANIFEST = "manifest.json"
@@ -89,7 +89,10 @@ def load_recipe(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DarkcError(f"recipe {path} does not exist; pass a TOML recipe such as recipes/sid-mobile.toml")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DarkcError(f"recipe {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from None
     try:
         recipe = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -389,9 +392,7 @@ def run_pipeline(recipe_path, out_dir, *, from_stage: str | None = None, progres
                     "outputs": _hashes(work)}
         with atomic_path(work / MANIFEST) as t:
             Path(t).write_text(json.dumps(manifest, indent=1, default=str))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(work, folder)
+        replace_dir(work, folder)      # a kill here leaves the previous stage folder or the new one, whole
         status[stage] = "ran"
         prev_key = _key(key, run_id)
     report = write_report(run)

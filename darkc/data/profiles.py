@@ -71,6 +71,8 @@ DEFAULT_PROFILE = {"bayer": "sony-a7s2-like", "xtrans": "fuji-xt2-like"}
 
 def get_profile(name: str | None, cfa: str | None = None) -> CameraProfile:
     """Profile by name; with no name, the default profile of ``cfa`` (Bayer if not given)."""
+    if cfa is not None and cfa not in DEFAULT_PROFILE:
+        raise DarkcError(f"unknown CFA {cfa!r}: use {' or '.join(DEFAULT_PROFILE)}")
     if name is None:
         name = DEFAULT_PROFILE[cfa or "bayer"]
     if name not in PROFILES:
