@@ -15,9 +15,15 @@ Writes <out>.md, <out>.json, <out>.png, plus, unless --quick:
   (LiteRT, 1 thread, minimum of the runs), and their agreement (instr ratio / host ratio);
 - scaling: instructions at two emulated sizes vs the pixel ratio.
 
---baseline FILE fails (exit 1) when an ARM instruction count or a Vela cycle count grew by more than
---max-count-growth, or a host latency ratio (model variant / teacher fp32, same run) grew by more than
---max-ratio-growth, against FILE; --write-baseline writes FILE from this run instead.
+--baseline FILE fails (exit 1), against FILE, when: a key of FILE is not measured by this run or this run measures
+one FILE lacks; an ARM instruction count or a Vela cycle count moved by more than --max-count-growth either way;
+a host latency ratio (model variant / teacher fp32, same run) moved by more than --max-ratio-growth either way;
+an Ethos-U NPU operator share fell or its CPU-fallback operator count rose; an aarch64-vs-x86-64 parity check
+failed; or a shipped model's weights differ from those FILE was made for. FILE is made by --quick (what CI runs);
+after re-shipping a model, regenerate it with one command:
+
+    python benchmarks/bench_latency.py --quick --out /tmp/latency-baseline \\
+        --baseline benchmarks/results/latency/baseline.json --write-baseline
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from darkc.errors import DarkcError, atomic_path
+from darkc.errors import DarkcError, atomic_path, sha256_file
 from darkc.provenance import portable
 from darkc.latency import bench, write_report
 from darkc.latency.report import plot, quality_from_eval
@@ -123,32 +129,71 @@ def scaling(path: Path, arm_sizes: list[str], device: str) -> dict:
 
 
 # ---------------------------------------------------------------- baseline gate
+#: Devices and settings of ``--quick``: what CI runs, and so exactly what the baseline holds.
+QUICK_DEVICES = "host,cortex-a55,cortex-a78,ethos-u55-256,ethos-u65-512"
+
+
 def gated(results: dict[str, dict], reference: str) -> dict:
-    """What the gate compares: ARM instructions per inference (as measured, before scaling), Vela cycles, and each
-    variant's host latency relative to ``reference``'s in the same run."""
+    """What the gate compares, per model variant and device.
+
+    ``instructions`` (ARM, as measured, before scaling) and ``cycles`` (Vela): within +-``max_count`` of the
+    baseline; ``latency / REF`` (host, relative to ``reference`` in the same run): within +-``max_ratio``;
+    ``npu_share`` (Vela's operators on the NPU, 0-1): must not fall; ``cpu_ops`` (operators Vela leaves on the
+    CPU, which its cycles leave out): must not rise; ``parity`` (1 when the aarch64 output matched the x86-64 one
+    within the bench's criterion, else 0): must be 1.
+    """
     ref = host_min(results[reference]) if reference in results and "host" in results[reference]["devices"] else None
     out = {}
     for label, res in results.items():
         for dev, d in res["devices"].items():
             if d["kind"] == "arm-cpu":
                 out[f"{label} | {dev} | instructions"] = d["instructions_measured"]
+                if d.get("parity") is not None:
+                    out[f"{label} | {dev} | parity"] = 1.0 if d["parity"].get("passed") else 0.0
             elif d["kind"] == "npu":
                 out[f"{label} | {dev} | cycles"] = d["cycles"]
+                out[f"{label} | {dev} | npu_share"] = d["npu_share"]
+                out[f"{label} | {dev} | cpu_ops"] = d["cpu_ops"]
             elif ref and label != reference:
                 out[f"{label} | host | latency / {reference}"] = host_min(res) / ref
     return out
 
 
 def compare(current: dict, baseline: dict, max_count: float, max_ratio: float) -> tuple[list[str], list[str]]:
+    """(failures, notes) of ``current`` (:func:`gated` of this run) against ``baseline`` (the same keys).
+
+    Fails on a baseline key the run lacks, a key the baseline lacks (the baseline covers exactly what CI runs), a
+    count or latency ratio outside the tolerance either way (a drop is as suspicious as a growth: an operator that
+    falls back to the CPU leaves Vela's cycles), a falling NPU share, a rising CPU-operator count and a failed
+    aarch64-vs-x86 parity check.
+    """
     failures, notes = [], []
+    regen = "regenerate the baseline (see bench_latency.py's docstring) if the change is intended"
+    for key in baseline:
+        if key not in current:
+            failures.append(f"{key}: in the baseline ({baseline[key]:.6g}) but not measured by this run; a model, "
+                            f"device or check disappeared ({regen})")
     for key, value in current.items():
         if key not in baseline:
-            notes.append(f"{key}: {value:.4g} (no baseline; run with --write-baseline to add it)")
+            failures.append(f"{key}: {value:.6g} measured but not in the baseline ({regen})")
             continue
-        limit = max_ratio if "latency /" in key else max_count
-        growth = value / baseline[key] - 1
-        line = f"{key}: {value:.6g} vs baseline {baseline[key]:.6g} ({growth * 100:+.2f} %, limit +{limit * 100:.0f} %)"
-        (failures if growth > limit else notes).append(line)
+        base = baseline[key]
+        if key.endswith("| parity"):
+            ok = value == 1.0
+            line = f"{key}: aarch64 vs x86-64 output {'matches' if ok else 'DIFFERS (parity check failed)'}"
+        elif key.endswith("| npu_share"):
+            ok = value >= base - 1e-9
+            line = f"{key}: {value * 100:.2f} % of operators on the NPU vs baseline {base * 100:.2f} % (must not fall)"
+        elif key.endswith("| cpu_ops"):
+            ok = value <= base
+            line = f"{key}: {value:g} operators on the CPU vs baseline {base:g} (must not rise)"
+        else:
+            limit = max_ratio if "latency /" in key else max_count
+            change = value / base - 1 if base else float("inf")
+            ok = abs(change) <= limit
+            line = (f"{key}: {value:.6g} vs baseline {base:.6g} ({change * 100:+.2f} %, limit "
+                    f"+-{limit * 100:.0f} %)")
+        (notes if ok else failures).append(line)
     return failures, notes
 
 
@@ -193,6 +238,13 @@ def _replot(prefix: Path, quality: dict[str, str]) -> int:
     return 0
 
 
+def check_weights(models: dict[str, str], baseline_models: dict[str, str]) -> list[str]:
+    """Failures when a model's weights (sha256 of model.safetensors) differ from those the baseline was made for."""
+    return [f"{name}: weights {sha[:12]} differ from the baseline's {baseline_models.get(name, 'none')[:12]}; "
+            f"regenerate the baseline for the shipped weights" for name, sha in models.items()
+            if baseline_models.get(name) != sha]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="auto", help="shipped names, comma-separated (default: every shipped Bayer one)")
@@ -209,8 +261,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="report prefix: writes .md, .json, .png")
     p.add_argument("--baseline", default=None)
     p.add_argument("--write-baseline", action="store_true")
-    p.add_argument("--max-count-growth", type=float, default=0.02)
-    p.add_argument("--max-ratio-growth", type=float, default=0.5)
+    p.add_argument("--max-count-growth", type=float, default=0.02,
+                   help="tolerance of ARM instruction and Vela cycle counts, either way (0.02 = +-2 %%)")
+    p.add_argument("--max-ratio-growth", type=float, default=0.5,
+                   help="tolerance of host latency ratios, either way (0.5 = +-50 %%)")
     p.add_argument("--note", default=None, help="a line about the host's conditions for the report")
     p.add_argument("--quality", action="append", default=None, metavar="NAME=FILE",
                    help="PSNR/SSIM of NAME's fp32 variant from a `darkc eval --format json` record (repeatable; "
@@ -226,7 +280,11 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if a.quick:
-        a.devices, a.runs, a.arm_repeats = "host,cortex-a55,cortex-a78,ethos-u55-256,ethos-u65-512", 3, 1
+        a.devices, a.runs, a.arm_repeats = QUICK_DEVICES, 3, 1
+    if a.write_baseline and not (a.quick and a.baseline):
+        print("error: --write-baseline needs --quick and --baseline FILE: the baseline holds exactly what CI's "
+              "--quick run measures", file=sys.stderr)
+        return 1
     t0 = time.monotonic()
     # auto: the shipped Bayer models, which the gate's baseline covers (teacher-xtrans: --models teacher-xtrans)
     if a.models == "auto":
@@ -274,18 +332,21 @@ def main(argv=None) -> int:
     paths = write_report(list(results.values()), a.out, title="darkc latency report: shipped models", extra=extra)
     _append_sections(Path(paths["md"]), extra)
     print(Path(paths["md"]).read_text())
-    if a.write_baseline and a.baseline:
+    weights = {n: sha256_file(pretrained_dir(n) / "model.safetensors") for n in names}
+    if a.write_baseline:
         with atomic_path(a.baseline) as tmp:
-            Path(tmp).write_text(json.dumps(portable({"gated": current, "size": a.size, "arm_size": a.arm_size,
-                                                      "command": extra["command"]}), indent=1) + "\n")
+            Path(tmp).write_text(json.dumps(portable({"gated": current, "weights_sha256": weights, "size": a.size,
+                                                      "arm_size": a.arm_size, "command": extra["command"]}), indent=1)
+                                 + "\n")
         print(f"wrote baseline {a.baseline}", file=sys.stderr)
     elif a.baseline:
         base_path = Path(a.baseline)
         if not base_path.is_file():
             print(f"error: baseline {base_path} not found; create it with --write-baseline", file=sys.stderr)
             return 1
-        baseline = json.loads(base_path.read_text())["gated"]
-        failures, notes = compare(current, baseline, a.max_count_growth, a.max_ratio_growth)
+        base = json.loads(base_path.read_text())
+        failures, notes = compare(current, base["gated"], a.max_count_growth, a.max_ratio_growth)
+        failures += check_weights(weights, base.get("weights_sha256", {}))
         for n in notes:
             print(f"ok: {n}", file=sys.stderr)
         for f in failures:

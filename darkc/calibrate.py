@@ -64,9 +64,9 @@ def _tiff_meta(path: Path) -> dict:
             exif = exif.value if exif is not None and isinstance(exif.value, dict) else {}
             get = lambda name: tags[name].value if name in tags else exif.get(name)  # noqa: E731
             iso = get("ISOSpeedRatings") or get("PhotographicSensitivity")
-            matrix, illum = get("ColorMatrix1"), get("CalibrationIlluminant1")
-            if get("ColorMatrix2") is not None and get("CalibrationIlluminant2") == 21:
-                matrix, illum = get("ColorMatrix2"), 21
+            matrix = get("ColorMatrix1")
+            if get("ColorMatrix2") is not None and get("CalibrationIlluminant2") == 21:    # D65 is matrix 2
+                matrix = get("ColorMatrix2")
             if matrix is not None:
                 m = np.asarray(matrix, np.float64).ravel()
                 matrix = tuple(float(a) / float(b) for a, b in zip(m[0::2], m[1::2])) if m.size == 18 \

@@ -410,6 +410,29 @@ def calibrate(frames, out, name) -> None:
     click.echo(f"wrote {out}")
 
 
+def _lock_output(callback, artifact_file: bool = False):
+    """Run a command holding :func:`darkc.errors.output_lock` on its ``-o`` output (two runs writing the same
+    output: the second is refused). ``artifact_file``: ``-o`` names a file inside an artifact folder that
+    every export into it rewrites (model.json), so the folder is locked."""
+    import functools
+
+    from .errors import output_lock
+
+    @functools.wraps(callback)
+    def locked(*args, **kwargs):
+        out = kwargs.get("out")
+        if not out:
+            return callback(*args, **kwargs)
+        with output_lock(Path(out).parent if artifact_file and Path(out).suffix else out):
+            return callback(*args, **kwargs)
+    return locked
+
+
+for _command in cli.commands.values():
+    if any(p.name == "out" for p in _command.params):
+        _command.callback = _lock_output(_command.callback, artifact_file=_command.name == "export")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, non-zero exit."""
     try:

@@ -29,7 +29,7 @@ from .data.exif import COPIED, read_exif
 from .data.orientation import apply_flip
 from .data.raw import read_raw
 from .data.sid import exposure_from_name, ratio_from_names
-from .errors import DarkcError, atomic_path
+from .errors import DarkcError
 from .inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_raw_file, load_runner
 from .models.pretrained import pretrained_for_cfa
 from .outputs import check_output, write_image

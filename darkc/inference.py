@@ -22,6 +22,8 @@ float rounding), and the blend has no seams.
 from __future__ import annotations
 
 import abc
+import contextlib
+import io
 import math
 import os
 from pathlib import Path
@@ -190,7 +192,10 @@ class OnnxRunner(Runner):
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            # onnxruntime prints an "EP Error ... Falling back" banner to stdout before retrying a file it cannot
+            # load; the retry fails the same way and the one-line error below says it
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise DarkcError(f"cannot load ONNX model {path}: {one_line(exc)}; re-export it") from exc
         inputs = self.session.get_inputs()

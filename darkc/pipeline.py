@@ -43,7 +43,7 @@ import time
 import uuid
 from pathlib import Path
 
-from darkc.errors import DarkcError, atomic_path, sha256_file
+from darkc.errors import DarkcError, atomic_path, replace_dir, sha256_file
 from darkc.provenance import portable, run_root
 
 STAGES = ("prune", "distill", "quantize", "export", "bench", "eval")
@@ -90,7 +90,10 @@ def load_recipe(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DarkcError(f"recipe {path} does not exist; pass a TOML recipe such as recipes/sid-mobile.toml")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DarkcError(f"recipe {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from None
     try:
         recipe = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -398,9 +401,7 @@ def run_pipeline(recipe_path, out_dir, *, from_stage: str | None = None, progres
                     "outputs": _hashes(work)}
         with atomic_path(work / MANIFEST) as t:
             Path(t).write_text(json.dumps(portable(manifest, out), indent=1, default=str))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(work, folder)
+        replace_dir(work, folder)      # a kill here leaves the previous stage folder or the new one, whole
         status[stage] = "ran"
         prev_key = _key(key, run_id)
     report = write_report(run)
@@ -443,9 +444,9 @@ def write_report(run: _Run) -> dict:
              f"on the reference validation set (float sRGB vs LibRaw-rendered long exposure"
              + ("; these raw-output models' clean raw is rendered by LibRaw with each file's own colour first"
                 if run.teacher.get("output") == "raw" else "")
-             + f"); latency as measured or estimated by `darkc bench` "
-             f"(each device's method is in `bench.json`: host = real runs, ARM = emulated instruction counts turned "
-             f"into time by a core profile, Ethos-U = Vela's estimate; none is a phone measurement).", "",
+             + "); latency as measured or estimated by `darkc bench` "
+             "(each device's method is in `bench.json`: host = real runs, ARM = emulated instruction counts turned "
+             "into time by a core profile, Ethos-U = Vela's estimate; none is a phone measurement).", "",
              f"Latency and MACs for one {bench_opts.get('size', '1920x1080')} raw frame, "
              f"{bench_opts.get('threads', 1)} thread(s); MACs: conv + transposed conv, from the graph.", "",
              "| model | GMACs | PSNR | SSIM | " + " | ".join(f"{d} ms" for d in devices) + " |",

@@ -8,7 +8,6 @@ import struct
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from darkc.provenance import portable, portable_text, run_root
 from helpers import tiny_checkpoint

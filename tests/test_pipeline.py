@@ -96,7 +96,7 @@ def test_tiny_recipe_end_to_end_then_skip_then_rerun_from_deleted_stage(tmp_path
     # portable provenance: the run's records name its folders RUN/..., never this machine's absolute paths
     records = [f for f in out.rglob("*") if f.suffix in (".json", ".md") and f.is_file()]
     assert len(records) >= 8 and not [f for f in records if str(tmp_path) in f.read_text()]
-    assert f"--student RUN/01-prune " in spec["provenance"]["command"]
+    assert "--student RUN/01-prune " in spec["provenance"]["command"]
     assert spec["provenance"]["command"].endswith("-o RUN/02-distill")
     assert {r["path"] for r in report["rows"]} >= {"RUN/01-prune", "RUN/02-distill", "RUN/03-quantize/model-int8.onnx"}
     mtimes = {d: (out / d / "manifest.json").stat().st_mtime_ns for d in stage_dirs(out)}

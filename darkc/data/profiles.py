@@ -163,6 +163,8 @@ def get_profile(name: str | None, cfa: str | None = None) -> CameraProfile:
     ``cfa`` (Bayer if not given)."""
     from .profile_file import is_profile_path, read_profile
 
+    if cfa is not None and cfa not in DEFAULT_PROFILE:
+        raise DarkcError(f"unknown CFA {cfa!r}: use {' or '.join(DEFAULT_PROFILE)}")
     if name is None:
         name = DEFAULT_PROFILE[cfa or "bayer"]
     if name == "pool":

@@ -53,12 +53,15 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
         try:
             if raw.num_colors != 3 and raw.color_desc not in (b"RGBG",):
                 raise DarkcError(f"unsupported CFA in {path}: colours {raw.color_desc!r}; darkc handles RGB Bayer and X-Trans")
-            desc = raw.color_desc.decode()
+            desc = raw.color_desc.decode(errors="replace")
             if raw.raw_pattern is None:
                 raise DarkcError(f"unsupported sensor in {path}: no colour filter array (Foveon or linear DNG)")
-            pattern = cfa_mod.colour_pattern(raw.raw_pattern, desc)
-            kind = cfa_mod.cfa_kind(pattern)
-            dy, dx = cfa_mod.phase_offset(pattern)
+            try:
+                pattern = cfa_mod.colour_pattern(raw.raw_pattern, desc)
+                kind = cfa_mod.cfa_kind(pattern)
+                dy, dx = cfa_mod.phase_offset(pattern)
+            except DarkcError as exc:
+                raise DarkcError(f"{path}: {exc}") from None
             img = raw.raw_image_visible.astype(np.float32)
             colors = raw.raw_colors_visible
             black = np.asarray(raw.black_level_per_channel, np.float32)

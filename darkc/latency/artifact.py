@@ -4,13 +4,18 @@ MODEL is a ``.onnx`` (ONNX Runtime), a ``.tflite`` (LiteRT) or a checkpoint fold
 exported on the fly for ``--runtime ort|litert``). Files a device needs and MODEL is not - a small export for the
 emulated ARM CPUs, a fixed-size INT8 TFLite for Ethos-U - are exported from the checkpoint (the folder, or the
 ``model.safetensors`` + ``model.json`` beside an exported file) with :func:`darkc.export.export` into
-``~/.cache/darkc/bench/exports``, keyed by the weights' hash and the export options, and reused.
+``~/.cache/darkc/bench/exports``, keyed by the weights' hash, the exporter's fingerprint (its code and the
+converter versions: a changed exporter never reuses an old file) and the export options, and reused; each is
+built with the export's parity check on, so a broken export fails instead of being timed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import tempfile
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +31,33 @@ BENCH_CALIB_SAMPLES = 4
 def cache_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "darkc" / "bench"
+
+
+#: Distributions whose version changes what an export holds.
+EXPORTER_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxsim", "litert-torch", "litert-converter",
+                     "ai-edge-quantizer", "ai-edge-litert", "ethos-u-vela")
+
+
+@lru_cache(maxsize=None)
+def exporter_fingerprint() -> str:
+    """16 hex digits over darkc's export and model code and the converter versions (``EXPORTER_PACKAGES``)."""
+    from importlib import metadata
+
+    import darkc
+
+    root = Path(darkc.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*(root / "export").glob("*.py"), *(root / "models").glob("*.py"),
+                        root / "compress" / "quantize.py"]):
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in EXPORTER_PACKAGES:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{name}=={version}\0".encode())
+    return digest.hexdigest()[:16]
 
 
 def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
@@ -135,16 +167,26 @@ def export_cached(checkpoint: Path, target: str, precision: str, input_size: str
 
     sha = sha256_file(checkpoint / "model.safetensors")[:16]
     name = f"model-{precision}.{'onnx' if target == 'onnx' else 'tflite'}"
-    dest = cache_dir() / "exports" / sha / (f"{target}-{precision}-{input_size}" + ("-io8" if io == "int8" else ""))
+    dest = (cache_dir() / "exports" / f"{sha}-{exporter_fingerprint()}"
+            / (f"{target}-{precision}-{input_size}" + ("-io8" if io == "int8" else "")))
     out = dest / name
     if not out.is_file():
-        tmp = dest.with_name(dest.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES, "io": io} if precision == "int8" else {}
-        export(str(checkpoint), tmp / name, target=target, precision=precision, input_size=input_size, check=False,
-               command=f"darkc bench ({note})", **opts)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # a private staging folder: two runs filling the same entry never write into each other's files
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES, "io": io} if precision == "int8" else {}
+            export(str(checkpoint), tmp / name, target=target, precision=precision, input_size=input_size,
+                   check=True, command=f"darkc bench ({note})", **opts)
+            if not out.is_file():
+                shutil.rmtree(dest, ignore_errors=True)     # a half-filled entry (no file): replace it
+                try:
+                    os.replace(tmp, dest)
+                except OSError:
+                    if not out.is_file():                   # not another run's finished entry: a real error
+                        raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     io_note = ", int8 I/O" if io == "int8" else ""
     return out, (f"{target} {precision}{io_note} at {input_size} exported from {checkpoint} by darkc.export for {note} "
                  f"({BENCH_CALIB_SAMPLES} synthetic calibration samples; cached in {dest})" if precision == "int8" else

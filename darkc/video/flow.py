@@ -105,7 +105,20 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DarkcError(f"flow file {path} does not exist: regenerate the clip with darkc synth --video")
-    flow = cv2.readOpticalFlow(str(path))
+    bad = f"cannot read flow file {path}: not a .flo flow field"
+    # the header (magic 202021.25, width, height) must match the file's size before OpenCV allocates for it
+    with open(path, "rb") as fh:
+        header = fh.read(12)
+    if len(header) < 12 or header[:4] != b"PIEH":
+        raise DarkcError(f"{bad} (no PIEH header); regenerate the clip")
+    w, h = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (4, 8))
+    if w <= 0 or h <= 0 or 12 + 8 * w * h != path.stat().st_size:
+        raise DarkcError(f"{bad} (its header declares {w}x{h}, which its {path.stat().st_size} bytes do not hold; "
+                         f"truncated or corrupt); regenerate the clip")
+    try:
+        flow = cv2.readOpticalFlow(str(path))
+    except cv2.error as exc:
+        raise DarkcError(f"{bad} ({' '.join(str(exc).split())[:120]}); regenerate the clip") from None
     if flow is None or flow.ndim != 3 or flow.shape[2] != 2:
-        raise DarkcError(f"cannot read flow file {path}: not a .flo flow field; regenerate the clip")
+        raise DarkcError(f"{bad}; regenerate the clip")
     return flow

@@ -1,0 +1,196 @@
+"""The latency gate (benchmarks/bench_latency.py --baseline) and the bench export cache: each way a regression
+used to slip through, shown to fail now."""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import darkc
+from darkc.errors import DarkcError, sha256_file
+from darkc.latency import artifact
+from darkc.models import available_pretrained, read_spec
+from darkc.models.pretrained import pretrained_dir
+from helpers import tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "benchmarks" / "results" / "latency" / "baseline.json"
+
+
+def _load_bench_latency():
+    spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "benchmarks" / "bench_latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bl = _load_bench_latency()
+
+
+def _results(cycles=1000, share=1.0, cpu_ops=0, parity=True, instructions=5000.0, host_ms=(100.0, 20.0)):
+    """bench() results of a teacher fp32 / int8 pair in the shape darkc.latency.bench returns them."""
+    arm = {"kind": "arm-cpu", "instructions_measured": instructions,
+           "parity": {"passed": parity, "psnr_db": 120.0 if parity else 12.0}}
+    npu = {"kind": "npu", "cycles": cycles, "npu_share": share, "cpu_ops": cpu_ops}
+
+    def host(ms):
+        return {"kind": "host", "latency_ms": ms, "by_threads": {"1": {"min_ms": ms}}}
+
+    return {"teacher fp32": {"devices": {"host": host(host_ms[0]), "cortex-a55": dict(arm)}},
+            "teacher int8": {"devices": {"host": host(host_ms[1]), "cortex-a55": dict(arm), "ethos-u55-256": npu}}}
+
+
+def _gate(**changes):
+    baseline = bl.gated(_results(), "teacher fp32")
+    return bl.compare(bl.gated(_results(**changes), "teacher fp32"), baseline, 0.02, 0.5)
+
+
+def test_gated_records_share_cpu_ops_and_parity():
+    g = bl.gated(_results(), "teacher fp32")
+    assert g["teacher int8 | ethos-u55-256 | npu_share"] == 1.0
+    assert g["teacher int8 | ethos-u55-256 | cpu_ops"] == 0
+    assert g["teacher fp32 | cortex-a55 | parity"] == g["teacher int8 | cortex-a55 | parity"] == 1.0
+    assert g["teacher int8 | host | latency / teacher fp32"] == pytest.approx(0.2)
+    assert _gate() == ([], _gate()[1]) and len(_gate()[1]) == len(g)
+
+
+def test_empty_run_fails_on_every_baseline_key():
+    baseline = bl.gated(_results(), "teacher fp32")
+    failures, _ = bl.compare({}, baseline, 0.02, 0.5)
+    assert len(failures) == len(baseline) and all("not measured by this run" in f for f in failures)
+
+
+def test_missing_device_fails():
+    current = bl.gated(_results(), "teacher fp32")
+    del current["teacher int8 | ethos-u55-256 | cycles"]
+    failures, _ = bl.compare(current, bl.gated(_results(), "teacher fp32"), 0.02, 0.5)
+    assert failures == [f for f in failures if "ethos-u55-256 | cycles" in f] and len(failures) == 1
+
+
+def test_key_the_baseline_lacks_fails():
+    baseline = bl.gated(_results(), "teacher fp32")
+    del baseline["teacher fp32 | cortex-a55 | instructions"]
+    failures, _ = bl.compare(bl.gated(_results(), "teacher fp32"), baseline, 0.02, 0.5)
+    assert len(failures) == 1 and "not in the baseline" in failures[0]
+
+
+@pytest.mark.parametrize("cycles", [490, 970, 1030])
+def test_cycle_drop_or_growth_beyond_tolerance_fails(cycles):
+    # -51 %: operators moved off the NPU leave Vela's cycle count; -3 % / +3 %: past the 2 % tolerance either way
+    failures, _ = _gate(cycles=cycles)
+    assert len(failures) == 1 and "ethos-u55-256 | cycles" in failures[0]
+
+
+def test_count_change_within_tolerance_passes():
+    assert _gate(cycles=1015, instructions=5000.0 * 0.985)[0] == []
+
+
+def test_instruction_drop_fails():
+    failures, _ = _gate(instructions=4000.0)
+    assert {f.split(":")[0] for f in failures} == {"teacher fp32 | cortex-a55 | instructions",
+                                                   "teacher int8 | cortex-a55 | instructions"}
+
+
+def test_host_ratio_drop_beyond_tolerance_fails():
+    assert len(_gate(host_ms=(100.0, 9.0))[0]) == 1        # 0.09 vs 0.2: -55 %
+    assert _gate(host_ms=(100.0, 14.0))[0] == []            # -30 %: host timing noise, within +-50 %
+
+
+def test_falling_npu_share_fails():
+    failures, _ = _gate(share=54 / 56)
+    assert len(failures) == 1 and "npu_share" in failures[0]
+
+
+def test_cpu_fallback_ops_appearing_fails():
+    failures, _ = _gate(cpu_ops=2)
+    assert len(failures) == 1 and "cpu_ops" in failures[0]
+
+
+def test_failed_arm_parity_fails():
+    failures, _ = _gate(parity=False)
+    assert len(failures) == 2 and all("parity check failed" in f for f in failures)
+
+
+def test_weights_other_than_the_baselines_fail():
+    assert bl.check_weights({"teacher": "a" * 64}, {"teacher": "a" * 64}) == []
+    assert len(bl.check_weights({"teacher": "b" * 64}, {"teacher": "a" * 64})) == 1
+    assert len(bl.check_weights({"student": "b" * 64}, {"teacher": "a" * 64})) == 1
+
+
+def test_write_baseline_needs_quick(tmp_path, capsys):
+    assert bl.main(["--out", str(tmp_path / "r"), "--baseline", str(tmp_path / "b.json"), "--write-baseline"]) == 1
+    assert "needs --quick" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
+
+
+# ---------------------------------------------------------------- the committed baseline
+def test_baseline_covers_exactly_what_quick_measures_for_the_shipped_weights():
+    base = json.loads(BASELINE.read_text())
+    names = [n for n in available_pretrained() if read_spec(pretrained_dir(n))["cfa"] == "bayer"]
+    assert base["weights_sha256"] == {n: sha256_file(pretrained_dir(n) / "model.safetensors") for n in names}
+    devices = bl.QUICK_DEVICES.split(",")
+    expected = set()
+    for n in names:
+        for p in ("fp32", "int8"):
+            label = f"{n} {p}"
+            if label != f"{names[0]} fp32":
+                expected.add(f"{label} | host | latency / {names[0]} fp32")
+            for d in devices:
+                if d.startswith("cortex"):
+                    expected |= {f"{label} | {d} | instructions", f"{label} | {d} | parity"}
+                elif d.startswith("ethos") and p == "int8":
+                    expected |= {f"{label} | {d} | {k}" for k in ("cycles", "npu_share", "cpu_ops")}
+    assert set(base["gated"]) == expected
+    assert all(v == 1.0 for k, v in base["gated"].items() if k.endswith("parity"))
+    assert "--quick" in base["command"] and "/work" not in base["command"] and "/tmp" not in base["command"]
+
+
+# ---------------------------------------------------------------- the bench export cache
+def test_export_cache_key_changes_with_converter_version(monkeypatch):
+    from importlib import metadata
+
+    artifact.exporter_fingerprint.cache_clear()
+    before = artifact.exporter_fingerprint()
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda n: "9.9.9" if n == "litert-torch" else real(n))
+    artifact.exporter_fingerprint.cache_clear()
+    try:
+        assert artifact.exporter_fingerprint() != before
+    finally:
+        monkeypatch.undo()
+        artifact.exporter_fingerprint.cache_clear()
+    assert artifact.exporter_fingerprint() == before
+
+
+def test_export_cache_key_changes_with_exporter_code(tmp_path, monkeypatch):
+    src = Path(darkc.__file__).parent
+    copy = tmp_path / "darkc"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("pretrained", "__pycache__"))
+    monkeypatch.setattr(darkc, "__file__", str(copy / "__init__.py"))
+    artifact.exporter_fingerprint.cache_clear()
+    try:
+        same = artifact.exporter_fingerprint()
+        onnx_py = copy / "export" / "onnx.py"
+        onnx_py.write_text(onnx_py.read_text() + "\n# an exporter change\n")
+        artifact.exporter_fingerprint.cache_clear()
+        changed = artifact.exporter_fingerprint()
+    finally:
+        monkeypatch.undo()
+        artifact.exporter_fingerprint.cache_clear()
+    assert same == artifact.exporter_fingerprint() and changed != same
+
+
+def test_export_cache_builds_with_the_parity_check(tmp_path, monkeypatch):
+    import darkc.export as export_mod
+
+    ckpt = tiny_checkpoint(tmp_path / "m", {"arch": "sid-unet", "cfa": "bayer", "widths": [4, 4, 4, 4, 4]})
+    good, _ = artifact.export_cached(ckpt, "onnx", "fp32", "dynamic", "a test")
+    assert good.is_file() and artifact.exporter_fingerprint() in str(good)
+    assert json.loads(good.with_name("model.json").read_text())["provenance"]["exports"][good.name]["parity"][
+        "passed"] is True
+    broken = {"passed": False, "psnr_db": 9.0, "max_abs": 0.7, "criterion": "psnr_db > 60", "inputs": []}
+    monkeypatch.setattr(export_mod, "check_parity", lambda *a, **k: broken)
+    with pytest.raises(DarkcError, match="parity check failed"):
+        artifact.export_cached(ckpt, "onnx", "fp32", "256x256", "a test")
+    entry = good.parent.parent
+    assert sorted(p.name for p in entry.iterdir()) == [good.parent.name]    # nothing cached for the failed one
