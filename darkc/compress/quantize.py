@@ -264,7 +264,8 @@ def calibration_inputs(calib: str | os.PathLike, cfa: str, samples: int = DEFAUL
 
     Returns:
         ``(inputs, record)``: ``samples`` arrays (1, C[+1], h, w) float32 packed raw, black-level subtracted,
-        amplified by the ratio and clipped to [0, 1] [, noise-std channel]; ``record`` names the source, files, ratios and skipped files.
+        amplified by the ratio and clipped to [0, 1] [, noise-std channel]; ``record`` names the source, files,
+        ratios and skipped files.
 
     Raises:
         DarkcError: no usable raw file (none found, none readable, no ratio, wrong sensor, too small).

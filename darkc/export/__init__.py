@@ -49,7 +49,8 @@ WEIGHTS_FILE = "model.safetensors"
 _BOOKKEEPING = ("provenance", "params", "format_version", "weights_dtype")
 
 __all__ = ["INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "PRECISIONS", "RAW_OUTPUT_NAME", "TARGETS",
-           "THRESHOLDS", "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract", "output_name",
+           "THRESHOLDS", "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract",
+           "output_name",
            "parse_input_size", "psnr", "read_contract", "to_fp16", "torch_to_onnx"]
 
 

@@ -7,11 +7,11 @@ ai-edge-litert. ``tflite-runtime`` (last released 2023, 2.14) cannot load what t
 The graph (signature ``serving_default``) has one input ``raw`` (packed raw, **NHWC**, black-level subtracted,
 amplified by the exposure ratio and clipped to [0, 1], then the noise-std channel for noise-conditioned models) and
 one output ``srgb`` (NHWC sRGB at ``scale`` times the input size; ``clean_raw`` for raw-output models: the clean
-packed raw at the input size, no DEPTH_TO_SPACE). NHWC I/O is TFLite's own layout, so no layout Transpose is left in the graph. The input size is fixed
-(``--input-size HxW``; darkc's runners tile any frame with it): litert-torch can trace dynamic H/W, but it writes
-each TRANSPOSE_CONV's output shape as a constant from the trace, so such a graph is right on XNNPACK only and
-LiteRT's built-in kernels refuse it (transpose_conv.cc: computed_input_width != input width); NPU compilers want
-static shapes anyway.
+packed raw at the input size, no DEPTH_TO_SPACE). NHWC I/O is TFLite's own layout, so no layout Transpose is left
+in the graph. The input size is fixed (``--input-size HxW``; darkc's runners tile any frame with it): litert-torch
+can trace dynamic H/W, but it writes each TRANSPOSE_CONV's output shape as a constant from the trace, so such a
+graph is right on XNNPACK only and LiteRT's built-in kernels refuse it (transpose_conv.cc: computed_input_width !=
+input width); NPU compilers want static shapes anyway.
 
 How the graph is made (see :func:`export_tflite`):
 
@@ -706,7 +706,8 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
             "activation_zero_points": sorted(zero_points)}
 
 
-def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int, int], spec: dict | None = None) -> dict:
+def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int, int],
+                     spec: dict | None = None) -> dict:
     """PSNR between LiteRT's XNNPACK and built-in int8 kernels on one synthetic input (darkc's parity input).
 
     The two should agree to rounding (> 45 dB); a lower figure means an op rounds differently on the two (see
