@@ -50,15 +50,17 @@ def cli() -> None:
               "(default 512), the first of --ratios; dark DNG frames, ground truth and true optical flow")
 @click.option("--motion", type=click.Choice(["mixed", "pan", "zoom", "jitter", "static"]), default="mixed",
               show_default=True, help="--video: camera motion (mixed = pan + zoom + jitter)")
-def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, motion) -> None:
+@click.option("--objects", type=int, default=2, show_default=True, help="--video: moving objects (occlusions)")
+@click.option("--cuts", default="", help="--video: scene cuts, the first frame of each new shot, e.g. 8,16")
+def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, motion, objects, cuts) -> None:
     """Write synthetic low-light raw pairs as DNG files in the SID layout (or a raw video clip with --video)."""
     if video:
         from .video.synth import DEFAULT_FRAMES, DEFAULT_SIZE, write_clip
         res = write_clip(out, frames=count or DEFAULT_FRAMES, size=size or DEFAULT_SIZE, seed=seed, cfa=cfa,
-                         profile=profile, images=list(images) or None, motion=motion,
-                         ratio=float(_ints(ratios, "--ratios")[0]))
+                         profile=profile, images=list(images) or None, motion=motion, objects=objects,
+                         ratio=float(_ints(ratios, "--ratios")[0]), cuts=tuple(_ints(cuts, "--cuts")) if cuts else ())
         click.echo(f"wrote {res['frames']} frames ({res['size'][1]}x{res['size'][0]}, x{res['ratio']:g}, camera "
-                   f"{res['motion']}) with ground truth and flow to {out}")
+                   f"{res['motion']}, cuts {list(res['cuts']) or 'none'}) with ground truth and flow to {out}")
         return
     from .data.synth import synthesize
     res = synthesize(out, count=count, size=size, seed=seed, cfa=cfa, profile=profile, images=list(images),
@@ -307,8 +309,8 @@ def pipeline(recipe, out, from_stage) -> None:
 @click.option("-o", "--out", required=True, type=click.Path(), help="OUT.mp4 (H.264) or a folder for PNG frames")
 @click.option("--model", default=None, help="shipped name, artifact folder, .onnx or .tflite (default: the shipped "
               "student, else the teacher)")
-@click.option("--temporal", type=click.Choice(["none", "ema", "motion-adaptive", "flow"]), default=None,
-              help="temporal filter (default: flow)")
+@click.option("--temporal", type=click.Choice(["none", "ema", "motion-adaptive", "flow", "fast-flow"]), default=None,
+              help="temporal filter (default: fast-flow)")
 @click.option("--strength", type=float, default=None, help="largest history weight in [0, 1) (default 0.8)")
 @click.option("--domain", type=click.Choice(["output", "raw", "both"]), default=None,
               help="filter the network's output, its raw input, or both (default: output)")

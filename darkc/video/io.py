@@ -40,6 +40,7 @@ class FrameRef:
     truth: Path | None = None
     fwd: Path | None = None
     bwd: Path | None = None
+    cut: bool = False          # the first frame of a new shot (a scene cut before it)
 
     def read_truth(self) -> np.ndarray:
         """(H, W, 3) float32 sRGB in [0, 1] from the 16-bit truth PNG."""
@@ -88,8 +89,10 @@ def _open_clip(root: Path) -> Sequence:
     if n == 0 or len(truths) != n or len(fwd) != n - 1 or len(bwd) != n - 1:
         raise DarkcError(f"{meta_file} lists {n} raw frames, {len(truths)} truth frames and {len(fwd)}/{len(bwd)} "
                          f"flows (expected n, n, n-1, n-1); regenerate the clip")
-    frames = [FrameRef(i, root / raws[i], root / truths[i], root / fwd[i - 1] if i else None,
-                       root / bwd[i - 1] if i else None) for i in range(n)]
+    cuts = set(meta.get("cuts") or [])
+    join = lambda name: root / name if name else None  # noqa: E731  (no flow across a scene cut)
+    frames = [FrameRef(i, root / raws[i], root / truths[i], join(fwd[i - 1]) if i else None,
+                       join(bwd[i - 1]) if i else None, cut=i in cuts) for i in range(n)]
     for f in frames:
         for p in (f.truth, f.fwd, f.bwd):
             if p is not None and not p.is_file():

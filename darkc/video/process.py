@@ -33,10 +33,10 @@ from .temporal import DEFAULT_STRENGTH, KINDS, make_filter
 
 #: where the temporal filter runs: on the packed raw before the network, on its sRGB output, or both
 DOMAINS = ("output", "raw", "both")
-#: chosen by benchmarks/video_temporal.py (benchmarks/results/video/video_temporal.md): ``flow`` is the only kind that
-#: cut both flicker and the warping error by half on every clip, camera motion included; filtering the network's
-#: output ghosted least (raw input or both: 0.5-0.9 dB worse on changing pixels at similar flicker)
-DEFAULT_TEMPORAL = "flow"
+#: chosen by benchmarks/video_temporal.py (benchmarks/results/video/video_temporal.md): ``fast-flow`` cut both flicker
+#: and the warping error by half on every clip at a fraction of ``flow``'s cost; filtering the network's output
+#: ghosted least (raw input or both: 0.5-0.9 dB worse on changing pixels at similar flicker, earlier report)
+DEFAULT_TEMPORAL = "fast-flow"
 DEFAULT_DOMAIN = "output"
 DEFAULT_FPS = 30.0
 FLOW_FOR_METRICS = "true flow of the synthetic clip (its flow/fwd_*.flo and flow/bwd_*.flo)"
@@ -193,7 +193,7 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             marks.append((time.perf_counter(), time.process_time()))
             if score is not None:
                 flows = ref.read_flows()
-                score.add(np.clip(hwc, 0, 1), ref.read_truth(), *(flows or (None, None)))
+                score.add(np.clip(hwc, 0, 1), ref.read_truth(), *(flows or (None, None)), cut=ref.cut)
             marks.append((time.perf_counter(), time.process_time()))
             for key, (a, b) in zip(stages, zip(marks, marks[1:])):
                 wall[key] += b[0] - a[0]
