@@ -321,11 +321,14 @@ def pipeline(recipe, out, from_stage) -> None:
               "(psnr, ssim, flicker, warp_error, fps vs the clip's ground truth)")
 @click.option("--skip-bad", is_flag=True, help="leave out unreadable or mismatched frames with a warning")
 @click.option("--threads", type=int, default=None)
-def video(input, out, model, temporal, strength, domain, ratio, fps, png, metrics, skip_bad, threads) -> None:
-    """Enhance a folder of dark raw frames (or a synth --video clip) into a temporally filtered video."""
+@click.option("--profile", default=None, help="sRGB video input: camera profile it is unprocessed to raw with "
+              "(default: the model CFA's default)")
+def video(input, out, model, temporal, strength, domain, ratio, fps, png, metrics, skip_bad, threads, profile) -> None:
+    """Enhance dark raw frames (a folder, a synth --video clip) or an ordinary video file / image folder (made dark
+    raw by unprocessing, Brooks et al. 2019) into a temporally filtered video."""
     from .video import enhance_video, format_report
     rep = enhance_video(input, out, model=model, temporal=temporal, strength=strength, domain=domain, ratio=ratio,
-                        fps=fps, png=png, metrics=metrics, skip_bad=skip_bad, threads=threads)
+                        fps=fps, png=png, metrics=metrics, skip_bad=skip_bad, threads=threads, profile=profile)
     click.echo(format_report(rep))
 
 

@@ -319,7 +319,10 @@ class FastFlowFilter(TemporalFilter):
        history across the edge of a moving object (occlusions and revealed background get ``k = 0``);
     4. a scene cut, taken as more than :data:`CUT_FRACTION` of the low-res pixels mismatching (``m`` past the
        ramp), resets the history: the frame is passed through;
-    5. full resolution: the previous output warped with the upsampled flow, ``y = x + k (hist - x)``.
+    5. full resolution: the previous output warped with the upsampled flow (``hist``); ``m`` and ``k`` are taken
+       again against the local means of ``hist`` itself (the upsampled flow is smooth across motion boundaries,
+       where the low-res warp may match while the full-res one shows the moving object), then
+       ``y = x + k (hist - x)``.
     """
 
     kind = "fast-flow"
@@ -373,18 +376,20 @@ class FastFlowFilter(TemporalFilter):
         m_warped = self._m(x_low, warped_low, sigma)
         m_still = self._m(x_low, self.prev_out_low, sigma)
         use_warped = m_warped <= m_still
-        m = np.minimum(m_warped, m_still)
-        k = _ramp(m, self.strength, FAST_RAMP)
-        k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = 0.0
         chosen = bwd * use_warped[..., None]
         flow_full = cv2.resize(chosen * np.float32(w / lw), (w, h), interpolation=cv2.INTER_LINEAR)
         if h / lh != w / lw:
             flow_full[..., 1] *= (h / lh) / (w / lw)
         hist = cv2.remap(self.prev_out, flow_full, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
-                         borderMode=cv2.BORDER_REPLICATE)
+                         borderMode=cv2.BORDER_REPLICATE).reshape(x.shape)
+        # judge the history actually formed at full resolution (the upsampled flow is smooth across motion
+        # boundaries, where the low-res warp may match but the full-res one shows the moving object)
+        hist_low = self._low(hist)
+        m = self._m(x_low, hist_low, sigma)
+        k = _ramp(m, self.strength, FAST_RAMP)
+        k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = 0.0
         k_full = cv2.resize(k, (w, h), interpolation=cv2.INTER_LINEAR)
-        y = cv2.blendLinear(x, hist.reshape(x.shape), 1.0 - k_full, k_full)
-        hist_low = np.where(use_warped[..., None], warped_low, self.prev_out_low)
+        y = cv2.blendLinear(x, hist, 1.0 - k_full, k_full)
         self.prev_out_low = x_low + k[..., None] * (hist_low - x_low)
         return y.reshape(x.shape)
 
