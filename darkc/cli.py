@@ -52,15 +52,17 @@ def cli() -> None:
               "(default 512), the first of --ratios; dark DNG frames, ground truth and true optical flow")
 @click.option("--motion", type=click.Choice(["mixed", "pan", "zoom", "jitter", "static"]), default="mixed",
               show_default=True, help="--video: camera motion (mixed = pan + zoom + jitter)")
-def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, motion) -> None:
+@click.option("--objects", type=int, default=2, show_default=True, help="--video: moving objects (occlusions)")
+@click.option("--cuts", default="", help="--video: scene cuts, the first frame of each new shot, e.g. 8,16")
+def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, motion, objects, cuts) -> None:
     """Write synthetic low-light raw pairs as DNG files in the SID layout (or a raw video clip with --video)."""
     if video:
         from .video.synth import DEFAULT_FRAMES, DEFAULT_SIZE, write_clip
         res = write_clip(out, frames=count or DEFAULT_FRAMES, size=size or DEFAULT_SIZE, seed=seed, cfa=cfa,
-                         profile=profile, images=list(images) or None, motion=motion,
-                         ratio=float(_ints(ratios, "--ratios")[0]))
+                         profile=profile, images=list(images) or None, motion=motion, objects=objects,
+                         ratio=float(_ints(ratios, "--ratios")[0]), cuts=tuple(_ints(cuts, "--cuts")) if cuts else ())
         click.echo(f"wrote {res['frames']} frames ({res['size'][1]}x{res['size'][0]}, x{res['ratio']:g}, camera "
-                   f"{res['motion']}) with ground truth and flow to {out}")
+                   f"{res['motion']}, cuts {list(res['cuts']) or 'none'}) with ground truth and flow to {out}")
         return
     from .data.synth import synthesize
     res = synthesize(out, count=count, size=size, seed=seed, cfa=cfa, profile=profile, images=list(images),
@@ -337,8 +339,8 @@ def pipeline(recipe, out, from_stage) -> None:
 @click.option("-o", "--out", required=True, type=click.Path(), help="OUT.mp4 (H.264) or a folder for PNG frames")
 @click.option("--model", default=None, help="shipped name, artifact folder, .onnx or .tflite (default: the shipped "
               "student, else the teacher)")
-@click.option("--temporal", type=click.Choice(["none", "ema", "motion-adaptive", "flow"]), default=None,
-              help="temporal filter (default: flow)")
+@click.option("--temporal", type=click.Choice(["none", "ema", "motion-adaptive", "flow", "fast-flow"]), default=None,
+              help="temporal filter (default: fast-flow)")
 @click.option("--strength", type=float, default=None, help="largest history weight in [0, 1) (default 0.8)")
 @click.option("--domain", type=click.Choice(["output", "raw", "both"]), default=None,
               help="filter the network's output, its raw input, or both (default: output)")
@@ -349,11 +351,14 @@ def pipeline(recipe, out, from_stage) -> None:
               "(psnr, ssim, flicker, warp_error, fps vs the clip's ground truth)")
 @click.option("--skip-bad", is_flag=True, help="leave out unreadable or mismatched frames with a warning")
 @click.option("--threads", type=int, default=None)
-def video(input, out, model, temporal, strength, domain, ratio, fps, png, metrics, skip_bad, threads) -> None:
-    """Enhance a folder of dark raw frames (or a synth --video clip) into a temporally filtered video."""
+@click.option("--profile", default=None, help="sRGB video input: camera profile it is unprocessed to raw with "
+              "(default: the model CFA's default)")
+def video(input, out, model, temporal, strength, domain, ratio, fps, png, metrics, skip_bad, threads, profile) -> None:
+    """Enhance dark raw frames (a folder, a synth --video clip) or an ordinary video file / image folder (made dark
+    raw by unprocessing, Brooks et al. 2019) into a temporally filtered video."""
     from .video import enhance_video, format_report
     rep = enhance_video(input, out, model=model, temporal=temporal, strength=strength, domain=domain, ratio=ratio,
-                        fps=fps, png=png, metrics=metrics, skip_bad=skip_bad, threads=threads)
+                        fps=fps, png=png, metrics=metrics, skip_bad=skip_bad, threads=threads, profile=profile)
     click.echo(format_report(rep))
 
 

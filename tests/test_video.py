@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,9 @@ from darkc.metrics import psnr
 from darkc.models import build_model, save_checkpoint
 from darkc.video import (VideoWriter, enhance_video, flicker, make_filter, occlusion_mask, open_sequence,
                          probe_video, warp, warp_error, write_clip)
+from darkc.video.darken import Darkener
+from darkc.video.metrics import NoRefScore, VideoScore
+from darkc.video.process import DEFAULT_TEMPORAL
 from darkc.video.temporal import KINDS
 from helpers import raises_naming
 
@@ -101,6 +105,37 @@ def test_clip_bad_options(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_scene_cut_clip_has_no_flow_across_the_cut(tmp_path):
+    out = tmp_path / "cut"
+    write_clip(out, frames=5, size=96, seed=2, motion="pan", cuts=(3,), progress=False)
+    meta = json.loads((out / "clip.json").read_text())
+    assert meta["cuts"] == [3] and [s["start"] for s in meta["shots"]] == [0, 3]
+    assert meta["flow_fwd"][2] is None and meta["flow_bwd"][2] is None and None not in meta["flow_fwd"][:2]
+    seq = open_sequence(out)
+    assert [f.cut for f in seq.frames] == [False, False, False, True, False] and seq.frames[3].read_flows() is None
+    t = [f.read_truth() for f in seq.frames]
+    within, across = np.abs(t[2] - t[1]).mean(), np.abs(t[3] - t[2]).mean()
+    assert across > 2 * within                                              # a new scene, not more of the pan
+    assert len({read_raw(f.path).wb for f in seq.frames}) == 1             # the same camera on both sides
+    with raises_naming("scene cuts [5]", "between 1 and 4"):
+        write_clip(tmp_path / "bad", frames=5, size=96, cuts=(5,), progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_ghosting_score_counts_revealed_pixels_and_the_frame_after_a_cut():
+    rng = np.random.default_rng(3)
+    a, b = rng.random((24, 32, 3)).astype(np.float32), rng.random((24, 32, 3)).astype(np.float32)
+    zero = np.zeros((24, 32, 2), np.float32)
+    score = VideoScore()
+    score.add(a, a)
+    score.add(a, a, zero, zero)                                             # nothing revealed
+    assert score.summary()["psnr_revealed"] is None
+    score.add(a, b, cut=True)                                               # the old scene carried over a cut
+    summary = score.summary()
+    assert summary["psnr_revealed"] == pytest.approx(psnr(b, a), abs=0.01)
+    assert len(summary["per_frame"]["warp_error"]) == 1                     # no temporal metric across the cut
+
+
 # --- metrics ----------------------------------------------------------------------------------------------
 
 def test_warp_error_and_occlusion_on_a_known_shift():
@@ -141,7 +176,7 @@ def _mean_flicker(outs, truths):
     return float(np.mean([flicker(outs[i - 1], outs[i], truths[i - 1], truths[i]) for i in range(1, len(outs))]))
 
 
-@pytest.mark.parametrize("kind", ["ema", "motion-adaptive", "flow"])
+@pytest.mark.parametrize("kind", ["ema", "motion-adaptive", "flow", "fast-flow"])
 def test_static_sequence_flicker_is_reduced(kind):
     rng = np.random.default_rng(2)
     scene = cv2.GaussianBlur(rng.random((64, 96, 3)).astype(np.float32), (0, 0), 3) * 0.6 + 0.2
@@ -188,6 +223,26 @@ def test_moving_square_is_not_ghosted():
     assert errors["ema"] > 0.2                                 # the baseline leaves a trail: the test can fail
     assert errors["motion-adaptive"] < base + 0.03, errors
     assert errors["flow"] < base + 0.03, errors
+    assert errors["fast-flow"] < base + 0.03, errors
+
+
+def test_scene_cut_does_not_ghost():
+    """After many frames of one scene, the first frame of another must not carry the old one (the default filter
+    detects the cut and restarts); ema, which cannot tell, shows the old scene: the test can fail."""
+    rng = np.random.default_rng(9)
+    scene_a = cv2.GaussianBlur(rng.random((64, 96, 3)).astype(np.float32), (0, 0), 3) * 0.5 + 0.1
+    scene_b = np.ascontiguousarray(scene_a[::-1, ::-1] * 0.6 + 0.35)
+    truths = [scene_a] * 8 + [scene_b] * 3
+    frames = _noisy(truths, 0.03, 10)
+    errors = {}
+    for kind in ("ema", DEFAULT_TEMPORAL):
+        filt = make_filter(kind)
+        outs = [filt(f) for f in frames]
+        errors[kind] = [float(np.abs(o - t).mean()) for o, t in zip(outs[8:], truths[8:])]
+    per_frame = float(np.abs(frames[8] - truths[8]).mean())
+    assert errors["ema"][0] > per_frame + 0.05, errors
+    assert errors[DEFAULT_TEMPORAL][0] <= per_frame + 1e-6, errors       # the cut frame passes through
+    assert errors[DEFAULT_TEMPORAL][2] < per_frame, errors                 # and smoothing resumes after it
 
 
 def test_filters_check_their_input():
@@ -302,8 +357,9 @@ def test_mixed_sizes_and_cfas_are_errors(tmp_path, tiny_model):
         enhance_video(src, tmp_path / "a.mp4", model=tiny_model, ratio=100, progress=False)
     src = _raw_folder(tmp_path / "cfas", n=3, shape=(96, 96))
     dark_dng(src / "f3.dng", (96, 96), cfa="xtrans")
-    with raises_naming("frame 3 of 3", "X-Trans", "Bayer"):
+    with raises_naming("frame 3 of 3", "X-Trans", "Bayer") as err:
         enhance_video(src, tmp_path / "b.mp4", model=tiny_model, ratio=100, progress=False)
+    assert "\n" not in str(err.value)                                       # one line, as the CLI prints it
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
 
 
@@ -330,6 +386,62 @@ def test_bad_inputs_and_options(tmp_path, clip, tiny_model):
     assert not (tmp_path / "o.mp4").exists()
 
 
+def _ordinary_video(tmp_path: Path, frames=6) -> tuple[Path, Path]:
+    """A small sRGB video, as an MP4 and as a PNG folder: blurred noise panning 1 px per frame."""
+    rng = np.random.default_rng(11)
+    base = cv2.GaussianBlur(rng.random((64, 96, 3)).astype(np.float32), (0, 0), 2) * 0.8 + 0.1
+    with VideoWriter(tmp_path / "src.mp4", tmp_path / "src_png", fps=25) as w:
+        for t in range(frames):
+            w.write(np.roll(base, t, axis=1), index=t)
+    return tmp_path / "src.mp4", tmp_path / "src_png"
+
+
+def test_ordinary_video_is_unprocessed_to_dark_raw_and_scored_without_reference(tmp_path, tiny_model):
+    mp4, pngs = _ordinary_video(tmp_path)
+    for src in (mp4, pngs):
+        out = tmp_path / f"out_{src.name}.mp4"
+        rep = enhance_video(src, out, model=tiny_model, threads=1, progress=False, metrics=tmp_path / "m.json")
+        assert probe_video(out)["frames"] == 6 and (rep["width"], rep["height"]) == (96, 64)
+        assert rep["input_kind"].startswith("srgb") and "Brooks" in rep["simulation"] and "1/100" in rep["simulation"]
+        assert rep["psnr"] is None and np.isfinite(rep["warp_error"]) and np.isfinite(rep["flicker"])
+        assert len(rep["per_frame"]["warp_error"]) == 5 and "estimated on the output" in rep["flow_for_metrics"]
+
+
+def test_darkener_gives_one_ratio_less_light_with_fresh_noise():
+    rng = np.random.default_rng(12)
+    srgb = cv2.GaussianBlur(rng.random((60, 90, 3)).astype(np.float32), (0, 0), 3) * 0.6 + 0.2
+    bright = Darkener("bayer", ratio=1.0, seed=3)(srgb, 0, "x")
+    dark = Darkener("bayer", ratio=100.0, seed=3)(srgb, 0, "x")
+    assert bright.mosaic.shape == dark.mosaic.shape == (60, 90) and dark.cfa == "bayer"
+    assert bright.mosaic.mean() / dark.mosaic.mean() == pytest.approx(100, rel=0.1)
+    again = Darkener("bayer", ratio=100.0, seed=3)(srgb, 1, "x")           # the next frame: new noise, same camera
+    assert np.abs(again.mosaic - dark.mosaic).mean() > 0 and again.wb == dark.wb
+    assert Darkener("xtrans", ratio=100.0)(srgb, 0, "x").mosaic.shape == (60, 90)
+
+
+def test_no_reference_score_skips_a_scene_cut():
+    rng = np.random.default_rng(13)
+    a = cv2.GaussianBlur(rng.random((64, 96, 3)).astype(np.float32), (0, 0), 2)
+    b = cv2.GaussianBlur(rng.random((64, 96, 3)).astype(np.float32), (0, 0), 2)
+    score = NoRefScore()
+    for frame in (a, a, b, b):
+        score.add(frame)
+    s = score.summary()
+    assert s["per_frame"]["warp_error"][1] is None and s["pairs_taken_for_cuts"] == 1
+    assert s["flicker"] == pytest.approx(0, abs=1e-6) and s["warp_error"] < 1e-4
+
+
+def test_unreadable_video_file_is_a_one_line_error(tmp_path, tiny_model):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 64)
+    with raises_naming("broken.mp4", "ffmpeg") as err:
+        enhance_video(bad, tmp_path / "o.mp4", model=tiny_model, progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "o.mp4").exists()
+    with raises_naming("notes.txt", "video file"):
+        enhance_video(tmp_path / "notes.txt", tmp_path / "o.mp4", model=tiny_model, progress=False) \
+            if (tmp_path / "notes.txt").write_text("x") else None
+
+
 def test_cli_synth_video_and_video(tmp_path, tiny_model):
     clip = tmp_path / "clip"
     assert cli_main(["synth", "--video", "-o", str(clip), "--count", "3", "--size", "96", "--seed", "2",
@@ -344,16 +456,18 @@ def test_cli_synth_video_and_video(tmp_path, tiny_model):
 
 def test_benchmark_script_on_a_tiny_case(tmp_path, tiny_model):
     out = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "video_temporal.py"), "--model", str(tiny_model),
-                        "--frames", "3", "--size", "96", "--clips", "tripod,pan-zoom", "--kinds", "ema,flow",
-                        "--domains", "output,raw", "--cost-size", "96x64", "--cost-runs", "1", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+                        "--frames", "10", "--size", "96", "--clips", "tripod,pan-zoom-cut", "--kinds", "ema,fast-flow",
+                        "--cost-size", "96x64", "--cost-runs", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     data = json.loads((out / "video_temporal.json").read_text())
-    assert list(data["clips"]) == ["tripod", "pan-zoom"]
-    assert list(data["clips"]["tripod"]["rows"]) == ["per-frame", "ema/output", "ema/raw", "flow/output", "flow/raw"]
-    row = data["clips"]["pan-zoom"]["rows"]["flow/output"]
-    assert row["warp_error"] > 0 and row["filter_ms"] > 0 and row["fps"] > 0
-    assert data["cost"]["network_ms"]["student-size"] > 0
-    assert (out / "video_temporal.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| flow/output |" in (out / "video_temporal.md").read_text()
+    assert list(data["clips"]) == ["tripod", "pan-zoom-cut"] and data["clips"]["pan-zoom-cut"]["cuts"] == [6]
+    assert list(data["clips"]["tripod"]["rows"]) == ["per-frame", "ema", "fast-flow"]
+    row = data["clips"]["pan-zoom-cut"]["rows"]["fast-flow"]
+    assert row["warp_error"] > 0 and row["filter_ms"] > 0 and row["fps"] > 0 and np.isfinite(row["psnr_revealed"])
+    assert data["cost"]["network_ms"] > 0 and data["summary"]["fast-flow"]["cost_over_student"] > 0
+    for png in ("video_temporal_tripod.png", "video_temporal_pan-zoom-cut.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert "| **fast-flow** (default) |" in (out / "video_temporal.md").read_text()

@@ -1,8 +1,10 @@
-"""Video input (a folder of raw frames or a synthetic clip) and output (MP4/H.264 and/or PNG frames).
+"""Video input (a folder of raw frames, a synthetic clip, or ordinary video) and output (MP4/H.264 and/or PNG).
 
 Input: a directory holding raw frames that rawpy/LibRaw reads (any of :data:`RAW_EXTS`, case-insensitive),
 taken in natural name order (``f2`` before ``f10``), or a clip written by ``darkc synth --video`` (its
 ``clip.json`` lists the frames, the ground truth, the true flow, the exposure ratio and the frame rate).
+Ordinary sRGB video, a video file ffmpeg reads (:data:`VIDEO_EXTS`) or a folder of images (:data:`IMAGE_EXTS`),
+is read as 8-bit sRGB frames (:meth:`Sequence.rgb_frames`) for :mod:`darkc.video.darken` to turn into dark raw.
 
 Output: an ``.mp4`` (H.264, yuv420p, through the ffmpeg binary that imageio-ffmpeg bundles) and/or a folder
 of 8-bit PNG frames named by input frame index. Both are written to temporary names and renamed at the end,
@@ -27,6 +29,10 @@ from .synth import CLIP_FILE, CLIP_KIND
 #: file extensions of camera raw formats LibRaw reads (the common ones; case-insensitive)
 RAW_EXTS = {".dng", ".arw", ".srf", ".sr2", ".raf", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".orf", ".rw2",
             ".pef", ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw", ".x3f", ".rwl", ".raw"}
+#: ordinary video files (decoded by the ffmpeg that imageio-ffmpeg bundles) and image formats OpenCV reads
+VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv", ".ts",
+              ".y4m", ".gif"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 FRAME_NAME = re.compile(r"^\d{5}\.png$")
 #: H.264 constant rate factor of the MP4 (18: visually lossless for most content)
 DEFAULT_CRF = 18
@@ -40,6 +46,7 @@ class FrameRef:
     truth: Path | None = None
     fwd: Path | None = None
     bwd: Path | None = None
+    cut: bool = False          # the first frame of a new shot (a scene cut before it)
 
     def read_truth(self) -> np.ndarray:
         """(H, W, 3) float32 sRGB in [0, 1] from the 16-bit truth PNG."""
@@ -63,10 +70,76 @@ class Sequence:
     ratio: float | None = None
     fps: float | None = None
     meta: dict = field(default_factory=dict)
+    kind: str = "raw"          # "raw" frames, or "rgb": an sRGB video file or image folder
 
     @property
     def has_truth(self) -> bool:
         return all(f.truth is not None for f in self.frames)
+
+    def rgb_frames(self):
+        """Yield (FrameRef, (H, W, 3) float32 sRGB in [0, 1]) in order, for an "rgb" sequence.
+
+        Raises:
+            DarkcError: a frame cannot be decoded, or the video has fewer frames than it announced.
+        """
+        if self.root.is_dir():
+            for ref in self.frames:
+                img = cv2.imread(str(ref.path), cv2.IMREAD_UNCHANGED)
+                if img is None:
+                    raise DarkcError(f"cannot read image {ref.path}: not an image OpenCV decodes; remove it or "
+                                     f"convert it to PNG")
+                yield ref, _to_rgb(img, ref.path)
+            return
+        import imageio_ffmpeg
+
+        w, h = self.meta["width"], self.meta["height"]
+        gen = imageio_ffmpeg.read_frames(str(self.root), pix_fmt="rgb24")
+        try:
+            next(gen)
+            for ref in self.frames:
+                try:
+                    buf = next(gen)
+                except StopIteration:
+                    raise DarkcError(f"{self.root} ended after {ref.index} of {len(self.frames)} frames: the file "
+                                     f"is truncated; re-encode it with ffmpeg") from None
+                yield ref, np.frombuffer(buf, np.uint8).reshape(h, w, 3).astype(np.float32) / 255.0
+        except RuntimeError as exc:                       # imageio-ffmpeg reports decoder failures so
+            raise DarkcError(f"cannot decode {self.root}: {str(exc).splitlines()[0]}; re-encode it with "
+                             f"ffmpeg") from exc
+        finally:
+            gen.close()
+
+
+def _to_rgb(img: np.ndarray, path: Path) -> np.ndarray:
+    """An OpenCV image (grey, BGR or BGRA; 8 or 16 bit) -> (H, W, 3) float32 sRGB in [0, 1]."""
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else None
+    if scale is None:
+        raise DarkcError(f"image {path} is {img.dtype}: pass 8- or 16-bit images")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(img[..., ::-1]).astype(np.float32) / scale
+
+
+def _open_video_file(path: Path) -> Sequence:
+    import imageio_ffmpeg
+
+    try:
+        gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        info = next(gen)
+        gen.close()
+        count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (RuntimeError, OSError, StopIteration) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DarkcError(f"cannot read video {path}: {first}; pass a file ffmpeg can decode, a folder of images, or "
+                         f"a folder of raw frames") from exc
+    if count < 1:
+        raise DarkcError(f"video {path} has no frames")
+    w, h = (int(v) for v in info["size"])
+    meta = {"width": w, "height": h, "codec": info.get("codec"), "source_fps": info.get("fps")}
+    return Sequence(path, [FrameRef(i, path) for i in range(count)], fps=float(info.get("fps") or 0) or None,
+                    meta=meta, kind="rgb")
 
 
 def _natural_key(path: Path) -> list:
@@ -88,8 +161,10 @@ def _open_clip(root: Path) -> Sequence:
     if n == 0 or len(truths) != n or len(fwd) != n - 1 or len(bwd) != n - 1:
         raise DarkcError(f"{meta_file} lists {n} raw frames, {len(truths)} truth frames and {len(fwd)}/{len(bwd)} "
                          f"flows (expected n, n, n-1, n-1); regenerate the clip")
-    frames = [FrameRef(i, root / raws[i], root / truths[i], root / fwd[i - 1] if i else None,
-                       root / bwd[i - 1] if i else None) for i in range(n)]
+    cuts = set(meta.get("cuts") or [])
+    join = lambda name: root / name if name else None  # noqa: E731  (no flow across a scene cut)
+    frames = [FrameRef(i, root / raws[i], root / truths[i], join(fwd[i - 1]) if i else None,
+                       join(bwd[i - 1]) if i else None, cut=i in cuts) for i in range(n)]
     for f in frames:
         for p in (f.truth, f.fwd, f.bwd):
             if p is not None and not p.is_file():
@@ -109,14 +184,21 @@ def open_sequence(path: str | os.PathLike) -> Sequence:
         raise DarkcError(f"video input {root} does not exist: pass a folder of raw frames or a darkc synth --video "
                          f"clip")
     if not root.is_dir():
-        raise DarkcError(f"video input {root} is a file: pass the folder that holds the raw frames")
+        if root.suffix.lower() in VIDEO_EXTS:
+            return _open_video_file(root)
+        raise DarkcError(f"video input {root} is a file but not a video ({', '.join(sorted(VIDEO_EXTS))}): pass a "
+                         f"video file, a folder of images, or the folder that holds the raw frames")
     if (root / CLIP_FILE).is_file():
         return _open_clip(root)
     files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in RAW_EXTS), key=_natural_key)
+    images = sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
+    if not files and images:
+        return Sequence(root, [FrameRef(i, p) for i, p in enumerate(images)], kind="rgb")
     if not files:
         others = sum(1 for p in root.iterdir() if not p.name.startswith("."))
         what = f"{others} other entries" if others else "it is empty"
-        raise DarkcError(f"no raw frames in {root} ({what}): put the frames there as DNG/ARW/RAF/NEF/CR2/... files")
+        raise DarkcError(f"no raw frames in {root} ({what}): put the frames there as DNG/ARW/RAF/NEF/CR2/... files "
+                         f"(or PNG/JPEG images, or pass a video file)")
     return Sequence(root, [FrameRef(i, p) for i, p in enumerate(files)])
 
 

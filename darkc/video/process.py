@@ -30,18 +30,21 @@ from ..data.raw import amplify, read_raw, render_packed
 from ..errors import DarkcError, atomic_path
 from ..inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner, model_input
 from .io import VideoWriter, open_sequence
-from .metrics import VideoScore
+from .darken import DEFAULT_RATIO as DARKEN_RATIO
+from .darken import Darkener
+from .metrics import NoRefScore, VideoScore
 from .temporal import DEFAULT_STRENGTH, KINDS, make_filter
 
 #: where the temporal filter runs: on the packed raw before the network, on its sRGB output, or both
 DOMAINS = ("output", "raw", "both")
-#: chosen by benchmarks/video_temporal.py (benchmarks/results/video/video_temporal.md): ``flow`` is the only kind that
-#: cut both flicker and the warping error by half on every clip, camera motion included; filtering the network's
-#: output ghosted least (raw input or both: 0.5-0.9 dB worse on changing pixels at similar flicker)
-DEFAULT_TEMPORAL = "flow"
+#: chosen by benchmarks/video_temporal.py (benchmarks/results/video/video_temporal.md): ``fast-flow`` cut both flicker
+#: and the warping error by half on every clip at a fraction of ``flow``'s cost; filtering the network's output
+#: ghosted least (raw input or both: 0.5-0.9 dB worse on changing pixels at similar flicker, earlier report)
+DEFAULT_TEMPORAL = "fast-flow"
 DEFAULT_DOMAIN = "output"
 DEFAULT_FPS = 30.0
 FLOW_FOR_METRICS = "true flow of the synthetic clip (its flow/fwd_*.flo and flow/bwd_*.flo)"
+FLOW_NO_REFERENCE = "OpenCV DIS flow (medium) estimated on the output frames themselves, both ways"
 
 
 def default_model() -> str:
@@ -82,18 +85,22 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
                   temporal: str | None = None, strength: float | None = None, domain: str | None = None,
                   ratio: float | None = None, fps: float | None = None, png: str | os.PathLike | None = None,
                   metrics: str | os.PathLike | None = None, skip_bad: bool = False, threads: int | None = None,
-                  tile: int = DEFAULT_TILE, crf: int = 18, progress: bool = True) -> dict:
+                  tile: int = DEFAULT_TILE, crf: int = 18, profile: str | None = None, seed: int = 0,
+                  progress: bool = True) -> dict:
     """Enhance a raw video.
 
     Args:
-        input: folder of raw frames (rawpy-readable, natural name order) or a ``darkc synth --video`` clip.
+        input: folder of raw frames (rawpy-readable, natural name order), a ``darkc synth --video`` clip, or
+            ordinary sRGB video (a video file ffmpeg reads, or a folder of images), which is first made dark raw
+            by :class:`darkc.video.darken.Darkener` (unprocessing, Brooks et al. 2019; simulated sensor noise).
         out: ``.mp4`` file (H.264), or a folder for 8-bit PNG frames ``NNNNN.png`` (input frame index).
         model: shipped name, checkpoint folder, ``.onnx`` or ``.tflite``, or a loaded :class:`Runner`;
             None: :func:`default_model` (the shipped student, else the teacher).
         temporal: filter kind, one of :data:`darkc.video.temporal.KINDS`; None: :data:`DEFAULT_TEMPORAL`.
         strength: the filter's largest history weight in [0, 1); None: the kind's default.
         domain: where the filter runs, one of :data:`DOMAINS`; None: :data:`DEFAULT_DOMAIN`.
-        ratio: exposure ratio the raw frames are amplified by; None: the clip's, required for plain folders.
+        ratio: exposure ratio the raw frames are amplified by; None: the clip's, required for plain raw
+            folders; for sRGB video also the darkening (1/ratio of the light), default x100.
         fps: frame rate of the MP4; None: the clip's, else 30.
         png: also write PNG frames to this folder (with an ``.mp4`` output).
         metrics: write the report as JSON here (``psnr``, ``ssim``, ``flicker``, ``warp_error``, ``fps``;
@@ -103,6 +110,8 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
         threads: CPU threads for inference and OpenCV; None keeps the runtimes' defaults.
         tile: largest network tile side in packed px (:func:`darkc.inference.enhance_packed`).
         crf: H.264 constant rate factor (lower is better quality, 18 is visually lossless for most content).
+        profile: camera profile an sRGB video is unprocessed with (default: the model CFA's default profile).
+        seed: camera parameters and noise of the simulated capture of an sRGB video.
         progress: show a progress bar over the frames.
 
     Returns:
@@ -122,6 +131,8 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
         raise DarkcError(f"--metrics {metrics} must end in .json")
     mp4, png_dir = _outputs(out, png)
     seq = open_sequence(input)
+    if ratio is None and seq.kind == "rgb":
+        ratio = DARKEN_RATIO
     if ratio is None:
         if seq.ratio is None:
             raise DarkcError(f"no exposure ratio for the frames in {seq.root}: pass --ratio (SID uses 100-300)")
@@ -135,7 +146,8 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
     raw_filter = make_filter(temporal, strength) if domain in ("raw", "both") and temporal != "none" else None
     out_filter = make_filter(temporal, strength) if domain in ("output", "both") else None
     strength_used = (out_filter or raw_filter).strength if (out_filter or raw_filter) else DEFAULT_STRENGTH[temporal]
-    score = VideoScore() if seq.has_truth else None
+    darkener = Darkener(runner.cfa, profile, ratio, seed) if seq.kind == "rgb" else None
+    score = VideoScore() if seq.has_truth else NoRefScore() if metrics is not None or darkener else None
 
     n = len(seq.frames)
     stages = ("read", "raw_filter", "network", "filter", "write", "metrics")
@@ -159,10 +171,11 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             score.gap()
 
     with VideoWriter(mp4, png_dir, fps, crf) as writer:
-        for ref in tqdm(seq.frames, desc="darkc video", unit="frame", disable=not progress):
+        source = seq.rgb_frames() if darkener else ((ref, None) for ref in seq.frames)
+        for ref, srgb in tqdm(source, total=n, desc="darkc video", unit="frame", disable=not progress):
             marks = [(time.perf_counter(), time.process_time())]
             try:
-                frame = read_raw(ref.path)
+                frame = darkener(srgb, ref.index, str(seq.root)) if darkener else read_raw(ref.path)
             except DarkcError as exc:
                 skip(ref.index, ref.path, f"unreadable ({exc})")
                 continue
@@ -198,9 +211,11 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             marks.append((time.perf_counter(), time.process_time()))
             writer.write(apply_flip(hwc, flip), ref.index)      # turned as LibRaw turns the frame
             marks.append((time.perf_counter(), time.process_time()))
-            if score is not None:
+            if isinstance(score, VideoScore):
                 flows = ref.read_flows()
-                score.add(np.clip(hwc, 0, 1), ref.read_truth(), *(flows or (None, None)))
+                score.add(np.clip(hwc, 0, 1), ref.read_truth(), *(flows or (None, None)), cut=ref.cut)
+            elif score is not None:
+                score.add(np.clip(hwc, 0, 1))
             marks.append((time.perf_counter(), time.process_time()))
             for key, (a, b) in zip(stages, zip(marks, marks[1:])):
                 wall[key] += b[0] - a[0]
@@ -230,8 +245,16 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
         "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                  "cpus": os.cpu_count(), "threads": threads, "python": sys.version.split()[0]},
         "psnr": None, "ssim": None, "flicker": None, "warp_error": None,
+        "input_kind": "srgb video, simulated dark raw" if darkener else "raw",
+        "simulation": darkener.describe() if darkener else None,
     }
-    if score is not None:
+    if isinstance(score, NoRefScore):
+        report.update(score.summary())
+        report["metrics_definition"] = (
+            "no ground truth: flicker = mean |O_t - O_t-1| over pixels the estimated flow finds still (< 0.5 px, "
+            "not occluded); warp_error = Lai et al. 2018 E_warp with that flow")
+        report["flow_for_metrics"] = FLOW_NO_REFERENCE
+    elif score is not None:
         summary = score.summary()
         report.update(summary)
         report["metrics_definition"] = (
@@ -253,9 +276,15 @@ def format_report(report: dict) -> str:
              f"{report['fps']:.2f} fps end to end; {report['temporal']} filter on {report['domain']}: "
              f"{report['filter_ms_per_frame']:.1f} ms/frame, {100 * (report['filter_over_network'] or 0):.1f} % of the "
              f"network's CPU time"]
+    if report.get("simulation"):
+        lines.append(f"input: {report['simulation']}")
     if report["skipped"]:
         lines.append(f"skipped {len(report['skipped'])} of {report['frames_in']} frames: "
                      + ", ".join(str(s['index']) for s in report["skipped"]))
+    if report.get("psnr") is None and report.get("warp_error") is not None:
+        num = lambda v: "n/a" if v is None else f"{v:.5f}"  # noqa: E731
+        lines.append(f"no ground truth: flicker {num(report['flicker'])} (still pixels), warp error "
+                     f"{num(report['warp_error'])} ({report['flow_for_metrics']})")
     if report.get("psnr") is not None:
         num = lambda v: "n/a" if v is None else f"{v:.5f}"  # noqa: E731
         lines.append(f"vs truth: PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.4f}, flicker "

@@ -207,10 +207,30 @@ def _background(images: list[str] | None, seed: int) -> CleanImage:
     return pool[seed % len(pool)]
 
 
+@dataclass
+class Shot:
+    """One shot of a clip (between scene cuts): its background, camera path and objects, in shot-local frames."""
+    start: int
+    source: CleanImage
+    cams: list[np.ndarray]
+    sprites: list[Sprite]
+    scene: np.ndarray
+    to_pixels: np.ndarray
+
+    @classmethod
+    def make(cls, start: int, n: int, index: int, seed: int, images: list[str] | None, motion: str, objects: int,
+             rng: np.random.Generator, size: tuple[int, int]) -> "Shot":
+        src = _background(images, seed + index)
+        cams = camera_path(n, motion, rng, size)
+        sprites = make_sprites(objects, rng, size, n, seed + 7919 * index)
+        scene, to_pixels = _scene_texture(src.load(), cams, size)
+        return cls(start, src, cams, sprites, scene, to_pixels)
+
+
 def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: int = DEFAULT_SIZE, seed: int = 0,
                cfa: str = "bayer", profile: str | CameraProfile | None = None, images: list[str] | None = None,
                motion: str = "mixed", objects: int = 2, ratio: float = DEFAULT_RATIO, fps: float = DEFAULT_FPS,
-               progress: bool = True) -> dict:
+               cuts: tuple[int, ...] = (), progress: bool = True) -> dict:
     """``darkc synth --video``: write one synthetic raw clip with ground truth and true flow (layout above).
 
     Args:
@@ -225,6 +245,8 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
         objects: number of moving objects.
         ratio: exposure ratio of the dark frames (light 1/ratio of the ground truth's).
         fps: nominal frame rate stored with the clip (sets the DNG exposure time, 1/fps).
+        cuts: scene cuts, each the index of the first frame of a new shot: a new background photo, camera path
+            and objects (same camera, exposure and noise), and no flow from the frame before.
 
     Returns:
         Summary: ``frames``, ``size`` ((H, W)), ``ratio``, ``motion``, ``source``, ``path``.
@@ -237,13 +259,16 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
         raise DarkcError(f"objects {objects} must be non-negative")
     if not (np.isfinite(ratio) and ratio >= 1):
         raise DarkcError(f"exposure ratio {ratio} for the clip: pass a ratio of at least 1 (SID uses 100-300)")
+    cuts = sorted(set(int(c) for c in cuts))
+    if any(c <= 0 or c >= frames for c in cuts):
+        raise DarkcError(f"scene cuts {cuts} for a {frames}-frame clip: each cut is the first frame of a new shot, "
+                         f"between 1 and {frames - 1}")
     prof = profile if isinstance(profile, CameraProfile) else get_profile(profile, cfa)
     hw = _frame_size(size, prof.cfa)
     rng = np.random.default_rng([seed, 7001])
-    src = _background(images, seed)
-    cams = camera_path(frames, motion, rng, hw)
-    sprites = make_sprites(objects, rng, hw, frames, seed)
-    scene, to_pixels = _scene_texture(src.load(), cams, hw)
+    starts = [0] + cuts
+    shots = [Shot.make(start, end - start, shot_index, seed, images, motion, objects, rng, hw)
+             for shot_index, (start, end) in enumerate(zip(starts, starts[1:] + [frames]))]
     params = sample_params(rng, prof)
     k = sample_gain(rng, prof)
     sigmas = sample_sigmas(rng, k, prof)
@@ -260,7 +285,9 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
             shutil.rmtree(tmp / sub, ignore_errors=True)
         prev_layers = None
         for t in tqdm(range(frames), desc="darkc synth --video", unit="frame", disable=not progress):
-            clean, layers = render_clean(scene, to_pixels, cams[t], sprites, t, hw)
+            shot = next(s for s in reversed(shots) if s.start <= t)
+            local = t - shot.start
+            clean, layers = render_clean(shot.scene, shot.to_pixels, shot.cams[local], shot.sprites, local, hw)
             signal = cfa_mod.mosaic(unprocess(clean, params), prof.cfa) * span
             long_dn = np.clip(np.round(signal) + prof.black, 0, prof.white).astype(np.uint16)
             truth = render_mosaic(long_dn, prof.cfa, adjust_maximum_thr=0.0, exposure_time=ratio / fps, **tags)
@@ -270,12 +297,17 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
             write_png(tmp / "truth" / f"{name}.png", np.moveaxis(truth, -1, 0), bits=16)
             names["raw"].append(f"raw/{name}.dng")
             names["truth"].append(f"truth/{name}.png")
-            if prev_layers is not None:
-                write_flo(tmp / "flow" / f"fwd_{t - 1:05d}.flo", true_flow(cams, sprites, prev_layers, t - 1, t))
-                write_flo(tmp / "flow" / f"bwd_{name}.flo", true_flow(cams, sprites, layers, t, t - 1))
+            if t and local == 0:                 # a cut: nothing of frame t-1 is in frame t, so there is no flow
+                names["flow_fwd"].append(None)
+                names["flow_bwd"].append(None)
+            elif t:
+                write_flo(tmp / "flow" / f"fwd_{t - 1:05d}.flo",
+                          true_flow(shot.cams, shot.sprites, prev_layers, local - 1, local))
+                write_flo(tmp / "flow" / f"bwd_{name}.flo", true_flow(shot.cams, shot.sprites, layers, local, local - 1))
                 names["flow_fwd"].append(f"flow/fwd_{t - 1:05d}.flo")
                 names["flow_bwd"].append(f"flow/bwd_{name}.flo")
             prev_layers = layers
+        src, cams, sprites = shots[0].source, shots[0].cams, shots[0].sprites
         meta = {
             "kind": CLIP_KIND, "version": 1, "frames": frames, "fps": fps, "ratio": float(ratio),
             "size": list(hw), "cfa": prof.cfa, "profile": prof.name, "seed": seed, "motion": motion,
@@ -284,14 +316,17 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
                        "red_gain": params.red_gain, "blue_gain": params.blue_gain, "brightness": params.brightness},
             "camera_path": [np.round(c, 6).tolist() for c in cams],
             "objects": [sp.record() for sp in sprites],
+            "cuts": cuts,
+            "shots": [{"start": sh.start, "frames": len(sh.cams), "source": sh.source.name,
+                       "objects": [sp.record() for sp in sh.sprites]} for sh in shots],
             "truth_definition": "noise-free long exposure (ratio x the dark frame's light), quantised to 14 bit, "
                                 "rendered by LibRaw (camera WB, no auto-bright, 16 bit) as SID renders targets, but "
                                 "with adjust_maximum_thr=0 so brightness does not follow each frame's own maximum",
             "flow_definition": "F_a->b: content at pixel p of frame a is at p + F(p) in frame b; fwd_t = F_t->t+1, "
-                               "bwd_t = F_t->t-1; x then y, raw px",
+                               "bwd_t = F_t->t-1; x then y, raw px; null across a scene cut (no correspondence)",
             **names,
         }
         with atomic_path(tmp / CLIP_FILE) as f:
             f.write_text(json.dumps(meta, indent=1))
     return {"frames": frames, "size": hw, "ratio": float(ratio), "motion": motion, "source": src.name,
-            "path": str(out)}
+            "cuts": cuts, "path": str(out)}
