@@ -326,10 +326,13 @@ def report_md(report: dict) -> str:
         "",
         "How it is counted. One crop per file (`crop_px` = y, x, h, w in frame px), run with 96 packed px of "
         "context so it equals a whole-frame `darkc enhance` (tiling argument of `darkc/inference.py`); crops keep "
-        "the runtime under 5 min per model on 1-2 cores (a whole 8 MP frame takes the SID U-Net ~5 min on one).",
+        "the runtime near 5 min per model on 1-2 shared cores (a whole 8 MP frame would take the SID U-Net ~5 min "
+        "on one core alone: 36 s per 512 x 512 packed tile measured here).",
         f"- **checker**: coherent 2x2 pattern amplitude in levels of 255: |8x8-block mean| of each 2x2 Hadamard "
         f"component (horizontal/vertical/diagonal), averaged over blocks and channels; shown as max (h/v/d). Limit "
-        f"{CHECKER_LIMIT} (issue 16). Own implementation in this script, to be replaced by darkc.metrics' once merged.",
+        f"{CHECKER_LIMIT} (issue 16). A smooth ramp of slope g levels/px also adds g/2 to h or v, so LibRaw's own "
+        f"render scores ~0.4 there; d is the pure checkerboard. Own implementation in this script, to be replaced "
+        f"by darkc.metrics' once merged.",
         f"- **cast**: max over R, G, B of |mean chromaticity (channel / (R+G+B)) of the output - of LibRaw's render|, "
         f"over pixels whose reference mean RGB lies in {list(MID_TONES)}; limit {CAST_LIMIT} (our choice: a 5 % "
         f"gain on one channel gives ~0.011). dE00: mean CIEDE2000 (skimage).",
@@ -338,7 +341,9 @@ def report_md(report: dict) -> str:
         "- (b) **simulated dark captures**: the file's signal / ratio with the physical noise of "
         "`darkc.data.noise.expose` (profile and ISO below, the file's own black/white levels), amplified by the ratio; "
         "PSNR/SSIM vs LibRaw's render of the original (which carries the original's own noise), beside LibRaw + NLM "
-        "(`darkc.evaluate.nlm_denoise` on LibRaw's render of the amplified capture).",
+        "(`darkc.evaluate.nlm_denoise` on LibRaw's render of the amplified capture). The raw is clipped at black "
+        "before amplification (as `read_raw` does), so in the shadows noise lifts the mean and LibRaw's white "
+        "balance tints it: the baseline's cast at x250/x300.",
         "",
     ]
     for f in report["files"]:
@@ -384,7 +389,7 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=512, help="crop side in frame px (default 512)")
     ap.add_argument("--ratio", type=float, default=1.0, help="ratio for the as-is run (default 1)")
     ap.add_argument("--profile", default="canon-g7x-like", help="noise profile of the simulated dark captures")
-    ap.add_argument("--iso", type=float, default=400, help="ISO of the simulated captures (K = profile gain at that ISO)")
+    ap.add_argument("--iso", type=float, default=400, help="ISO of the simulated captures (the profile's gain there)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     models = args.model or ["teacher"]
@@ -427,7 +432,8 @@ def _run(args, models: list) -> int:
     bar.close()
     command = "python benchmarks/real_raws.py " + " ".join(f"--model {m}" for m in models) \
         + "".join(f" --raw {Path(r).name}" for r in args.raw) \
-        + (f" --crop {args.crop}" if args.crop != 512 else "") + (f" --ratio {args.ratio:g}" if args.ratio != 1 else "") \
+        + (f" --crop {args.crop}" if args.crop != 512 else "") \
+        + (f" --ratio {args.ratio:g}" if args.ratio != 1 else "") \
         + (f" --profile {args.profile}" if args.profile != "canon-g7x-like" else "") \
         + (f" --iso {args.iso:g}" if args.iso != 400 else "")
     report = {"command": command, "models": models, "seconds": round(time.perf_counter() - start, 1),
