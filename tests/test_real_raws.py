@@ -1,0 +1,165 @@
+"""benchmarks/real_raws.py: its measures (checkerboard amplitude, colour cast) on inputs with known answers, and
+its crop/render path on a tiny synthetic DNG, so a report on real raws cannot come from a broken measure."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from darkc.data.dng import write_dng
+from darkc.data.profiles import get_profile
+from darkc.data.raw import read_raw, render_raw
+from darkc.inference import Runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def rr():
+    spec = importlib.util.spec_from_file_location("real_raws", ROOT / "benchmarks" / "real_raws.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["real_raws"] = mod          # dataclasses look their module up while the class is made
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop("real_raws", None)
+
+
+def _smooth(h=96, w=128, seed=0, amp=0.3, freq=3.0):
+    """A smooth colourful image (H, W, 3) in [0.5 - amp, 0.5 + amp]: no period-2 content of its own, but its
+    gradient (up to amp * freq * 255 / max(h, w) levels per px) shows in the horizontal/vertical components as
+    half its slope."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    ph = rng.uniform(0, 2 * np.pi, 3)
+    return np.stack([0.5 + amp * np.sin(freq * x + 2 / 3 * freq * y + p) for p in ph], axis=-1)
+
+
+def _pattern(h, w, kind):
+    y, x = np.mgrid[0:h, 0:w]
+    return {"diagonal": (-1.0) ** (x + y), "horizontal": (-1.0) ** x, "vertical": (-1.0) ** y}[kind]
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "horizontal", "vertical"])
+def test_checker_measures_an_added_pattern_in_its_own_component(rr, kind):
+    k = 3.0
+    base = _smooth(amp=0.1, freq=1.0)       # slope <= 0.3 levels/px: adds <= 0.15 to h/v
+    img = base + (k / 255.0) * _pattern(*base.shape[:2], kind)[..., None]
+    got = rr.checker(img)
+    assert got[kind] == pytest.approx(k, abs=0.1)
+    others = [c for c in ("horizontal", "vertical", "diagonal") if c != kind]
+    assert all(got[c] < 0.15 for c in others), got
+    assert got["max"] == pytest.approx(k, abs=0.1)
+
+
+def test_checker_keeps_a_pattern_whose_phase_flips_between_regions(rr):
+    """A checkerboard of +k on the left half and -k on the right is as visible as one of +k everywhere: a global
+    mean of the component (instead of |block mean|) would report ~0."""
+    base = _smooth(amp=0.1, freq=1.0)
+    sign = np.where(np.arange(base.shape[1]) < base.shape[1] // 2, 1.0, -1.0)[None, :]
+    img = base + (2.0 / 255.0) * (_pattern(*base.shape[:2], "diagonal") * sign)[..., None]
+    assert rr.checker(img)["diagonal"] == pytest.approx(2.0, abs=0.1)
+
+
+def test_checker_of_incoherent_noise_stays_small(rr):
+    """White noise of std 5 levels is not a checkerboard: the 8x8 block mean leaves ~0.1 x 5 (taking |.| per
+    pixel before the block mean would give ~2)."""
+    rng = np.random.default_rng(1)
+    img = _smooth(256, 256, amp=0.1, freq=1.0) + rng.normal(0, 5 / 255.0, (256, 256, 3))
+    got = rr.checker(img)
+    assert 0.2 < got["max"] < 0.8, got
+
+
+def test_colour_cast_sees_a_channel_gain_and_not_a_brightness_change(rr):
+    ref = _smooth()
+    assert rr.colour_cast(ref, ref)["cast"] == pytest.approx(0.0, abs=1e-9)
+    brighter = rr.colour_cast(np.clip(ref * 1.2, 0, 1), ref)
+    assert brighter["cast"] < 1e-6
+    blue = rr.colour_cast(ref * np.array([1.0, 1.0, 1.1]), ref)
+    assert blue["cast"] > rr.CAST_LIMIT and blue["delta"][2] > 0 > blue["delta"][0]
+    # a 10 % gain on one channel moves its share by ~ 0.1 * s * (1 - s) with s ~ 1/3: about 0.02
+    assert blue["delta"][2] == pytest.approx(0.1 * (1 / 3) * (2 / 3), rel=0.25)
+
+
+def test_colour_cast_counts_only_mid_tones(rr):
+    ref = _smooth()
+    ref[:48] = 0.01                       # shadows: out of the mid-tone range
+    out = ref.copy()
+    out[:48, :, 0] = 0.02                 # a red shift in the shadows only
+    got = rr.colour_cast(out, ref)
+    assert got["cast"] < 1e-9 and got["pixels"] == 48 * 128
+
+
+class IdentityRaw(Runner):
+    """A raw-output 'model' that returns its input: its render must be LibRaw's own render of the file."""
+
+    def __init__(self):
+        super().__init__("identity-raw", "bayer", output="raw")
+
+    def __call__(self, x):
+        return x.copy()
+
+
+class GreySrgb(Runner):
+    """An sRGB 'model' that outputs mid grey."""
+
+    def __init__(self):
+        super().__init__("grey-srgb", "bayer", output="srgb")
+
+    def __call__(self, x):
+        n, _, h, w = x.shape
+        return np.full((n, 3, 2 * h, 2 * w), 0.5, np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_dng(tmp_path_factory):
+    """A 192x256 px Bayer DNG of a smooth colourful scene at about half of the white level."""
+    from darkc.data.cfa import mosaic
+
+    prof = get_profile("sony-a7s2-like")
+    rgb = _smooth(192, 256, seed=3) * 0.6
+    mos = mosaic(rgb.astype(np.float32), "bayer")
+    dn = np.round(prof.black + mos * (prof.white - prof.black)).astype(np.uint16)
+    path = tmp_path_factory.mktemp("real") / "tiny.dng"
+    write_dng(path, dn, "bayer", black=prof.black, white=prof.white, xyz_to_cam=prof.xyz_to_cam_matrix,
+              as_shot_neutral=(1 / 2.0, 1.0, 1 / 1.7), exposure_time=0.1)
+    return path
+
+
+def test_measure_file_on_a_tiny_dng_aligns_crops_with_libraw(rr, tiny_dng):
+    """The identity raw model's crop, rendered in the frame, equals LibRaw's render of the same crop (a crop or
+    render misplaced by one CFA tile fails the PSNR bound); the grey sRGB model shows a cast-free but wrong image;
+    the dark captures give finite scores for the model and the baseline."""
+    entry = rr.measure_file(tiny_dng, [IdentityRaw(), GreySrgb()], ratios=(100,), crop_px=64, centre=(0.5, 0.5),
+                            profile_name="sony-a7s2-like", iso=400)
+    y, x, h, w = entry["crop_px"]
+    assert (h, w) == (64, 64) and 0 <= y <= 192 - h and 0 <= x <= 256 - w
+    ident = entry["as_is"]["identity-raw"]
+    assert ident["psnr"] > 50 and ident["colour"]["cast"] < 1e-3
+    assert ident["checker"]["max"] == pytest.approx(entry["libraw_checker"]["max"], abs=0.05)
+    ref = render_raw(tiny_dng)[y:y + h, x:x + w]
+    np.testing.assert_allclose(entry["images"][("as-is", "LibRaw render")], ref)
+    grey = entry["as_is"]["grey-srgb"]
+    assert grey["psnr"] < 30 and grey["colour"]["cast"] > 0.01       # grey vs a colourful scene
+    dark = entry["dark"]["x100"]
+    assert set(dark) == {"libraw+nlm", "identity-raw", "grey-srgb"}
+    assert all(np.isfinite(m["psnr"]) and 0 < m["ssim"] <= 1 for m in dark.values())
+    # the identity model on a x100 dark capture is its noisy amplification: far below its as-is score
+    assert dark["identity-raw"]["psnr"] < ident["psnr"] - 10
+
+
+def test_simulated_dark_capture_keeps_the_signal_level(rr, tiny_dng):
+    """Scaled down by the ratio, exposed with noise and amplified back, the mean signal is the long exposure's
+    (a missing or doubled ratio would be off by 100x)."""
+    frame = read_raw(tiny_dng)
+    prof = get_profile("sony-a7s2-like")
+    dark = rr.simulate_dark(frame.mosaic, 100, prof, prof.gain_of_iso(400), seed=0)
+    assert dark.mean() * 100 == pytest.approx(frame.mosaic.mean(), rel=0.05)
+    assert (dark * 100 - frame.mosaic).std() > 0.02        # and it is noisy
+
+
+def test_plan_crop_keeps_the_context_inside_the_frame(rr):
+    crop = rr.plan_crop((4, 500, 700), 256, (0.02, 0.98), 2)
+    assert (crop.h, crop.w) == (128, 128)
+    assert crop.y >= rr.CONTEXT and crop.x + crop.w + rr.CONTEXT <= 700
+    assert crop.wy == crop.y - rr.CONTEXT and crop.wx + crop.ww == crop.x + crop.w + rr.CONTEXT
