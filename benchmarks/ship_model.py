@@ -42,11 +42,14 @@ def _history_table(state: dict) -> list[str]:
 def _quality_table(q: dict) -> list[str]:
     entries = [(q["model"], q)] + [(f"baseline: {k}", v) for k, v in q.get("baselines", {}).items()]
     ratios = list(q["per_ratio"])
-    lines = ["| method | " + " | ".join(f"{r} PSNR / SSIM" for r in ratios) + " | all PSNR / SSIM |",
-             "|---|" + "---|" * (len(ratios) + 1)]
+    colour = "deltae" in q and "checker" in q
+    lines = ["| method | " + " | ".join(f"{r} PSNR / SSIM" for r in ratios) + " | all PSNR / SSIM |"
+             + (" CIEDE2000 | checkerboard (/255) |" if colour else ""),
+             "|---|" + "---|" * (len(ratios) + 1 + 2 * colour)]
     for name, r in entries:
         lines.append(f"| {name} | " + " | ".join(f"{r['per_ratio'][k]['psnr']:.2f} / {r['per_ratio'][k]['ssim']:.3f}"
-                                                 for k in ratios) + f" | {r['psnr']:.2f} / {r['ssim']:.3f} |")
+                                                 for k in ratios) + f" | {r['psnr']:.2f} / {r['ssim']:.3f} |"
+                     + (f" {r['deltae']:.2f} | {r['checker']:.2f} |" if colour else ""))
     return lines
 
 
@@ -77,7 +80,9 @@ def main(argv=None) -> int:
     save_checkpoint(model, spec, dest, dtype=torch.float16)
     shipped, _ = load_checkpoint(dest)
     cin = spec["in_channels"]
-    scale = spec.get("scale", 2)                                   # raw px per packed px: 2 Bayer, 3 X-Trans
+    from darkc.data import cfa as cfa_mod
+
+    scale = cfa_mod.scale(spec["cfa"])                             # raw px per packed px: 2 Bayer, 3 X-Trans
     macs = {res: count_macs(model, (cin, h // scale, w // scale)) for res, (h, w) in
             (("1920x1080", (1080, 1920)), ("4240x2832", (2832, 4240)))}
     train = prov.get("train", {})
@@ -99,9 +104,16 @@ def main(argv=None) -> int:
              f"{cfg.get('schedule')} to {cfg.get('min_lr')}, seed {cfg.get('seed')})",
              f"- Wall time: {train.get('wall_s', 0) / 3600:.2f} h on {hardware} "
              f"(device {train.get('device')}, {train.get('world_size')} process(es))",
+             f"- Output: {spec.get('output', 'srgb')}"
+             + (" (clean packed raw; LibRaw renders it with each file's own white balance and colour matrix)"
+                if spec.get("output") == "raw" else " (sRGB, as SID)")
+             + f"; noise input: {spec.get('input', {}).get('noise', 'none')}"
+             + (" (a channel with the capture's predicted noise std: DNG NoiseProfile, the camera's darkc profile, "
+                "or an estimate from the file)" if spec.get("input", {}).get("noise") == "std-map" else ""),
              "- Selected: the checkpoint with the best validation PSNR on the reference validation set "
              f"(seeded synthetic {'Fuji' if spec['cfa'] == 'xtrans' else 'Sony'}-like pairs of images never used "
-             "for training)."]
+             "for training)" + ("; for raw-output models the PSNR of the packed raw against the long exposure's."
+                                if spec.get("output") == "raw" else ".")]
     lines += [f"- Note: {n}" for n in args.note]
     hist = _history_table(state)
     if hist:
@@ -110,6 +122,10 @@ def main(argv=None) -> int:
         q = json.loads(Path(args.quality).read_text())
         lines += ["", "## Quality on the reference validation set", "",
                   f"{q['n']} pairs; {q.get('protocol', '')}", ""] + _quality_table(q)
+        if q.get("ood"):
+            lines += ["", "## Quality on the out-of-distribution set (a camera held out of training)", "",
+                      f"{q['ood']['n']} pairs: the same scenes on the held-out sensor (`darkc eval --data ood`)", ""]
+            lines += _quality_table(q["ood"])
         lines += ["", f"Reproduce: `python benchmarks/eval_quality.py --model {args.name}` "
                       f"(or `darkc eval --model {args.name} --baselines`)."]
     if args.gallery:

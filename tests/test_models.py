@@ -1,6 +1,7 @@
 """Tests for darkc/models: the SID U-Net, builder/registry, checkpoint artifact, shipped models, MACs."""
 from __future__ import annotations
 
+import numpy as np
 import json
 import os
 import re
@@ -399,15 +400,16 @@ def test_resolve_model_ref(tmp_path, artifact, monkeypatch):
         resolve_model_ref("student")
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "teacher-xtrans"])
+@pytest.mark.parametrize("name", ["teacher", "student", "teacher-xtrans", "teacher-raw"])
 def test_shipped_models_render_colour(name):
     # regression test for the first shipped teacher, whose output was nearly grey (mean RGB saturation
     # 0.012 against 0.195 in the target): a held-out colourful photo at x100 must keep most of its colour
     from darkc.data import cfa as cfa_mod
     from darkc.data.profiles import get_profile
-    from darkc.data.raw import amplify
+    from darkc.data.datasets import model_io
+    from darkc.data.render import render_mosaic
     from darkc.data.sources import builtin_photos
-    from darkc.data.synth import make_pair, normalise
+    from darkc.data.synth import make_pair
     from darkc.train import forward_padded
 
     model, spec = load_pretrained(name)
@@ -416,9 +418,13 @@ def test_shipped_models_render_colour(name):
     photo = next(im for im in builtin_photos("val") if im.name.endswith("kodim23")).load()
     prof = get_profile(None, cfa)
     pair = make_pair(photo[128:128 + side, 256:256 + side], prof, 100, seed=3)
-    x = amplify(cfa_mod.pack(normalise(pair.short, prof), cfa), 100)
+    x = model_io(pair, None, spec["input"]["noise"])["input"].numpy()
     with torch.no_grad():
         out = forward_padded(model.eval(), torch.from_numpy(x)[None]).clamp(0, 1)[0].numpy()
+    if spec["output"] == "raw":     # LibRaw renders the clean raw with the file's colour, as darkc enhance does
+        dn = prof.black + cfa_mod.unpack(out, cfa) * (prof.white - prof.black)
+        out = render_mosaic(np.round(dn).astype(np.uint16), cfa, **pair.dng_tags(pair.long_exposure))
+        out = out.transpose(2, 0, 1)
     target = pair.target().transpose(2, 0, 1)
 
     def saturation(img):

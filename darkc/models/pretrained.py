@@ -20,6 +20,8 @@ PRETRAINED_NAMES: dict[str, str] = {
     "teacher": "full SID U-Net (Bayer), the distillation teacher",
     "student": "compressed mobile student (Bayer)",
     "teacher-xtrans": "full SID U-Net (X-Trans), what `teacher` means for X-Trans raw files",
+    "teacher-raw": "raw-output, noise-conditioned U-Net (Bayer) trained on a 9-sensor pool; its colour comes from "
+                   "each file's own matrix (preview: shorter training than `teacher`)",
 }
 
 #: Kinds returned by :func:`resolve_model_ref`.
