@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import signal
 import struct
 import sys

@@ -119,7 +119,7 @@ def test_changed_recipe_table_reruns_that_stage_and_later(tmp_path, teacher):
 def test_unknown_table_is_reported_with_its_line(tmp_path, teacher):
     assert load_recipe(recipe(tmp_path, teacher))["pipeline"]["teacher"] == str(teacher)
     path = recipe(tmp_path, teacher, "[finetune]\nsteps = 3\n")
-    line = open(path).read().splitlines().index("[finetune]") + 1
+    line = [ln.strip() for ln in open(path).read().splitlines()].index("[finetune]") + 1
     with pytest.raises(DarkcError, match=rf"recipe\.toml:{line}: unknown stage/table \[finetune\]"):
         load_recipe(path)
 
