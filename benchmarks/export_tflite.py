@@ -113,12 +113,12 @@ def main(argv=None) -> int:
     host = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
             "threads": args.threads, "note": "2-core host shared with other jobs: latencies are upper bounds"}
     result = {"model": args.model, "size_raw": [h, w], "size_packed": list(packed), "samples": args.samples,
-              "limit": args.limit, "host": host, "rows": rows, "int8_layer_sqnr": diagnoses}
+              "limit": args.limit, "repeat": args.repeat, "host": host, "rows": rows, "int8_layer_sqnr": diagnoses}
     ref = rows[0]["psnr"]
     lines = [f"# Export report: {args.model} at {h}x{w} raw px (packed {packed[0]}x{packed[1]})", "",
              f"Command: `python benchmarks/export_tflite.py --model {args.model} --size {args.size} "
              f"--samples {args.samples}{'' if args.limit is None else f' --limit {args.limit}'} --threads "
-             f"{args.threads}`", "",
+             f"{args.threads} --repeat {args.repeat}`", "",
              f"Quality: reference validation set ({torch_eval['n']} pairs), float sRGB vs the LibRaw-rendered long "
              f"exposure. Parity: PSNR of the file's output vs PyTorch on 3 synthetic inputs (range-based peak). "
              f"Latency: median of {args.repeat} runs, {args.threads} thread(s), one {packed[0]}x{packed[1]} packed "

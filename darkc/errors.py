@@ -118,9 +118,12 @@ def output_lock(dest: str | os.PathLike) -> Iterator[None]:
 
     dest = Path(dest).absolute()
     made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
     lock = dest.with_name(f".{dest.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise DarkcError(f"cannot write {dest}: {one_line(exc)}; check the path and its permissions") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

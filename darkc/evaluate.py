@@ -89,6 +89,25 @@ REFERENCE_DATA = ("synthetic", "reference")
 #: ``--data`` value that means the out-of-distribution set (the held-out sensor)
 OOD_DATA = "ood"
 
+#: :func:`reference_digest` of the set every quality figure in the README and reports rests on; a change to the
+#: photos, seeds, sizes, camera profiles or the noise model changes it (tests/test_reference_set.py checks it).
+REFERENCE_SHA256 = {"bayer": "2bf1c566f7b9cf9f38d6971df6ae08fbcfaa71d4c03403b93d587de02de315a8",
+                    "xtrans": "ae45bb93003bacb6ab63a428495dd66f568c77d180dd7f585df46335f8e57277"}
+
+
+def reference_digest(cfa: str = "bayer") -> str:
+    """sha256 over the reference set's scene names, size, seed and profile, and the first scene's frames (inputs
+    and target as float32, every ratio): cheap enough to check in CI, and what any change to it moves."""
+    import hashlib
+
+    images, profile, size, seed = reference_scenes(cfa)
+    digest = hashlib.sha256(repr(([im.name for im in images], size, seed, profile.name)).encode())
+    for name, inp, target, ratio in reference_frames(cfa, limit=1).items:
+        digest.update(name.encode() + repr(ratio).encode())
+        digest.update(np.ascontiguousarray(inp, np.float32).tobytes())
+        digest.update(np.ascontiguousarray(target, np.float32).tobytes())
+    return digest.hexdigest()
+
 
 def resolve_data(data: str, cfa: str = "bayer"):
     """'synthetic' (or 'reference') -> the reference set's pairs; 'ood' -> the out-of-distribution set's; a folder

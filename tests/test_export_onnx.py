@@ -154,17 +154,18 @@ def test_bad_input_raises_and_writes_nothing(tiny, fp32_export, tmp_path, case):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
-    kwargs = {
-        "missing model": dict(model=tmp_path / "nope"),
-        "bad input size": dict(input_size="big"),
-        "unknown precision": dict(precision="int4"),
-        "unknown target": dict(target="coreml"),
-        "calib dir without raws": dict(precision="int8", calib=str(empty)),
-        "onnx as source": dict(model=fp32_export["file"]),
+    kwargs, fragments = {
+        "missing model": (dict(model=tmp_path / "nope"), [str(tmp_path / "nope"), "does not exist"]),
+        "bad input size": (dict(input_size="big"), ["--input-size 'big'"]),
+        "unknown precision": (dict(precision="int4"), ["--precision 'int4'", "fp32"]),
+        "unknown target": (dict(target="coreml"), ["--target 'coreml'", "onnx"]),
+        "calib dir without raws": (dict(precision="int8", calib=str(empty)), [str(empty), "no raw files"]),
+        "onnx as source": (dict(model=fp32_export["file"]), [str(fp32_export["file"]), "already an exported"]),
     }[case]
     model = kwargs.pop("model", tiny)
-    with pytest.raises(DarkcError):
+    with raises_naming(*fragments) as info:       # the error names the bad value and what to use instead
         export(model, out, **kwargs)
+    assert "\n" not in str(info.value)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 

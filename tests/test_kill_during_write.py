@@ -73,6 +73,7 @@ def teacher(tmp_path_factory):
 
 
 def _killed_keeps_previous_then_rerun(first, second, out, nth=1):
+    first, second = [str(a) for a in first], [str(a) for a in second]
     assert main(first) == 0
     before = snapshot(out)
     assert before
@@ -112,7 +113,7 @@ def test_kill_during_export(teacher, tmp_path):
 
 def test_kill_during_video(teacher, tmp_path):
     clip = tmp_path / "clip"
-    assert main(["synth", "--video", "-o", clip, "--count", "3", "--size", "64", "--seed", "2"]) == 0
+    assert main(["synth", "--video", "-o", str(clip), "--count", "3", "--size", "64", "--seed", "2"]) == 0
     out = tmp_path / "v.mp4"
     base = ["video", clip, "-o", out, "--model", teacher, "--threads", "1"]
     _killed_keeps_previous_then_rerun([*base, "--temporal", "none"], [*base, "--temporal", "ema"], out)
@@ -125,7 +126,7 @@ def test_kill_during_train_checkpoint_then_resume(tmp_path, synth_bayer):
     killed([*args, "--steps", "3"], out / "train_state.json", nth=2)       # during step 2's checkpoint
     state = json.loads((out / "train_state.json").read_text())
     assert state["step"] == 1                                               # step 1's checkpoint, whole
-    assert main([*args, "--steps", "3", "--resume"]) == 0
+    assert main([str(a) for a in [*args, "--steps", "3", "--resume"]]) == 0
     assert json.loads((out / "train_state.json").read_text())["step"] == 3
 
 
@@ -136,7 +137,7 @@ def test_kill_during_distill_then_resume(teacher, tmp_path, synth_bayer):
             "--latency-size", "none", "--threads", "1", "-o", out]
     killed([*args, "--steps", "3"], out / "train_state.json", nth=2)
     assert json.loads((out / "train_state.json").read_text())["step"] == 1
-    assert main([*args, "--steps", "3", "--resume"]) == 0
+    assert main([str(a) for a in [*args, "--steps", "3", "--resume"]]) == 0
     assert (out / "model.safetensors").is_file()
 
 
@@ -144,20 +145,20 @@ def test_kill_during_pipeline_stage(teacher, tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'[pipeline]\nteacher = "{teacher}"\nthreads = 1\n\n[prune]\nratio = 0.5\nround_to = 4\n')
     out = tmp_path / "run"
-    assert main(["pipeline", recipe, "-o", out]) == 0
+    assert main(["pipeline", str(recipe), "-o", str(out)]) == 0
     stage = next(p for p in out.iterdir() if p.is_dir() and "prune" in p.name)
     before = snapshot(stage)
     killed(["pipeline", recipe, "-o", out, "--from", "prune"], stage)
     assert snapshot(stage) == before
-    assert main(["pipeline", recipe, "-o", out, "--from", "prune"]) == 0
+    assert main(["pipeline", str(recipe), "-o", str(out), "--from", "prune"]) == 0
     assert (stage / "model.safetensors").is_file()
 
 
 def test_two_runs_writing_the_same_output_do_not_interleave(tmp_path, capsys):
     out = tmp_path / "s"
     with output_lock(out):                       # another run holds the output
-        assert main(["synth", "-o", out, "--count", "1", "--size", "64"]) == 1
+        assert main(["synth", "-o", str(out), "--count", "1", "--size", "64"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: another darkc run") and err.count("\n") == 1 and not out.exists()
-    assert main(["synth", "-o", out, "--count", "1", "--size", "64"]) == 0   # released with its holder
+    assert main(["synth", "-o", str(out), "--count", "1", "--size", "64"]) == 0   # released with its holder
     assert not (tmp_path / ".s.lock").exists()

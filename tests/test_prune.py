@@ -117,7 +117,25 @@ def test_other_criteria_prune_different_channels_deterministically(importance):
     assert a.channels == b.channels
     assert torch.equal(b(x), c(x))
     differs = any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert differs or importance == "l2"     # L2 may rank like L1; Taylor and random do not
+    assert differs or importance == "l2"     # on random weights L2 may rank like L1: see the test below
+
+
+def test_l2_keeps_the_channels_with_one_large_weight_where_l1_keeps_the_evenly_spread_ones():
+    # conv1_1's output channels, made to dominate their groups: even ones spread 1.0 over all 36 weights
+    # (L1 36, sum of squares 36), odd ones hold a single 10.0 (L1 10, sum of squares 100)
+    model, spec = tiny()
+    with torch.no_grad():
+        w = model.conv1_1.weight
+        w.zero_()
+        w[0::2] = 1.0
+        w[1::2, 0, 1, 1] = 10.0
+    kept = {}
+    for importance in ("l1", "l2"):
+        m = copy.deepcopy(model)
+        prune_model(m, spec, 0.5, importance, "uniform", 4, fixed_inputs(2))
+        rows = m.conv1_1.weight.detach().flatten(1)
+        kept[importance] = sorted("spread" if (r != 0).sum() > 1 else "single" for r in rows)
+    assert set(kept["l1"]) == {"spread"} and set(kept["l2"]) == {"single"}, kept
 
 
 # ---------------------------------------------------------------- the artifact and report
