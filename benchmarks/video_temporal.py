@@ -171,7 +171,8 @@ def real_footage(src: Path, runner: Runner, work: Path, out: Path, threads: int,
         rep = enhance_video(folder, work / "real_out" / label, model=runner, temporal=kind, threads=threads,
                             metrics=work / f"real_{label}.json", progress=False)
         runs[label] = rep
-        print(f"real {label:10s} flicker {rep['flicker']:.5f} E_warp {rep['warp_error']:.5f} (no reference)", flush=True)
+        print(f"real {label:10s} flicker {_f(rep['flicker'], '.5f')} E_warp {_f(rep['warp_error'], '.5f')} "
+              f"(no reference)", flush=True)
     fig, axes = plt.subplots(3, 2, figsize=(10, 6.6), squeeze=False)
     shown = [start + (stop - start) // 3, start + 3 * (stop - start) // 4]
     for j, t in enumerate(shown):
@@ -435,8 +436,8 @@ def report_md(data: dict, clips: list[str], labels: list[str], figs: list) -> st
         d = data["clips"][c]
         lines += [f"## {c} (camera {d['motion']}, x{d['ratio']:g}, {d['cfa']}"
                   + (f", cut at frame {d['cuts'][0]}" if d["cuts"] else "") + ")", "",
-                  "| filter | PSNR dB (Δ) | SSIM | flicker (Δ) | E_warp (Δ) | revealed PSNR (Δ) | changing PSNR (Δ) "
-                  "| filter CPU ms | fps (1 core) |",
+                  "| filter | PSNR dB (Δ) | SSIM | flicker (Δ) | E_warp (Δ) | revealed PSNR (Δ) "
+                  "| changing PSNR (Δ) | filter CPU ms | fps (1 core) |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for lab in labels:
             r = d["rows"][lab]
