@@ -406,8 +406,8 @@ class IspL1Loss(nn.Module):
     CFA channels, white balance, camera-to-sRGB matrix: :func:`darkc.data.datasets.isp_matrix`); both images are
     mapped, clipped to [0, 1], gamma-encoded and compared with L1 (Brooks et al. 2019 train their raw denoiser
     through such an ISP). The render the models are judged by amplifies red/blue errors by the white balance and
-    every channel's error by the colour matrix; a raw-domain loss does not see that (a fixed +0.04 blue offset cost
-    1 % of the raw L1 loss but 8 dB of sRGB PSNR in a 750-step run). Without ``isp`` only the raw term is used.
+    every channel's error by the colour matrix; a raw-domain loss does not see that (a first raw-loss run's outputs
+    carried a blue offset the render amplified). Without ``isp`` only the raw term is used.
     """
 
     def __init__(self, raw_weight: float = 1.0, gamma: float = 2.2, eps: float = 1e-3) -> None:
