@@ -98,18 +98,28 @@ def test_folder_calibration_takes_each_files_noise_profile(synth_bayer):
         np.testing.assert_allclose(x[0, 4:], want, rtol=1e-5)
 
 
-def test_tflite_int8_of_a_raw_model_has_no_depth_to_space(raw_model, tmp_path):
+@pytest.fixture(scope="module")
+def raw_int8_tflite(raw_model, tmp_path_factory):
+    """(export report, file): the raw model as a full-integer TFLite with int8 I/O at 64x64 raw px, as an NPU
+    takes it (one export for the TFLite and the Vela tests: each takes minutes on a busy 2-core host)."""
     pytest.importorskip("litert_torch")
     from darkc.export import export
+
+    out = tmp_path_factory.mktemp("t8") / "model-int8.tflite"
+    rep = export(str(raw_model), out, target="tflite", precision="int8", samples=4, input_size="64x64", io="int8")
+    return rep, out
+
+
+def test_tflite_int8_of_a_raw_model_has_no_depth_to_space(raw_int8_tflite):
     from darkc.inference import load_runner
 
-    rep = export(str(raw_model), tmp_path / "t8", target="tflite", precision="int8", samples=4,
-                 input_size="64x64")
+    rep, path = raw_int8_tflite
     assert rep["parity"]["psnr_db"] > 35
     assert "DEPTH_TO_SPACE" not in rep["graph"]["op_counts"] and rep["depth_to_space"] == "none"
     assert rep["contract"]["output"]["shape"] == [1, 32, 32, 4] and rep["output"] == "clean_raw"
+    assert rep["contract"]["input"]["shape"] == [1, 32, 32, 5] and rep["contract"]["input"]["dtype"] == "int8"
     assert rep["kernels"]["xnnpack_vs_builtin_psnr_db"] > 40
-    runner = load_runner(tmp_path / "t8" / "model.tflite")
+    runner = load_runner(path)
     assert (runner.output, runner.in_channels) == ("raw", 5)
     assert runner(np.zeros((1, 5, 32, 32), np.float32)).shape == (1, 4, 32, 32)
 
@@ -155,7 +165,7 @@ def test_distilled_student_is_of_the_teachers_kind_and_kd_is_in_the_gamma_domain
 
     teacher, _ = load_checkpoint(raw_model)
     batch = {"input": torch.stack([small_pairs[i]["input"] for i in range(2)])}
-    loss, _ = distill_objective(teacher, beta=1.0, output="raw")(student, batch)
+    loss = distill_objective(teacher, beta=1.0, output="raw")(student, batch)[0].detach()
     with torch.no_grad():
         s, t = student(batch["input"]), teacher(batch["input"]).clamp(0, 1)
     assert float(loss) == pytest.approx(float(get_loss("l1-gamma")(s, t)), rel=1e-5)
@@ -188,18 +198,12 @@ def test_bench_feeds_five_channels_and_labels_the_kind(raw_model, tmp_path, monk
     assert "(raw out, +noise map)" in markdown([res])
 
 
-def test_vela_runs_a_raw_model_entirely_on_the_npu(raw_model, tmp_path, monkeypatch):
+def test_vela_runs_a_raw_model_entirely_on_the_npu(raw_int8_tflite):
     """A raw model has no DEPTH_TO_SPACE, the op Vela leaves on the CPU for sRGB models."""
-    pytest.importorskip("litert_torch")
     pytest.importorskip("ethosu.vela")
-    from darkc.export import export
     from darkc.latency import bench
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    export(str(raw_model), tmp_path / "t" / "model-int8.tflite", target="tflite", precision="int8", samples=2,
-           input_size="64x64", io="int8")
-    d = bench(str(tmp_path / "t" / "model-int8.tflite"), devices="ethos-u55-256", size="64x64")
-    d = d["devices"]["ethos-u55-256"]
+    d = bench(str(raw_int8_tflite[1]), devices="ethos-u55-256", size="64x64")["devices"]["ethos-u55-256"]
     assert d["npu_share"] == 1.0 and not d["fallbacks"] and d["cycles"] > 0
 
 
