@@ -204,5 +204,7 @@ def test_baseline_gate_flags_growth_beyond_the_threshold():
     now = {"t | cortex-a78 | instructions": 1030.0, "t int8 | host | latency / t": 0.25, "t | u55 | cycles": 50.0,
            "new | cortex-a55 | instructions": 7.0}
     failures, notes = mod.compare(now, base, max_count=0.02, max_ratio=0.5)
-    assert len(failures) == 1 and failures[0].startswith("t | cortex-a78 | instructions")
-    assert any("no baseline" in n for n in notes) and len(notes) == 3
+    # +3 % instructions is past the 2 % limit; a key the baseline lacks fails too (the gate covers what CI runs)
+    assert len(failures) == 2 and failures[0].startswith("t | cortex-a78 | instructions")
+    assert "new | cortex-a55 | instructions" in failures[1] and "not in the baseline" in failures[1]
+    assert len(notes) == 2 and all("limit" in n for n in notes)

@@ -367,7 +367,7 @@ def test_load_other_file_is_refused(tmp_path):
 def test_load_pretrained_unknown_or_unshipped_lists_names(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained_mod, "PRETRAINED_DIR", tmp_path)
     with raises_naming("no shipped model 'teacher' (available: none; not shipped in this install yet: "
-                       "teacher, student, teacher-xtrans)"):
+                       "teacher, student, teacher-xtrans, teacher-raw)"):
         load_pretrained("teacher")
     with raises_naming("no shipped model 'big'"):
         load_pretrained("big")
@@ -379,7 +379,7 @@ def test_load_pretrained_from_shipped_dir(tmp_path, monkeypatch, tiny):
     model, spec = load_pretrained("teacher")
     assert spec["widths"] == TINY["widths"] and count_params(model) == count_params(tiny)
     assert resolve_model_ref("teacher") == ("pretrained", tmp_path / "teacher")
-    with raises_naming("(available: teacher; not shipped in this install yet: student, teacher-xtrans)"):
+    with raises_naming("(available: teacher; not shipped in this install yet: student, teacher-xtrans, teacher-raw)"):
         load_pretrained("student")
 
 
