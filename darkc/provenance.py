@@ -43,6 +43,11 @@ def run_root(path: str | os.PathLike) -> Iterator[None]:
         _run.reset(token)
 
 
+#: Where shipped models live: darkc.models.pretrained.PRETRAINED_DIR (spelled out, not imported: darkc.models imports
+#: this module, and layers point one way)
+PRETRAINED_DIR = Path(__file__).parent / "models" / "pretrained"
+
+
 def _forms(path: Path) -> list[str]:
     """The spellings of a folder that may appear in a record: as given and with symlinks resolved."""
     forms = {str(path.absolute())}
@@ -53,8 +58,6 @@ def _forms(path: Path) -> list[str]:
 
 def _rules(run: Path | None) -> list[tuple[str, str]]:
     """``(absolute folder, replacement)``, most specific first; a replacement "" makes the path relative."""
-    from .models.pretrained import PRETRAINED_DIR
-
     rules: list[tuple[str, str]] = []
     if run is not None:
         rules += [(f, RUN) for f in _forms(run)]

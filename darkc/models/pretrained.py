@@ -12,8 +12,7 @@ from torch import nn
 
 from darkc.errors import DarkcError
 from darkc.models.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
-
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+from darkc.provenance import PRETRAINED_DIR  # defined in the lower layer, which needs it for portable paths
 
 #: Every name darkc will ship, with what it is; :func:`available_pretrained` says which are present.
 PRETRAINED_NAMES: dict[str, str] = {
