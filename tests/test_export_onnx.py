@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from darkc.cli import main
-from darkc.errors import DarkcError
 from darkc.export import export, parse_input_size, psnr
 from darkc.provenance import portable_text
 from darkc.export import parity as parity_mod
