@@ -12,26 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.profiles import get_profile
-from .data.sources import validation_images
+from .data.reference import REFERENCE_SEED, REFERENCE_SIZE, reference_scenes  # noqa: F401  (re-exported)
 from .data.synth import SID_RATIOS, fit_size, make_pair
-from .errors import DarkcError
-
-REFERENCE_SEED = 2026
-REFERENCE_SIZE = {"bayer": 768, "xtrans": 1152}
-
-
-def reference_scenes(cfa: str = "bayer", split: str = "val"):
-    """(CleanImage list, profile, size, seed) that define the reference validation set (``split="val"``) or the
-    out-of-distribution set (``split="ood"``: the same held-out photos, size and seeds on the sensor that no
-    training pool contains, :data:`darkc.data.profiles.OOD_PROFILE`)."""
-    from .data.profiles import OOD_PROFILE
-
-    if split == "ood":
-        if OOD_PROFILE.get(cfa) is None:
-            raise DarkcError(f"there is no held-out {cfa} sensor: the out-of-distribution set is Bayer only")
-        return validation_images(), get_profile(OOD_PROFILE[cfa], cfa), REFERENCE_SIZE[cfa], REFERENCE_SEED
-    return validation_images(), get_profile(None, cfa), REFERENCE_SIZE[cfa], REFERENCE_SEED
 
 
 def reference_frames(cfa: str = "bayer", ratios=SID_RATIOS, limit: int | None = None, target: str = "srgb",

@@ -12,7 +12,7 @@ def test_reference_set_matches_its_pinned_hash(cfa):
 
 
 def test_reference_digest_sees_a_changed_seed(monkeypatch):
-    import darkc.evaluate as ev
+    import darkc.data.reference as ref
 
-    monkeypatch.setattr(ev, "REFERENCE_SEED", ev.REFERENCE_SEED + 1)
+    monkeypatch.setattr(ref, "REFERENCE_SEED", ref.REFERENCE_SEED + 1)
     assert reference_digest("bayer") != REFERENCE_SHA256["bayer"]

@@ -174,7 +174,7 @@ def synthesize(out: str | os.PathLike, *, count: int | None = None, size: int | 
 
     prof = get_profile(profile, cfa)
     if split in ("val", "ood") and not images:
-        from ..evaluate import reference_scenes
+        from .reference import reference_scenes
         imgs, prof, size, seed = reference_scenes(cfa, split)
         if count:
             imgs = imgs[:count]
