@@ -7,7 +7,8 @@ Each device entry says how its latency was obtained:
 - ``cortex-*``: estimated from guest instructions counted under QEMU (:mod:`darkc.latency.arm`) at a modest
   size (``arm_size``), scaled by pixels to ``size``, divided by the core profile's IPC x clock; the graph's
   roofline at ``size`` is reported beside it.
-- ``ethos-u*``: Vela's performance estimate (:mod:`darkc.latency.npu`).
+- ``ethos-u*``: Vela's performance estimate (:mod:`darkc.latency.npu`), the frame tiled so that each tile
+  fits the configuration's SRAM (:mod:`darkc.latency.tiling`).
 
 Every entry carries ``resolution`` (raw and packed), ``dtype``, ``runtime`` and ``threads``.
 """
@@ -242,18 +243,78 @@ def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, 
                      f"export one from; {how}")
 
 
-def measure_npu(subject: Subject, device: str, target_hw, dtype: str) -> dict:
+def _npu_export_at(subject: Subject, target_hw, dtype: str):
+    """packed ``(h, w)`` -> a full-integer TFLite file of ``subject`` at that size (exported and cached when it
+    has a checkpoint; else only the file's own fixed size, as :func:`npu_file` allows)."""
+    notes = []
+
+    def export_at(hw):
+        if tuple(hw) == tuple(target_hw):
+            path, _, note = npu_file(subject, target_hw, dtype)
+        else:
+            path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, hw), "Vela tiles",
+                                       io="int8")
+        if note:
+            notes.append(note)
+        return path
+    return export_at, notes
+
+
+def _halo_of(subject: Subject):
+    def halo() -> dict:
+        from darkc.latency.tiling import receptive_halo
+        from darkc.models import load_checkpoint
+
+        model, _ = load_checkpoint(subject.checkpoint)
+        return receptive_halo(model, subject.in_channels, int(getattr(model, "size_multiple", 16)))
+    return halo
+
+
+def measure_npu(subject: Subject, device: str, target_hw, dtype: str, sram_kib: float | None = None) -> dict:
+    """Vela's estimate of the whole frame on ``device``, tiled so that each tile fits the configuration's SRAM
+    (:func:`darkc.latency.tiling.search`); the untiled estimate is kept under ``untiled``, labelled."""
+    from darkc.latency.tiling import search
+
     path, hw, note = npu_file(subject, target_hw, dtype)
-    est = npu_mod.vela_estimate(path, device)
-    return {"kind": "npu", "estimated": True, **est, "method": est["method"], "runtime": f"Vela {est['vela']}",
-            "threads": None, "file": str(path), "file_note": note,
+    export_at, notes = _npu_export_at(subject, hw, dtype)
+    found = search(device, hw, export_at, _halo_of(subject) if subject.checkpoint is not None else None,
+                   sram_bytes=None if sram_kib is None else int(sram_kib * 1024))
+    c, un = found["chosen"], found["untiled"]
+    est = c["per_tile"]
+    sram = found["sram_bytes"]
+    where = "tensor arena in SRAM" if found["profile"].arena_in_sram else "SRAM as a cache, tensor arena in DRAM"
+    tiled = c["tiles"] > 1
+    method = (f"Vela performance estimate (compiled, not run) of one {c['tile'][1]}x{c['tile'][0]} packed tile "
+              f"(core {c['core'][1]}x{c['core'][0]} + receptive-field halo {c['halo_px']} px each side) x "
+              f"{c['tiles']} tiles ({c['overlap'] * 100:.0f} % overlap), {sram / 1024:.0f} KiB SRAM ({where}); "
+              if tiled else
+              f"Vela performance estimate (compiled, not run) of the whole frame as one tile, which fits "
+              f"{sram / 1024:.0f} KiB SRAM ({where}); ") + "CPU-fallback operators not included in the time"
+    untiled = {"cycles": un["cycles"], "latency_ms": un["latency_ms"], "sram_used_kib": un["sram_used_kib"],
+               "fits": un["fits"], "caveat": un["per_tile"]["caveat"],
+               "label": "untiled: the whole frame as one tensor arena" + ("" if un["fits"] else
+                        f", needs {un['sram_used_kib'] / 1024:.1f} MiB SRAM (does not fit)")}
+    candidates = [{k: v for k, v in cand.items() if k != "per_tile"} | {"per_tile_cycles": cand["per_tile"]["cycles"]}
+                  for cand in found["candidates"]]
+    return {"kind": "npu", "estimated": True, **est,
+            "cycles": c["cycles"], "latency_ms": c["latency_ms"], "caveat": None,
+            # traffic and MACs of the whole frame: every tile reads its input, weights and writes its output
+            **{k: c["tiles"] * est[k] for k in ("sram_bytes", "dram_bytes", "flash_bytes", "macs")},
+            "tile": {k: c[k] for k in ("core", "tile", "grid", "tiles", "overlap", "halo_px")},
+            "per_tile": {k: est[k] for k in ("cycles", "latency_ms", "sram_used_kib", "dram_used_kib", "sram_bytes",
+                                              "dram_bytes", "flash_bytes", "macs")},
+            "sram": {"bytes": sram, "mode": found["profile"].memory_mode, "arena_in_sram": found["profile"].arena_in_sram,
+                     "source": found["profile"].source if sram_kib is None else f"--npu-sram {sram_kib:g} KiB"},
+            "halo": found["halo"], "untiled": untiled, "candidates": candidates,
+            "method": method, "runtime": f"Vela {est['vela']}", "threads": None, "file": str(path),
+            "file_note": "; ".join(dict.fromkeys([n for n in [note, *notes] if n])) or None,
             "resolution_used": _resolution(subject, hw)}
 
 
 # ---------------------------------------------------------------- the stage
 def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmup: int = 2,
           runtime: str | None = None, arm_size=None, arm_repeats: int = 1, arm_invokes: int = 1,
-          parity: bool = True) -> dict:
+          parity: bool = True, npu_sram: float | None = None) -> dict:
     """Latency of ``model`` on each device; see the module docstring for how each is obtained.
 
     Args:
@@ -268,6 +329,8 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
         arm_repeats: emulator runs per core (more shows the count's spread).
         arm_invokes: measured inferences per emulator run.
         parity: compare the aarch64 output with the host's for the same file and input.
+        npu_sram: SRAM (KiB) of the Ethos-U system, instead of the family's reference size
+            (:data:`darkc.latency.npu.SYSTEMS`).
 
     Returns:
         ``{"model", "file", "kind", "dtype", "cfa", "resolution", "graph": {macs, bytes, weight_bytes, source},
@@ -317,7 +380,7 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
             result["devices"][device] = measure_arm(subject, arm_mod.PROFILES[device], hw, arm_hw, cost,
                                                     repeats=arm_repeats, invokes=arm_invokes, parity=parity)
         else:
-            result["devices"][device] = measure_npu(subject, device, hw, dtype)
+            result["devices"][device] = measure_npu(subject, device, hw, dtype, npu_sram)
     return result
 
 
