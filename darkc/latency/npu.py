@@ -3,7 +3,9 @@
 Vela (``ethos-u-vela``) compiles a full-integer TFLite file for one accelerator configuration and system
 configuration (its bundled ``Arm/vela.ini``), and estimates cycles, inference time at the configured NPU clock
 and traffic per memory. Operators Vela cannot place on the NPU stay on the host CPU: they are listed with Vela's
-reason. Nothing runs: every figure here is Vela's estimate, labelled so.
+reason. Nothing runs: every figure here is Vela's estimate, labelled so. Each family is compiled for a stated SRAM
+size (:data:`SYSTEMS`), and Vela's peak SRAM use is checked against it (``fits``); :mod:`darkc.latency.tiling`
+cuts a frame that does not fit into tiles that do.
 """
 from __future__ import annotations
 
