@@ -283,8 +283,8 @@ def npu_only(a, quality: dict[str, str], argv) -> int:
     entries: dict[str, dict] = {}
     unfit: dict[str, dict] = {}
     for label in sorted({lab for lab, _ in wanted}):
-        path = variants(label.rsplit(" ", 1)[0], _checkpoint_of(label, Path(a.work) if a.work else None),
-                        parse_size(payload["size"]))[label]
+        path, _ = export_cached(_checkpoint_of(label, Path(a.work) if a.work else None), "tflite", "int8",
+                                _raw_hw(parse_size(payload["size"])), "the latency report", io="int8")
         devs = [d for lab, d in sorted(wanted) if lab == label]
         entries[label], unfit[label] = npu_entries(path, devs, payload["size"])
         print(f"{label}: " + ", ".join(f"{d} {v['latency_ms']:.1f} ms" for d, v in entries[label].items())
