@@ -245,15 +245,17 @@ def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, 
 
 def _npu_export_at(subject: Subject, target_hw, dtype: str):
     """packed ``(h, w)`` -> a full-integer TFLite file of ``subject`` at that size (exported and cached when it
-    has a checkpoint; else only the file's own fixed size, as :func:`npu_file` allows)."""
+    has a checkpoint, with the frame file's I/O type; else only the file's own fixed size, as :func:`npu_file`
+    allows)."""
     notes = []
+    io = "int8" if subject.record.get("input", {}).get("dtype") == "int8" else "float"
 
     def export_at(hw):
         if tuple(hw) == tuple(target_hw):
             path, _, note = npu_file(subject, target_hw, dtype)
         else:
             path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, hw), "Vela tiles",
-                                       io="int8")
+                                       io=io)
         if note:
             notes.append(note)
         return path
@@ -283,13 +285,10 @@ def measure_npu(subject: Subject, device: str, target_hw, dtype: str, sram_kib: 
     est = c["per_tile"]
     sram = found["sram_bytes"]
     where = "tensor arena in SRAM" if found["profile"].arena_in_sram else "SRAM as a cache, tensor arena in DRAM"
-    tiled = c["tiles"] > 1
-    method = (f"Vela performance estimate (compiled, not run) of one {c['tile'][1]}x{c['tile'][0]} packed tile "
-              f"(core {c['core'][1]}x{c['core'][0]} + receptive-field halo {c['halo_px']} px each side) x "
-              f"{c['tiles']} tiles ({c['overlap'] * 100:.0f} % overlap), {sram / 1024:.0f} KiB SRAM ({where}); "
-              if tiled else
-              f"Vela performance estimate (compiled, not run) of the whole frame as one tile, which fits "
-              f"{sram / 1024:.0f} KiB SRAM ({where}); ") + "CPU-fallback operators not included in the time"
+    method = (f"Vela performance estimate (compiled, not run) of the whole frame as tiles x cycles of one tile: "
+              f"the frame in one piece when Vela's SRAM use fits {sram / 1024:.0f} KiB ({where}), else square tiles "
+              f"with the network's receptive-field halo on every side, the fastest that fits; CPU-fallback "
+              f"operators not included in the time")
     untiled = {"cycles": un["cycles"], "latency_ms": un["latency_ms"], "sram_used_kib": un["sram_used_kib"],
                "fits": un["fits"], "caveat": un["per_tile"]["caveat"],
                "label": "untiled: the whole frame as one tensor arena" + ("" if un["fits"] else
