@@ -36,6 +36,7 @@ from pathlib import Path
 from darkc.errors import DarkcError, atomic_path, sha256_file
 from darkc.provenance import portable
 from darkc.latency import bench, write_report
+from darkc.latency.bench import bench_npus
 from darkc.latency.report import plot, quality_from_eval
 from darkc.latency.artifact import export_cached, packed_hw, parse_size
 from darkc.models import available_pretrained, build_model, read_spec, save_checkpoint
@@ -74,17 +75,9 @@ def half_width_teacher(work: Path) -> Path:
 
 
 def npu_entries(path: Path, devices: list[str], size: str) -> tuple[dict[str, dict], dict[str, str]]:
-    """Ethos-U entries of one int8 file, each device benched alone: ``({device: entry}, {device: reason})``, where
-    a device no tile of which fits its SRAM gets the one-line reason instead of failing the whole report."""
-    entries, unfit = {}, {}
-    for dev in devices:
-        try:
-            entries[dev] = bench(str(path), devices=[dev], size=size)["devices"][dev]
-        except DarkcError as exc:
-            if "no tile fits" not in str(exc):
-                raise
-            unfit[dev] = str(exc)
-    return entries, unfit
+    """Ethos-U entries of one int8 file (:func:`darkc.latency.bench.bench_npus`): a device no tile of which fits
+    its SRAM is listed with the reason instead of failing the whole report."""
+    return bench_npus(str(path), devices, size)
 
 
 def run_all(files: dict[str, Path], devices: list[str], size: str, args) -> dict[str, dict]:

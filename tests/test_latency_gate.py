@@ -182,14 +182,16 @@ def _tiled_entry(tiles=240):
 
 
 def test_a_model_that_fits_no_tile_is_listed_not_fatal(monkeypatch):
-    def fake_bench(path, devices, size):
+    import importlib
+
+    def fake_bench(path, devices, size, npu_sram=None):
         if devices == ["ethos-u55-256"]:
             raise DarkcError("no tile fits ethos-u55-256's 2048 KiB SRAM: the smallest tile needs 7000 KiB")
         if devices == ["ethos-u85-256"]:
             raise DarkcError("Vela failed on x.tflite")
         return {"devices": {devices[0]: _tiled_entry()}}
 
-    monkeypatch.setattr(bl, "bench", fake_bench)
+    monkeypatch.setattr(importlib.import_module("darkc.latency.bench"), "bench", fake_bench)
     entries, unfit = bl.npu_entries(Path("x.tflite"), ["ethos-u55-256", "ethos-u65-512"], "1920x1080")
     assert list(entries) == ["ethos-u65-512"] and list(unfit) == ["ethos-u55-256"]
     with pytest.raises(DarkcError, match="Vela failed"):       # any other error still stops the report

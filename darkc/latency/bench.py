@@ -383,4 +383,17 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
     return result
 
 
+def bench_npus(model, devices, size=None, npu_sram: float | None = None) -> tuple[dict, dict]:
+    """Ethos-U entries of one full-integer TFLite ``model``, each device benched alone:
+    ``({device: entry}, {device: reason})``; a device no tile of which fits its SRAM gets the one-line reason
+    instead of stopping a report or pipeline that benches several models and devices."""
+    entries, unfit = {}, {}
+    for dev in devices:
+        try:
+            entries[dev] = bench(model, devices=[dev], size=size, npu_sram=npu_sram)["devices"][dev]
+        except DarkcError as exc:
+            if not str(exc).startswith("no tile fits"):
+                raise
+            unfit[dev] = str(exc)
+    return entries, unfit
 
