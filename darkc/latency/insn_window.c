@@ -1,13 +1,22 @@
 /*
- * darkc's QEMU TCG plugin: guest instructions executed by one thread between two marker syscalls.
+ * darkc's QEMU TCG plugin: guest instructions executed by every thread between two marker syscalls, and the
+ * critical path through the parallel regions of a thread pool.
  *
  * Every guest instruction adds 1 to its thread's (vCPU's) counter (inline, as QEMU's tests/tcg/plugins/insn.c
- * does). The guest marks a window by calling sched_get_priority_max() with a magic policy value - a harmless
- * EINVAL on any kernel - once before and once after the code to measure (darkc/latency/worker.py does, when
- * DARKC_INSN_MARKERS=1). At exit the plugin prints, for each closed window,
- *     window <n> cpu <vcpu> insns: <instructions between the two markers>
- * and the whole-process totals as QEMU's libinsn does ("cpu <i> insns: N", "total insns: N"). Start-up, imports
- * and model loading fall outside the window, so the count is that of the measured code alone.
+ * does; in user mode each guest thread is a vCPU). The guest marks a window by calling sched_get_priority_max()
+ * with a magic policy value - a harmless EINVAL on any kernel - once before and once after the code to measure
+ * (darkc/latency/worker.py does, when DARKC_INSN_MARKERS=1). The thread that opens a window (the owner) snapshots
+ * every thread's counter; at the close the plugin prints, for each window,
+ *     window <n> cpu <owner> insns: <instructions of the owner between the two markers>
+ *     window <n> thread <vcpu> insns: <instructions of that thread in the window>     (one line per thread)
+ *     window <n> critical insns: <critical path> regions: <parallel regions>
+ * and the whole-process totals as QEMU's libinsn does ("cpu <i> insns: N", "total insns: N").
+ *
+ * Regions: a third marker (policy "darm", second argument a guest code address) names the entry of the thread
+ * pool's dispatch function (pthreadpool_parallelize, which every parallel operator of XNNPACK calls). Each time
+ * the owner enters it inside a window, the window is cut: the segment since the previous cut costs the largest
+ * count any one thread executed in it (the busiest thread of that operator), and the critical path is the sum of
+ * those maxima. Without a region address the window is one segment (its busiest thread).
  *
  * Build: cc -shared -fPIC -O2 $(pkg-config --cflags glib-2.0) -I<qemu>/include/qemu insn_window.c -o X.so
  */
@@ -23,11 +32,13 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 #define MARK_SYSCALL 125            /* aarch64 __NR_sched_get_priority_max */
 #define MARK_START 0x6461726bULL    /* "dark" */
 #define MARK_STOP 0x6461726cULL     /* "darl" */
+#define MARK_REGION 0x6461726dULL   /* "darm": a2 = guest address of the thread pool's dispatch function */
+#define MAX_REGION_ADDRS 8
 
 typedef struct {
     uint64_t insns;
-    uint64_t start;
-    uint64_t open;
+    uint64_t start;     /* counter at the window's start */
+    uint64_t cut;       /* counter at the window's last region cut */
 } VcpuCount;
 
 static struct qemu_plugin_scoreboard *scores;
@@ -35,34 +46,88 @@ static qemu_plugin_u64 insns;
 static GMutex lock;
 static GString *windows;
 static unsigned int n_windows;
+static int owner = -1;              /* vCPU that opened the current window, -1 when none is open */
+static uint64_t critical;           /* sum over closed segments of the busiest thread's count */
+static uint64_t regions;
+static uint64_t region_addrs[MAX_REGION_ADDRS];
+static unsigned int n_region_addrs;
+
+/* Close the segment since the last cut: add its busiest thread's count to the critical path. Holds lock. */
+static void cut_segment(void)
+{
+    uint64_t busiest = 0;
+
+    for (int i = 0; i < qemu_plugin_num_vcpus(); i++) {
+        VcpuCount *c = qemu_plugin_scoreboard_find(scores, i);
+        uint64_t d = c->insns - c->cut;
+
+        busiest = d > busiest ? d : busiest;
+        c->cut = c->insns;
+    }
+    critical += busiest;
+}
+
+static void vcpu_region(unsigned int vcpu, void *udata)
+{
+    if ((int)vcpu != owner) {
+        return;
+    }
+    g_mutex_lock(&lock);
+    if ((int)vcpu == owner) {
+        cut_segment();
+        regions++;
+    }
+    g_mutex_unlock(&lock);
+}
 
 static void vcpu_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
                          uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
 {
-    VcpuCount *c;
+    if (num != MARK_SYSCALL || (a1 != MARK_START && a1 != MARK_STOP && a1 != MARK_REGION)) {
+        return;
+    }
+    g_mutex_lock(&lock);
+    if (a1 == MARK_REGION) {
+        if (n_region_addrs < MAX_REGION_ADDRS) {
+            region_addrs[n_region_addrs++] = a2;
+        }
+    } else if (a1 == MARK_START && owner < 0) {
+        for (int i = 0; i < qemu_plugin_num_vcpus(); i++) {
+            VcpuCount *c = qemu_plugin_scoreboard_find(scores, i);
 
-    if (num != MARK_SYSCALL || (a1 != MARK_START && a1 != MARK_STOP)) {
-        return;
+            c->start = c->cut = c->insns;
+        }
+        owner = (int)vcpu;
+        critical = regions = 0;
+    } else if (a1 == MARK_STOP && (int)vcpu == owner) {
+        unsigned int n = n_windows++;
+
+        cut_segment();
+        for (int i = 0; i < qemu_plugin_num_vcpus(); i++) {
+            VcpuCount *c = qemu_plugin_scoreboard_find(scores, i);
+
+            if (i == owner) {
+                g_string_append_printf(windows, "window %u cpu %d insns: %" PRIu64 "\n", n, i, c->insns - c->start);
+            }
+            g_string_append_printf(windows, "window %u thread %d insns: %" PRIu64 "\n", n, i, c->insns - c->start);
+        }
+        g_string_append_printf(windows, "window %u critical insns: %" PRIu64 " regions: %" PRIu64 "\n", n,
+                               critical, regions);
+        owner = -1;
     }
-    c = qemu_plugin_scoreboard_find(scores, vcpu);
-    if (a1 == MARK_START) {
-        c->start = c->insns;
-        c->open = 1;
-        return;
-    }
-    if (c->open) {
-        g_mutex_lock(&lock);
-        g_string_append_printf(windows, "window %u cpu %u insns: %" PRIu64 "\n", n_windows++, vcpu,
-                               c->insns - c->start);
-        g_mutex_unlock(&lock);
-        c->open = 0;
-    }
+    g_mutex_unlock(&lock);
 }
 
 static void vcpu_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
+    uint64_t pc = qemu_plugin_tb_vaddr(tb);
 
+    for (unsigned int i = 0; i < n_region_addrs; i++) {
+        if (region_addrs[i] == pc) {
+            qemu_plugin_register_vcpu_tb_exec_cb(tb, vcpu_region, QEMU_PLUGIN_CB_NO_REGS, NULL);
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(qemu_plugin_tb_get_insn(tb, i),
                                                             QEMU_PLUGIN_INLINE_ADD_U64, insns, 1);

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.latency.validation import band_text
 from darkc.provenance import portable
 
 FORMATS = ("table", "md", "json")
@@ -50,9 +51,15 @@ def rows(result: dict) -> list[dict]:
         elif d["kind"] == "arm-cpu":
             p = d["profile"]
             m = d["measured_resolution"]
-            row["detail"] = (f"{_si(d['instructions'])} instr (counted at packed {m['packed']} on QEMU -cpu "
-                             f"{p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']} @ {p['clock_ghz']} GHz; "
+            row["detail"] = (f"est. {d['latency_ms']:.3g} ms, {band_text(d.get('error_band'))}; "
+                             f"{d.get('cores', p['name'])}; {_si(d['instructions'])} instr, critical path "
+                             f"{_si(d.get('critical_path', d['instructions']))} (counted at packed {m['packed']} on QEMU "
+                             f"-cpu {p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']}"
+                             f"{' x %.2f fitted' % d['ipc_scale'] if d.get('error_band') else ' assumed'}; "
                              f"roofline {d['roofline_ms']:.1f} ms")
+            if len(d.get("by_threads", {})) > 1:
+                row["detail"] += "; " + ", ".join(f"{t} thr est. {v['latency_ms']:.3g} ms ({v['bound']})"
+                                                  for t, v in d["by_threads"].items())
             if d.get("parity"):
                 row["detail"] += f"; aarch64 vs x86 output PSNR {d['parity'].get('psnr_db', float('nan')):.1f} dB"
         else:

@@ -1,0 +1,122 @@
+"""Phone CPU clusters: names such as ``cortex-a78x4`` or ``cortex-x3+a715x2``, and their latency from counts.
+
+A cluster name lists core groups joined by ``+``; each group is a core profile of :mod:`darkc.latency.arm`
+(``cortex-`` may be left out after the first), optionally its clock in GHz (``@2.84``, default the profile's) and
+its count (``x3``, default 1): ``cortex-a76@2.84+a76@2.42x3`` is Snapdragon 855's big cluster (Pixel 4). A bare
+profile name (``cortex-a78``) is a one-core cluster.
+
+Time model (:func:`cluster_ms`). The counting plugin gives, per inference, the instructions of every thread (their
+sum is the work W) and the critical path C: the busiest thread's count in each parallel region of the thread pool
+(one per operator dispatch), summed - serial operators and the runtime's own work between operators count in
+full, a parallel operator counts as its busiest thread. On ``n`` identical cores of speed ``v`` (IPC x clock):
+``t = C / v``. On a heterogeneous cluster the busiest thread runs on the fastest core (the calling thread, which
+Android's scheduler keeps on the biggest core while it is busy), and XNNPACK's thread pool steals work, so the
+faster cores take more of each operator; no schedule can beat either bound, and the larger is taken:
+``t = max(C / v_fastest, W / sum(v))``. For identical cores the first bound is always the larger (C >= W / n),
+so the formula is one. A synchronisation term ``s`` per parallel region (waking the pool and joining it) is added
+when the validation (benchmarks/validate_estimator.py) fitted one; it is 0 otherwise.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from darkc.errors import DarkcError
+from darkc.latency.arm import PROFILES, CoreProfile
+
+_GROUP = re.compile(r"^(?P<core>(?:cortex-)?[a-z]\d+)(?:@(?P<ghz>\d+(?:\.\d+)?))?(?:x(?P<n>\d+))?$")
+
+
+@dataclass(frozen=True)
+class Core:
+    profile: CoreProfile
+    clock_ghz: float
+
+    @property
+    def speed(self) -> float:
+        """Instructions per second this core retires (assumed IPC x clock)."""
+        return self.profile.ipc * self.clock_ghz * 1e9
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Cores a multi-threaded inference runs on, fastest first."""
+
+    name: str
+    cores: tuple[Core, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.cores)
+
+    @property
+    def qemu_cpu(self) -> str:
+        """The emulated CPU to count on: the fastest core's (its ISA picks XNNPACK's micro-kernels)."""
+        return self.cores[0].profile.qemu_cpu
+
+    @property
+    def heterogeneous(self) -> bool:
+        return len({(c.profile.name, c.clock_ghz) for c in self.cores}) > 1
+
+    def describe(self) -> str:
+        groups: dict[tuple[str, float], int] = {}
+        for c in self.cores:
+            groups[(c.profile.name, c.clock_ghz)] = groups.get((c.profile.name, c.clock_ghz), 0) + 1
+        return " + ".join(f"{n} x {name} @ {ghz:g} GHz" for (name, ghz), n in groups.items())
+
+
+def is_cluster_name(name: str) -> bool:
+    """Whether ``name`` parses as a cluster (a bare core profile name does too)."""
+    try:
+        parse_cluster(name)
+    except DarkcError:
+        return False
+    return True
+
+
+def parse_cluster(name: str) -> Cluster:
+    """``cortex-x3+a715x2`` -> :class:`Cluster`; a DarkcError naming the bad part and the known cores."""
+    text = name.strip().lower()
+    if not text:
+        raise DarkcError("empty ARM cluster name; use e.g. cortex-a78x4 or cortex-x3+a715x2")
+    if not text.startswith("cortex-"):
+        raise DarkcError(f"--device {name}: an ARM cluster starts with a core profile name (cortex-...); e.g. "
+                         f"cortex-a78x4 or cortex-x3+a715x2")
+    cores: list[Core] = []
+    for part in text.split("+"):
+        m = _GROUP.match(part)
+        core = None if m is None else m["core"] if m["core"].startswith("cortex-") else f"cortex-{m['core']}"
+        if m is None or core not in PROFILES:
+            raise DarkcError(f"--device {name}: {part!r} is not a core group; write CORE[@GHz][xN] joined by '+', "
+                             f"CORE one of {', '.join(PROFILES)} (e.g. cortex-a78x4, cortex-x3+a715x2)")
+        n = int(m["n"] or 1)
+        if not 1 <= n <= 16:
+            raise DarkcError(f"--device {name}: {part!r} asks for {n} cores; use 1 to 16 per group")
+        profile = PROFILES[core]
+        ghz = float(m["ghz"]) if m["ghz"] else profile.clock_ghz
+        if not 0.1 <= ghz <= 6.0:
+            raise DarkcError(f"--device {name}: clock {ghz} GHz is outside 0.1-6 GHz")
+        cores += [Core(profile, ghz)] * n
+    cores.sort(key=lambda c: -c.speed)
+    return Cluster(text, tuple(cores))
+
+
+def cluster_ms(count: dict, cluster: Cluster, *, ipc_scale: float = 1.0, sync_us: float = 0.0) -> dict:
+    """Latency (ms) of one inference from :func:`darkc.latency.arm.count_instructions` output on ``cluster``.
+
+    ``count`` needs ``critical_path``, ``instructions`` (all threads) and ``threads``; a count with more threads
+    than the cluster has cores is refused (the model assumes one thread per core). ``ipc_scale`` multiplies every
+    core's assumed IPC and ``sync_us`` is the cost of one parallel region: both fitted by the validation.
+
+    Returns ``{"ms", "span_ms" (C / fastest core), "work_ms" (W / all cores), "sync_ms", "bound"}``.
+    """
+    threads = int(count.get("threads", 1))
+    if threads > cluster.size:
+        raise DarkcError(f"{threads} threads on {cluster.name} ({cluster.size} cores): pass --threads up to "
+                         f"{cluster.size}, or name a larger cluster (e.g. {cluster.cores[0].profile.name}x{threads})")
+    used = cluster.cores[:threads]
+    span = count["critical_path"] / (used[0].speed * ipc_scale)
+    work = count["instructions"] / (sum(c.speed for c in used) * ipc_scale)
+    sync = count.get("regions", 0) * sync_us * 1e-6 if threads > 1 else 0.0
+    return {"ms": (max(span, work) + sync) * 1e3, "span_ms": span * 1e3, "work_ms": work * 1e3,
+            "sync_ms": sync * 1e3, "bound": "critical path" if span >= work else "work / cluster speed"}
