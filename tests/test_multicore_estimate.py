@@ -46,26 +46,29 @@ def test_bench_accepts_clusters_and_rejects_unknown_devices():
 
 
 # ---------------------------------------------------------------- time model
-COUNT = {"threads": 2, "instructions": 1.0e9, "critical_path": 0.7e9, "regions": 40}
+COUNT = {"threads": 2, "instructions": 1.0e9, "serial": 0.2e9, "parallel": 0.8e9, "regions": 40}
 
 
-def test_identical_cores_take_the_critical_path_not_total_over_cores():
+def test_identical_cores_run_serial_work_alone_and_share_parallel_regions():
     c = parse_cluster("cortex-a78x2")
     v = arm.PROFILES["cortex-a78"].ipc * arm.PROFILES["cortex-a78"].clock_ghz * 1e9
     est = cluster_ms(COUNT, c)
-    assert est["ms"] == pytest.approx(0.7e9 / v * 1e3) and est["bound"] == "critical path"
-    assert est["ms"] > 1.0e9 / (2 * v) * 1e3          # dividing by the core count would be faster
+    assert est["ms"] == pytest.approx((0.2e9 + 0.8e9 / 2) / v * 1e3)
+    # slower than the whole count over the core count, faster than one core
+    assert 1.0e9 / (2 * v) * 1e3 < est["ms"] < 1.0e9 / v * 1e3
     assert cluster_ms(COUNT, c, sync_us=10.0)["ms"] == pytest.approx(est["ms"] + 40 * 10e-3)
     assert cluster_ms(COUNT, c, ipc_scale=2.0)["ms"] == pytest.approx(est["ms"] / 2)
 
 
-def test_heterogeneous_cluster_is_bounded_by_its_total_speed():
-    c = parse_cluster("cortex-x3+a55")
-    fast = c.cores[0].speed
-    total = sum(k.speed for k in c.cores)
-    est = cluster_ms({**COUNT, "critical_path": 0.55e9}, c)
-    assert est["ms"] == pytest.approx(max(0.55e9 / fast, 1.0e9 / total) * 1e3)
-    assert est["ms"] >= 0.55e9 / fast * 1e3 - 1e-9
+def test_heterogeneous_cluster_runs_serial_work_on_its_fastest_core():
+    c = parse_cluster("cortex-a55+x3")
+    fast, slow = c.cores[0].speed, c.cores[1].speed
+    assert c.cores[0].profile.name == "cortex-x3"
+    est = cluster_ms(COUNT, c)
+    assert est["ms"] == pytest.approx((0.2e9 / fast + 0.8e9 / (fast + slow)) * 1e3)
+    # one thread on the same cluster: the fastest core alone, all of it serial
+    one = cluster_ms({"threads": 1, "instructions": 1.0e9, "serial": 1.0e9, "parallel": 0.0}, c)
+    assert one["ms"] == pytest.approx(1.0e9 / fast * 1e3)
 
 
 def test_more_threads_than_cores_is_refused():
@@ -118,14 +121,18 @@ def test_per_thread_counts_sum_to_the_one_thread_total(conv_net, arm_setup):
     profile = arm.PROFILES["cortex-a78"]
     one = arm.count_instructions(conv_net, "litert", (1, 32, 32, 4), profile, invokes=2)
     two = arm.count_instructions(conv_net, "litert", (1, 32, 32, 4), profile, invokes=2, threads=2)
-    # one thread: the window holds the calling thread alone, and the critical path is all of it
-    assert one["per_thread"] == [one["instructions"]] == [one["critical_path"]] and one["regions"] == 0
+    # one thread: the window holds the calling thread alone, all of it serial
+    assert one["per_thread"] == [one["instructions"]] == [one["critical_path"]] == [one["serial"]]
+    assert one["regions"] == 0 and one["parallel"] == 0
     # two threads: both work, the work is conserved up to the pool's own overhead (wake-ups, bounded spin-waits)
     assert len(two["per_thread"]) >= 2 and min(two["per_thread"][:2]) > 0.05 * two["instructions"]
     assert sum(two["per_thread"]) == pytest.approx(two["instructions"])
     assert two["instructions"] == pytest.approx(one["instructions"], rel=0.10)
-    # the critical path: no shorter than a perfect split, no longer than all the work; each region cut once
+    assert two["serial"] + two["parallel"] == pytest.approx(two["instructions"], rel=0.05)
+    # the critical path: no shorter than a perfect split, no longer than all the work, and no longer than the
+    # emulated schedule's busiest thread per region; each parallel operator is a region
     assert two["instructions"] / 2 <= two["critical_path"] <= two["instructions"]
+    assert two["critical_path"] <= two["busiest_path"]
     assert two["regions"] >= 2
 
 

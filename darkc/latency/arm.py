@@ -179,7 +179,7 @@ def check_profile(name: str) -> CoreProfile:
 # ---------------------------------------------------------------- counting
 _WINDOW = re.compile(r"^window (\d+) cpu (\d+) insns: (\d+)$", re.M)
 _THREAD = re.compile(r"^window (\d+) thread (\d+) insns: (\d+)$", re.M)
-_CRITICAL = re.compile(r"^window (\d+) critical insns: (\d+) regions: (\d+)$", re.M)
+_CRITICAL = re.compile(r"^window (\d+) critical insns: (\d+) regions: (\d+) serial: (\d+) parallel: (\d+)$", re.M)
 _TOTAL = re.compile(r"^total insns: (\d+)$", re.M)
 
 
@@ -205,12 +205,15 @@ def _start(setup: ArmSetup, cpu: str, runtime: str, model: Path, shape, warmup: 
 
 @dataclass(frozen=True)
 class Window:
-    """One counted inference call: instructions of the calling thread, of every thread, and the critical path."""
+    """One counted inference call: instructions of the calling thread, of every thread, and how they divide into
+    serial work and parallel regions (see insn_window.c)."""
 
     owner: int              # the calling thread's count
     threads: tuple          # every thread's count in the window (the calling thread's included)
-    critical: int           # sum over parallel regions of the busiest thread's count
+    busiest: int            # serial + per parallel region the busiest thread's count, as this emulation ran
     regions: int            # thread-pool dispatches the calling thread made in the window
+    serial: int             # the calling thread's count outside regions
+    parallel: int           # every thread's count inside regions
 
     @property
     def total(self) -> int:
@@ -218,13 +221,20 @@ class Window:
 
 
 def parse_windows(text: str) -> list[Window]:
-    """The plugin's log -> one :class:`Window` per closed window, in order."""
+    """The plugin's log -> one :class:`Window` per closed window, in order. A window without region marks (one
+    thread, or ONNX Runtime's unmarked pool) is serial: its busiest thread runs all the way."""
     owner = {int(n): int(c) for n, _, c in _WINDOW.findall(text)}
     threads: dict[int, list[int]] = {}
     for n, _, c in _THREAD.findall(text):
         threads.setdefault(int(n), []).append(int(c))
-    crit = {int(n): (int(c), int(r)) for n, c, r in _CRITICAL.findall(text)}
-    return [Window(owner[n], tuple(threads.get(n, [owner[n]])), *crit.get(n, (owner[n], 0))) for n in sorted(owner)]
+    crit = {int(n): tuple(map(int, rest)) for n, *rest in _CRITICAL.findall(text)}
+    out = []
+    for n in sorted(owner):
+        busiest, regions, serial, parallel = crit.get(n, (owner[n], 0, owner[n], 0))
+        if regions == 0:
+            serial, parallel = busiest, 0
+        out.append(Window(owner[n], tuple(threads.get(n, [owner[n]])), busiest, regions, serial, parallel))
+    return out
 
 
 def _finish(proc: subprocess.Popen, log: Path, what: str, timeout: float) -> tuple[list[Window], int]:
@@ -254,10 +264,14 @@ def count_instructions(model: str | os.PathLike, runtime: str, shape, profile: C
     """Guest instructions per steady-state inference of ``model`` on ``profile``'s emulated core, per thread.
 
     The worker brackets each runtime inference call (``invoke()`` / ``session.run``) with marker syscalls; darkc's
-    QEMU plugin counts the instructions every guest thread executes between them, and the critical path: the
-    busiest thread's count summed over the thread pool's parallel regions (LiteRT/XNNPACK: one per
-    ``pthreadpool_parallelize``; ONNX Runtime's pool is not marked, so its window is one region). Warm-up calls
-    are counted but left out.
+    QEMU plugin counts the instructions every guest thread executes between them, and splits them into serial
+    work S (the calling thread outside the thread pool's parallel regions: LiteRT/XNNPACK's
+    ``pthreadpool_parallelize`` calls) and parallel work P (all threads inside them). The critical path on
+    ``threads`` identical cores is ``S + P / threads``: XNNPACK cuts each parallel operator into many tiles that
+    the pool's threads share and steal, so a region ends when its work is spread; which emulated thread ran how
+    much of a region only says how this host scheduled the guest threads (``busiest_path``, the per-region
+    busiest thread summed, is kept to show it). ONNX Runtime's pool is not marked: its window counts as serial
+    (the busiest thread). Warm-up calls are counted but left out.
 
     Args:
         model: a ``.tflite`` (``runtime="litert"``) or ``.onnx`` (``runtime="ort"``) file.
@@ -269,11 +283,12 @@ def count_instructions(model: str | os.PathLike, runtime: str, shape, profile: C
         save: write the output of the last inference (float32 .npy) here, for a parity check vs the host.
 
     Returns:
-        ``instructions`` (per inference, all threads, mean of the first run's measured calls), ``critical_path``
-        (per inference, mean), ``per_thread`` (mean per thread, calling thread first), ``regions``,
-        ``calling_thread``, ``per_repeat``, ``spread`` ((max - min) / first over repeats of ``instructions``),
-        ``per_call`` (first run, all threads), ``process_total`` (all threads, whole run: start-up included),
-        ``emulation_s``, method and settings. With 1 thread ``critical_path`` equals the calling thread's count.
+        ``instructions`` (per inference, all threads, mean of the first run's measured calls), ``serial``,
+        ``parallel``, ``critical_path`` (S + P / threads), ``busiest_path``, ``regions`` (per inference),
+        ``per_thread`` (mean per thread, calling thread first), ``calling_thread``, ``per_repeat``, ``spread``
+        ((max - min) / first over repeats of ``instructions``), ``per_call`` (first run, all threads),
+        ``process_total`` (all threads, whole run: start-up included), ``emulation_s``, method and settings. With 1
+        thread ``critical_path`` equals the calling thread's count.
     """
     if runtime not in ("litert", "ort"):
         raise DarkcError(f"runtime {runtime} has no aarch64 build in the emulated setup; use litert or ort")
@@ -303,7 +318,7 @@ def count_instructions(model: str | os.PathLike, runtime: str, shape, profile: C
                                      f"rerun `darkc bench --setup-arm`")
                 measured = windows[warmup:]
                 per.append(sum(w.total for w in measured) / invokes)
-                crit.append(sum(w.critical for w in measured) / invokes)
+                crit.append(sum(w.serial + w.parallel / threads for w in measured) / invokes)
                 calls.append([w.total for w in measured])
                 totals.append(total)
                 if not first:
@@ -312,18 +327,23 @@ def count_instructions(model: str | os.PathLike, runtime: str, shape, profile: C
                     shutil.copyfile(Path(tmp) / f"run{r}" / "out.npy", save)
     width = max(len(w.threads) for w in first)
     per_thread = [sum(w.threads[i] if i < len(w.threads) else 0 for w in first) / invokes for i in range(width)]
+
+    def mean(attr):
+        return sum(getattr(w, attr) for w in first) / invokes
+
     return {"instructions": per[0], "critical_path": crit[0], "per_thread": per_thread,
-            "calling_thread": sum(w.owner for w in first) / invokes,
-            "regions": sum(w.regions for w in first) / invokes,
+            "calling_thread": mean("owner"), "serial": mean("serial"), "parallel": mean("parallel"),
+            "busiest_path": mean("busiest"), "regions": mean("regions"),
             "per_repeat": per, "critical_per_repeat": crit, "spread": (max(per) - min(per)) / per[0],
             "per_call": calls[0], "process_total": totals[0],
             "invokes": invokes, "warmup": warmup, "repeats": repeats, "threads": threads,
             "qemu_cpu": profile.qemu_cpu, "qemu": setup.qemu_version, "runtime": runtime,
             "emulation_s": time.monotonic() - t0, "shape": list(shape),
             "method": "QEMU user-mode TCG; darkc's insn_window plugin counts the guest instructions of every thread "
-                      "during each runtime inference call (invoke / session.run) and the critical path (busiest "
-                      "thread per thread-pool region, summed); warm-up calls left out; ASLR off, QEMU-reserved "
-                      "guest address space, fixed guest RNG seed"}
+                      "during each runtime inference call (invoke / session.run), split into serial work (the "
+                      "calling thread outside thread-pool regions) and parallel work (all threads inside "
+                      "pthreadpool_parallelize); warm-up calls left out; ASLR off, QEMU-reserved guest address "
+                      "space, fixed guest RNG seed"}
 
 
 # ---------------------------------------------------------------- time models

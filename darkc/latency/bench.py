@@ -232,14 +232,15 @@ def measure_arm(subject: Subject, device: str, target_hw, arm_hw, cost: dict, *,
                                                  repeats=repeats, threads=t, save=out if parity else None)
             if parity and check is None:
                 check = _parity(out, path, runtime, shape)
-            at_size = {**counted, "instructions": counted["instructions"] * scale,
-                       "critical_path": counted["critical_path"] * scale}
+            at_size = {**counted, **{k: counted[k] * scale for k in ("instructions", "critical_path", "serial",
+                                                                      "parallel", "busiest_path")}}
             est = cluster_ms(at_size, cluster, ipc_scale=ipc_scale, sync_us=fit.get("sync_us", 0.0))
             by_threads[str(t)] = {
                 "latency_ms": est["ms"], "cluster": cluster.name, "cores": cluster.describe(),
                 "instructions": at_size["instructions"], "critical_path": at_size["critical_path"],
+                "serial": at_size["serial"], "parallel": at_size["parallel"], "busiest_path": at_size["busiest_path"],
                 "per_thread": [v * scale for v in counted["per_thread"]], "regions": counted["regions"],
-                "span_ms": est["span_ms"], "work_ms": est["work_ms"], "sync_ms": est["sync_ms"], "bound": est["bound"],
+                "serial_ms": est["serial_ms"], "parallel_ms": est["parallel_ms"], "sync_ms": est["sync_ms"],
                 "count": counted}
     main = by_threads[str(headline)]
     profile = parse_cluster(main["cluster"]).cores[0].profile
@@ -248,8 +249,8 @@ def measure_arm(subject: Subject, device: str, target_hw, arm_hw, cost: dict, *,
     return {
         "kind": "arm-cpu", "latency_ms": main["latency_ms"], "estimated": True,
         "method": f"estimated: guest instructions of every thread counted under QEMU at packed {hw[1]}x{hw[0]}, "
-                  f"scaled by pixels (x{scale:.1f}); critical path (busiest thread per thread-pool region) / "
-                  f"(IPC{calibrated} x clock) on {main['cores']}",
+                  f"scaled by pixels (x{scale:.1f}); serial work on the fastest core + each thread-pool region's "
+                  f"work over the cores in use, at IPC{calibrated} x clock, on {main['cores']}",
         "error_band": band["band"] if band else None,
         "instructions": main["instructions"], "instructions_measured": main["count"]["instructions"],
         "critical_path": main["critical_path"], "cluster": main["cluster"], "cores": main["cores"],

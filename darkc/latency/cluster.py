@@ -5,16 +5,17 @@ A cluster name lists core groups joined by ``+``; each group is a core profile o
 its count (``x3``, default 1): ``cortex-a76@2.84+a76@2.42x3`` is Snapdragon 855's big cluster (Pixel 4). A bare
 profile name (``cortex-a78``) is a one-core cluster.
 
-Time model (:func:`cluster_ms`). The counting plugin gives, per inference, the instructions of every thread (their
-sum is the work W) and the critical path C: the busiest thread's count in each parallel region of the thread pool
-(one per operator dispatch), summed - serial operators and the runtime's own work between operators count in
-full, a parallel operator counts as its busiest thread. On ``n`` identical cores of speed ``v`` (IPC x clock):
-``t = C / v``. On a heterogeneous cluster the busiest thread runs on the fastest core (the calling thread, which
-Android's scheduler keeps on the biggest core while it is busy), and XNNPACK's thread pool steals work, so the
-faster cores take more of each operator; no schedule can beat either bound, and the larger is taken:
-``t = max(C / v_fastest, W / sum(v))``. For identical cores the first bound is always the larger (C >= W / n),
-so the formula is one. A synchronisation term ``s`` per parallel region (waking the pool and joining it) is added
-when the validation (benchmarks/validate_estimator.py) fitted one; it is 0 otherwise.
+Time model (:func:`cluster_ms`). The counting plugin splits each inference's instructions into serial work S (the
+calling thread outside the thread pool's parallel regions: the interpreter, operators that are not parallelised)
+and parallel work P (every thread inside ``pthreadpool_parallelize``, one region per parallel operator); the
+critical path is S on one core plus each region's work spread over the cluster. XNNPACK cuts a parallel operator
+into many tiles that the pool's threads share and steal, so the region ends when its work is spread in proportion
+to the cores' speeds; the calling thread, which runs S, sits on the fastest core (Android's scheduler keeps a
+busy thread on the biggest core). Hence ``t = S / v_fastest + P / sum(v)`` over the cores in use, v = IPC x clock.
+On n identical cores that is ``(S + P / n) / v``. The emulated split of a region between threads is not used: it
+follows how this host scheduled the guest threads (a worker that wakes late leaves its tiles to the others), not
+how a phone would. A synchronisation term ``s`` per parallel region (waking the pool and joining it) is added when
+the validation (benchmarks/validate_estimator.py) fitted one; it is 0 otherwise.
 """
 from __future__ import annotations
 
@@ -104,19 +105,22 @@ def parse_cluster(name: str) -> Cluster:
 def cluster_ms(count: dict, cluster: Cluster, *, ipc_scale: float = 1.0, sync_us: float = 0.0) -> dict:
     """Latency (ms) of one inference from :func:`darkc.latency.arm.count_instructions` output on ``cluster``.
 
-    ``count`` needs ``critical_path``, ``instructions`` (all threads) and ``threads``; a count with more threads
-    than the cluster has cores is refused (the model assumes one thread per core). ``ipc_scale`` multiplies every
-    core's assumed IPC and ``sync_us`` is the cost of one parallel region: both fitted by the validation.
+    ``count`` needs ``threads`` and ``serial`` + ``parallel`` (or only ``critical_path``, taken as serial); a count
+    with more threads than the cluster has cores is refused (the model assumes one thread per core).
+    ``ipc_scale`` multiplies every core's assumed IPC and ``sync_us`` is the cost of one parallel region: both
+    fitted by the validation.
 
-    Returns ``{"ms", "span_ms" (C / fastest core), "work_ms" (W / all cores), "sync_ms", "bound"}``.
+    Returns ``{"ms", "serial_ms" (S / fastest core), "parallel_ms" (P / cores in use), "sync_ms"}``.
     """
     threads = int(count.get("threads", 1))
     if threads > cluster.size:
         raise DarkcError(f"{threads} threads on {cluster.name} ({cluster.size} cores): pass --threads up to "
                          f"{cluster.size}, or name a larger cluster (e.g. {cluster.cores[0].profile.name}x{threads})")
     used = cluster.cores[:threads]
-    span = count["critical_path"] / (used[0].speed * ipc_scale)
-    work = count["instructions"] / (sum(c.speed for c in used) * ipc_scale)
+    serial = count["serial"] if "serial" in count else count["critical_path"]
+    parallel = count.get("parallel", 0.0) if "serial" in count else 0.0
+    serial_s = serial / (used[0].speed * ipc_scale)
+    parallel_s = parallel / (sum(c.speed for c in used) * ipc_scale)
     sync = count.get("regions", 0) * sync_us * 1e-6 if threads > 1 else 0.0
-    return {"ms": (max(span, work) + sync) * 1e3, "span_ms": span * 1e3, "work_ms": work * 1e3,
-            "sync_ms": sync * 1e3, "bound": "critical path" if span >= work else "work / cluster speed"}
+    return {"ms": (serial_s + parallel_s + sync) * 1e3, "serial_ms": serial_s * 1e3, "parallel_ms": parallel_s * 1e3,
+            "sync_ms": sync * 1e3}

@@ -58,7 +58,7 @@ def rows(result: dict) -> list[dict]:
                              f"{' x %.2f fitted' % d['ipc_scale'] if d.get('error_band') else ' assumed'}; "
                              f"roofline {d['roofline_ms']:.1f} ms")
             if len(d.get("by_threads", {})) > 1:
-                row["detail"] += "; " + ", ".join(f"{t} thr est. {v['latency_ms']:.3g} ms ({v['bound']})"
+                row["detail"] += "; " + ", ".join(f"{t} thr est. {v['latency_ms']:.3g} ms"
                                                   for t, v in d["by_threads"].items())
             if d.get("parity"):
                 row["detail"] += f"; aarch64 vs x86 output PSNR {d['parity'].get('psnr_db', float('nan')):.1f} dB"

@@ -155,17 +155,19 @@ def _mark(policy: int) -> None:
         pass
 
 
-def _mark_address(policy: int, address: int) -> None:
-    """A marker syscall whose second argument register holds ``address`` (``os.sched_get_priority_max`` takes one
-    argument, so the raw aarch64 syscall 125 is made through libc). Only under emulation (see _mark_regions)."""
+def _mark_address(policy: int, address: int, size: int) -> None:
+    """A marker syscall whose second and third argument registers hold ``address`` and ``size``
+    (``os.sched_get_priority_max`` takes one argument, so the raw aarch64 syscall 125 is made through libc). Only
+    under emulation (see _mark_regions)."""
     import ctypes
 
-    ctypes.CDLL(None, use_errno=True).syscall(125, ctypes.c_long(policy), ctypes.c_ulong(address))
+    ctypes.CDLL(None, use_errno=True).syscall(125, ctypes.c_long(policy), ctypes.c_ulong(address),
+                                              ctypes.c_ulong(size))
 
 
-def _elf_symbol(path: str, name: str) -> int | None:
-    """Value (load-relative address) of symbol ``name`` in the ELF64 little-endian file ``path``, from .symtab or
-    .dynsym (local symbols included); None when absent."""
+def _elf_symbol(path: str, name: str) -> tuple[int, int] | None:
+    """``(value, size)`` of symbol ``name`` (value: load-relative address) in the ELF64 little-endian file ``path``,
+    from .symtab or .dynsym (local symbols included); None when absent."""
     import struct
 
     with open(path, "rb") as f:
@@ -184,15 +186,15 @@ def _elf_symbol(path: str, name: str) -> int | None:
         at = strtab.find(b"\0" + want + b"\0")
         if at < 0:
             continue
-        for st_name, _, _, _, value, _ in struct.iter_unpack("<IBBHQQ", data[off:off + size]):
+        for st_name, _, _, _, value, sym_size in struct.iter_unpack("<IBBHQQ", data[off:off + size]):
             if st_name == at + 1 and value:
-                return value
+                return value, sym_size
     return None
 
 
 def _mark_regions(symbol: str) -> None:
-    """Tell the counting plugin where ``symbol`` (the thread pool's dispatch function) is in every loaded library
-    that defines it: a marker syscall per address (policy MARK_REGION, the address as second argument)."""
+    """Tell the counting plugin where ``symbol`` (the thread pool's dispatch function) is in every loaded LiteRT
+    library that defines it: a marker syscall per copy (policy MARK_REGION, then its address and size)."""
     if os.uname().machine != "aarch64":     # the marker number is aarch64's; the plugin runs only under QEMU
         return
     bases = {}
@@ -204,9 +206,9 @@ def _mark_regions(symbol: str) -> None:
     for lib, base in bases.items():
         if "litert" not in os.path.basename(lib).lower():
             continue
-        value = _elf_symbol(lib, symbol)
-        if value is not None:
-            _mark_address(MARK_REGION, base + value)
+        found = _elf_symbol(lib, symbol)
+        if found is not None:
+            _mark_address(MARK_REGION, base + found[0], found[1])
 
 
 def _pin(threads: int) -> list[int] | None:
