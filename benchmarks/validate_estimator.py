@@ -155,9 +155,10 @@ def step_count(keys: list[str], figs: dict[str, dict], threads: int, wait: bool 
 # ---------------------------------------------------------------- fit and evaluate
 def base_estimates(data: dict, counts: dict[str, dict]) -> list[dict]:
     """One row per published figure that has a count: the estimate with darkc's assumed IPC and no sync cost."""
+    from darkc.latency import graph
     from darkc.latency.cluster import cluster_ms, parse_cluster
 
-    rows = []
+    rows, costs = [], {}
     for fig in data["figures"]:
         c = counts.get(model_key(fig))
         if c is None or c["threads"] != fig["threads"]:
@@ -165,10 +166,15 @@ def base_estimates(data: dict, counts: dict[str, dict]) -> list[dict]:
         cluster = parse_cluster(data["devices"][fig["device"]]["cluster"])
         count = {k: c[k] for k in ("threads", "serial", "parallel", "critical_path", "instructions", "regions")}
         est = cluster_ms(count, cluster)
+        key = model_key(fig)
+        if key not in costs:
+            costs[key] = graph.tflite_cost(WORK / f"{key}.tflite", (1, fig["size"], fig["size"], 3))
+        dram = cluster.cores[0].profile.dram_gbs * 1e9
         # the alternative the emulation offers: its busiest thread per region, on the fastest core
         busiest = cluster_ms({"threads": c["threads"], "serial": c["busiest_path"], "parallel": 0.0}, cluster)
         rows.append({**fig, "key": model_key(fig), "cluster": cluster.name, "assumed_ms": est["ms"],
-                     "busiest_assumed_ms": busiest["ms"],
+                     "busiest_assumed_ms": busiest["ms"], "macs": costs[key]["macs"], "bytes": costs[key]["bytes"],
+                     "dram_ms": costs[key]["bytes"] / dram * 1e3,
                      "serial_share": c["serial"] / c["instructions"], "regions": c["regions"],
                      "instructions": c["instructions"], "busiest_path": c["busiest_path"],
                      "critical_path": c["critical_path"], "fit_set": fig["width"] in FIT_WIDTHS
@@ -177,24 +183,28 @@ def base_estimates(data: dict, counts: dict[str, dict]) -> list[dict]:
 
 
 def fit(rows: list[dict], base: str = "assumed_ms") -> dict:
-    """IPC correction per dtype (k: every core's IPC x k) and sync cost per parallel region (us), fitted by
-    non-negative least squares on relative error: est = assumed_ms / k_dtype + sync_us x regions / 1000."""
+    """IPC correction per dtype (k: every core's IPC x k), sync cost per parallel region (us) and a DRAM term
+    (m: the graph's tensor bytes at m x the device's DRAM bandwidth), fitted by non-negative least squares on
+    relative error: est = assumed_ms / k_dtype + sync_us x regions / 1000 + m x dram_ms."""
     import numpy as np
     from scipy.optimize import nnls
 
     dtypes = sorted({r["dtype"] for r in rows})
-    a = np.zeros((len(rows), len(dtypes) + 1))
+    a = np.zeros((len(rows), len(dtypes) + 2))
     b = np.ones(len(rows))
     for i, r in enumerate(rows):
         a[i, dtypes.index(r["dtype"])] = r[base] / r["ms"]
-        a[i, -1] = r["regions"] / 1e3 / r["ms"]
+        a[i, -2] = r["regions"] / 1e3 / r["ms"]
+        a[i, -1] = r["dram_ms"] / r["ms"]
     x, _ = nnls(a, b)
     return {"ipc_scale": {d: float(1 / x[i]) if x[i] > 0 else None for i, d in enumerate(dtypes)},
-            "sync_us": float(x[-1])}
+            "compute_coef": {d: float(x[i]) for i, d in enumerate(dtypes)},
+            "sync_us": float(x[-2]), "dram_scale": float(x[-1])}
 
 
 def predict(row: dict, f: dict, base: str = "assumed_ms") -> float:
-    return row[base] / f["ipc_scale"][row["dtype"]] + f["sync_us"] * row["regions"] / 1e3
+    return (row[base] * f["compute_coef"][row["dtype"]] + f["sync_us"] * row["regions"] / 1e3
+            + f["dram_scale"] * row["dram_ms"])
 
 
 def pct(est: float, pub: float) -> float:
@@ -250,7 +260,8 @@ def markdown(data: dict, ev: dict, counts: dict[str, dict]) -> str:
              f"{m['fit_set_fitted']:.1f} %; leave-one-out over all {len(ev['rows'])}: {m['leave_one_out']:.1f} %",
              f"- With darkc's assumed IPC and no fit: {m['assumed_ipc_all']:.1f} % over all figures",
              "- Fitted: IPC x " + ", ".join(f"{v:.3f} ({d})" for d, v in f["ipc_scale"].items() if v) +
-             f"; synchronisation {f['sync_us']:.1f} us per thread-pool region",
+             f"; synchronisation {f['sync_us']:.1f} us per thread-pool region; DRAM term {f['dram_scale']:.2f} x "
+             f"(graph tensor bytes / published DRAM bandwidth)",
              "- Held-out error by dtype: " + ", ".join(f"{d} {v:.1f} %" for d, v in ev["by_dtype_held_out"].items()
                                                          if v is not None),
              f"- For comparison, the same fit on the emulated busiest thread per region (what this host's "
@@ -284,9 +295,10 @@ def markdown(data: dict, ev: dict, counts: dict[str, dict]) -> str:
               "leaves its tiles to the others): the per-region busiest thread, summed, is kept in the json "
               "(`busiest_path`) but not used.",
               "- Time: darkc.latency.cluster.cluster_ms: serial / fastest core + parallel / sum of the cores' "
-              "speeds (speed = IPC x clock), + sync x regions.",
+              "speeds (speed = IPC x clock), + sync x regions + DRAM multiplier x tensor bytes / bandwidth.",
               "- Fit: non-negative least squares on relative error over the fit set; parameters: IPC correction "
-              "per dtype, sync cost per region (shared).", "",
+              "per dtype, sync cost per region and a DRAM-traffic multiplier (graph tensor bytes / the device's "
+              "published DRAM bandwidth), shared by both dtypes.", "",
               "## Sources", ""]
     for k, src in data["sources"].items():
         lines.append(f"- **{k}**: {src['url']} (rendered at {src['page']}): {src['what']}")
@@ -309,6 +321,8 @@ def write_report(data: dict, counts_file: Path, out_dir: Path) -> dict:
         raise SystemExit(f"error: {counts_file} has counts for {len(rows)} published figures; the fit and held-out "
                          f"sets both need some: run the count step first")
     ev = evaluate(rows)
+    if None in ev["fit"]["ipc_scale"].values():
+        raise SystemExit(f"error: the fit left a dtype without compute time ({ev['fit']}); count more models")
     m = ev["median_abs_pct"]["held_out_fitted"]
     band = {"median_abs_pct": m, "n": ev["n_held_out"],
             "text": f"median abs error vs published, {ev['n_held_out']} held-out phone figures",

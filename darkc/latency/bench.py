@@ -234,13 +234,15 @@ def measure_arm(subject: Subject, device: str, target_hw, arm_hw, cost: dict, *,
                 check = _parity(out, path, runtime, shape)
             at_size = {**counted, **{k: counted[k] * scale for k in ("instructions", "critical_path", "serial",
                                                                       "parallel", "busiest_path")}}
-            est = cluster_ms(at_size, cluster, ipc_scale=ipc_scale, sync_us=fit.get("sync_us", 0.0))
+            est = cluster_ms(at_size, cluster, ipc_scale=ipc_scale, sync_us=fit.get("sync_us", 0.0),
+                             dram_bytes=cost["bytes"], dram_scale=fit.get("dram_scale", 0.0))
             by_threads[str(t)] = {
                 "latency_ms": est["ms"], "cluster": cluster.name, "cores": cluster.describe(),
                 "instructions": at_size["instructions"], "critical_path": at_size["critical_path"],
                 "serial": at_size["serial"], "parallel": at_size["parallel"], "busiest_path": at_size["busiest_path"],
                 "per_thread": [v * scale for v in counted["per_thread"]], "regions": counted["regions"],
                 "serial_ms": est["serial_ms"], "parallel_ms": est["parallel_ms"], "sync_ms": est["sync_ms"],
+                "dram_ms": est["dram_ms"],
                 "count": counted}
     main = by_threads[str(headline)]
     profile = parse_cluster(main["cluster"]).cores[0].profile

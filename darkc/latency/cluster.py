@@ -14,8 +14,9 @@ to the cores' speeds; the calling thread, which runs S, sits on the fastest core
 busy thread on the biggest core). Hence ``t = S / v_fastest + P / sum(v)`` over the cores in use, v = IPC x clock.
 On n identical cores that is ``(S + P / n) / v``. The emulated split of a region between threads is not used: it
 follows how this host scheduled the guest threads (a worker that wakes late leaves its tiles to the others), not
-how a phone would. A synchronisation term ``s`` per parallel region (waking the pool and joining it) is added when
-the validation (benchmarks/validate_estimator.py) fitted one; it is 0 otherwise.
+how a phone would. A synchronisation term ``s`` per parallel region (waking the pool and joining it) and a DRAM
+term (the graph's tensor bytes over the SoC's published bandwidth, times a fitted multiplier) are added when the
+validation (benchmarks/validate_estimator.py) fitted them; they are 0 otherwise.
 """
 from __future__ import annotations
 
@@ -102,15 +103,16 @@ def parse_cluster(name: str) -> Cluster:
     return Cluster(text, tuple(cores))
 
 
-def cluster_ms(count: dict, cluster: Cluster, *, ipc_scale: float = 1.0, sync_us: float = 0.0) -> dict:
+def cluster_ms(count: dict, cluster: Cluster, *, ipc_scale: float = 1.0, sync_us: float = 0.0,
+               dram_bytes: float = 0.0, dram_scale: float = 0.0) -> dict:
     """Latency (ms) of one inference from :func:`darkc.latency.arm.count_instructions` output on ``cluster``.
 
     ``count`` needs ``threads`` and ``serial`` + ``parallel`` (or only ``critical_path``, taken as serial); a count
     with more threads than the cluster has cores is refused (the model assumes one thread per core).
-    ``ipc_scale`` multiplies every core's assumed IPC and ``sync_us`` is the cost of one parallel region: both
-    fitted by the validation.
+    ``ipc_scale`` multiplies every core's assumed IPC, ``sync_us`` is the cost of one parallel region and
+    ``dram_scale`` x ``dram_bytes`` / the SoC's DRAM bandwidth adds memory time: all fitted by the validation.
 
-    Returns ``{"ms", "serial_ms" (S / fastest core), "parallel_ms" (P / cores in use), "sync_ms"}``.
+    Returns ``{"ms", "serial_ms" (S / fastest core), "parallel_ms" (P / cores in use), "sync_ms", "dram_ms"}``.
     """
     threads = int(count.get("threads", 1))
     if threads > cluster.size:
@@ -122,5 +124,6 @@ def cluster_ms(count: dict, cluster: Cluster, *, ipc_scale: float = 1.0, sync_us
     serial_s = serial / (used[0].speed * ipc_scale)
     parallel_s = parallel / (sum(c.speed for c in used) * ipc_scale)
     sync = count.get("regions", 0) * sync_us * 1e-6 if threads > 1 else 0.0
-    return {"ms": (serial_s + parallel_s + sync) * 1e3, "serial_ms": serial_s * 1e3, "parallel_ms": parallel_s * 1e3,
-            "sync_ms": sync * 1e3}
+    dram = dram_scale * dram_bytes / (used[0].profile.dram_gbs * 1e9)
+    return {"ms": (serial_s + parallel_s + sync + dram) * 1e3, "serial_ms": serial_s * 1e3,
+            "parallel_ms": parallel_s * 1e3, "sync_ms": sync * 1e3, "dram_ms": dram * 1e3}
