@@ -104,6 +104,12 @@ def markdown(results: list[dict], title: str | None = None) -> str:
                          f"({p['clock_source']}); IPC {p['ipc']} ({p['ipc_basis']}); {p['fp32_macs_per_cycle']} fp32 / "
                          f"{p['int8_macs_per_cycle']} int8 MACs per cycle ({p['simd_source']}); DRAM {p['dram_gbs']} "
                          f"GB/s ({p['dram_source']})")
+    bands = {json.dumps(d["error_band"], sort_keys=True) for result in results for d in result["devices"].values()
+             if d.get("error_band")}
+    for b in map(json.loads, sorted(bands)):
+        lines += ["", f"ARM estimates carry the estimator's measured error: {band_text(b)}; validated on "
+                      f"{b.get('validated_on', 'published phone figures')} ({b.get('report', '')}). The IPC above "
+                      f"is multiplied by the correction fitted there."]
     if notes:
         lines += ["", "Files made for this run:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
