@@ -145,3 +145,24 @@ def test_bench_threads_give_cluster_estimates_with_the_band(conv_net, arm_setup)
     assert d["error_band"] == (error_band() or {}).get("band")
     out = format_result(res, "table")
     assert band_text(d["error_band"]) in out and "2 thr est." in out
+
+
+def test_the_applied_fit_is_the_committed_validation_record():
+    """darkc applies (darkc/latency/estimator_validation.json) what the validation report says it fitted and
+    measured (benchmarks/results/estimator_validation.json): both are written by one run, never by hand."""
+    import json
+    from pathlib import Path
+
+    from darkc.latency.validation import VALIDATION_FILE
+
+    record = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "estimator_validation.json"
+    if not VALIDATION_FILE.is_file():
+        assert not record.is_file(), "a validation report without the fit darkc applies"
+        pytest.skip("no validation run committed")
+    applied = json.loads(VALIDATION_FILE.read_text())
+    report = json.loads(record.read_text())
+    assert applied["fit"] == report["fit"] and applied["band"] == report["band"]
+    assert report["band"]["median_abs_pct"] == report["summary"]["held_out_fitted"]
+    assert report["band"]["n"] == sum(not r["fit_set"] for r in report["rows"]) > 0
+    assert all(r["source"] in json.loads((record.parents[1] / "data" / "published_phone_latency.json")
+                                         .read_text())["sources"] for r in report["rows"])
