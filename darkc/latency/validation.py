@@ -35,4 +35,5 @@ def band_text(band: dict | None) -> str:
     """``+/-18 % (median abs error vs published, 10 held-out figures)``, or says the estimate is unvalidated."""
     if not band:
         return "error band unknown (estimator not validated: run benchmarks/validate_estimator.py)"
-    return f"+/-{band['median_abs_pct']:.0f} % ({band['text']})"
+    worst = f"; worst {band['max_abs_pct']:.0f} %" if band.get("max_abs_pct") is not None else ""
+    return f"+/-{band['median_abs_pct']:.0f} % ({band['text']}{worst})"
