@@ -430,6 +430,10 @@ def write_report(run: _Run) -> dict:
         bench_entry = benches.get(name) if isinstance(benches.get(name), dict) else {}
         if bench_entry.get("graph", {}).get("macs"):
             row["macs"] = bench_entry["graph"]["macs"]
+        if bench_entry.get("resolution", {}).get("raw"):
+            row["resolution"] = bench_entry["resolution"]["raw"]      # what was run: padded to the size multiple
+        if bench_entry.get("devices"):
+            row["runtime"] = _runtime_label(bench_entry["devices"])
         row["estimated"] = {}
         for dev, entry in (benches.get(name) or {}).get("devices", {}).items() if isinstance(benches.get(name),
                                                                                             dict) else []:
@@ -454,13 +458,15 @@ def write_report(run: _Run) -> dict:
              + "); latency as measured or estimated by `darkc bench` "
              "(each device's method is in `bench.json`: host = real runs, ARM = emulated instruction counts turned "
              "into time by a core profile, Ethos-U = Vela's estimate; none is a phone measurement).", "",
-             f"Latency and MACs for one {bench_opts.get('size', '1920x1080')} raw frame, "
-             f"{bench_opts.get('threads', 1)} thread(s); MACs: conv + transposed conv, from the graph.", "",
-             "| model | GMACs | PSNR | SSIM | " + " | ".join(f"{d} ms" for d in devices) + " |",
-             "|---|---|---|---|" + "---|" * len(devices)]
+             f"Latency and MACs for one {_frame_size(rows, bench_opts)} raw frame, "
+             f"{bench_opts.get('threads', 1)} thread(s); MACs: conv + transposed conv, from the graph; runtime: "
+             f"what ran each model on the host and on the emulated ARM cores (Ethos-U: Vela).", "",
+             "| model | runtime | GMACs | PSNR | SSIM | " + " | ".join(f"{d} ms" for d in devices) + " |",
+             "|---|---|---|---|---|" + "---|" * len(devices)]
     for r in rows:
         macs = f"{r['macs'] / 1e9:.2f}" if r.get("macs") else "-"
-        lines.append(f"| {r['model']} | {macs} | {r.get('psnr', float('nan')):.2f} | {r.get('ssim', float('nan')):.4f} | "
+        lines.append(f"| {r['model']} | {r.get('runtime', '-')} | {macs} | {r.get('psnr', float('nan')):.2f} | "
+                     f"{r.get('ssim', float('nan')):.4f} | "
                      + " | ".join(f"{r['latency_ms'][d]:.1f}" if d in r["latency_ms"] else "-" for d in devices)
                      + " |")
     lines += ["", "![quality vs latency](report.png)", ""]
@@ -474,6 +480,24 @@ def write_report(run: _Run) -> dict:
         Path(t).write_text(portable("\n".join(lines), run.out) + "\n")
     _plot(report["rows"], run.out / f"{REPORT}.png")
     return report
+
+
+def _runtime_label(devices: dict) -> str:
+    """The runtime that ran a model on the host / ARM cores (bench.json's ``runtime``, e.g. "ONNX Runtime"), not
+    its provider or architecture suffix; Ethos-U entries (Vela, compiled not run) are left out."""
+    names = {str(e.get("runtime", "")).split(" (")[0].removesuffix(" aarch64").split(" CPU")[0]
+             for e in devices.values() if isinstance(e, dict) and e.get("kind") != "npu" and e.get("runtime")}
+    return " / ".join(sorted(n for n in names if n)) or "-"
+
+
+def _frame_size(rows: list[dict], bench_opts: dict) -> str:
+    """The raw frame size the bench ran (bench.json, padded to the models' size multiple) or the asked one."""
+    sizes = sorted({r["resolution"] for r in rows if r.get("resolution")})
+    if sizes:
+        asked = bench_opts.get("size")
+        padded = f" (the asked {asked}, padded to the size multiple)" if asked and [asked] != sizes else ""
+        return " / ".join(sizes) + padded
+    return bench_opts.get("size", "1920x1080")
 
 
 def _load_json(folder: Path | None, name: str) -> dict:

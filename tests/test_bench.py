@@ -122,17 +122,31 @@ def test_missing_arm_setup_says_what_to_run(tiny, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- Vela
 def test_vela_reports_cycles_and_all_ops_on_npu_for_an_integer_model(plain):
+    import configparser
+    from importlib.resources import files
+
     res = bench(str(plain[8]), devices="ethos-u55-256,ethos-u85-256", size="64x64")
+    # the system configurations' clocks, read from Vela's own vela.ini (not from darkc)
+    ini = configparser.ConfigParser()
+    ini.read(files("ethosu") / "config_files" / "Arm" / "vela.ini")
+    clocks = {"ethos-u55-256": float(ini["System_Config.Ethos_U55_High_End_Embedded"]["core_clock"]),
+              "ethos-u85-256": float(ini["System_Config.Ethos_U85_SYS_DRAM_High"]["core_clock"])}
+    assert clocks == {"ethos-u55-256": 500e6, "ethos-u85-256": 1e9}
+    macs = 32 * 32 * 9 * (4 * 8 + 8 * 12)                  # the two 3x3 convolutions at packed 32x32
     for name, d in res["devices"].items():
-        assert d["cycles"] > 0 and d["clock_hz"] > 0 and d["estimated"] is True
-        assert d["latency_ms"] == pytest.approx(d["cycles"] / d["clock_hz"] * 1e3, rel=1e-3)
+        assert d["clock_hz"] == clocks[name] and d["estimated"] is True and d["macs"] == macs
+        assert d["latency_ms"] == pytest.approx(d["cycles"] / clocks[name] * 1e3, rel=1e-3)
+        assert d["cycles"] >= d["npu_cycles"] >= macs / 256   # a -256 configuration does 256 MACs per cycle at best
         assert d["npu_share"] == 1.0 and d["cpu_ops"] == 0 and d["fallbacks"] == []
         assert d["sram_bytes"] > 0
-    assert res["devices"]["ethos-u55-256"]["clock_hz"] == 500e6
-    # the bigger Ethos-U85 configuration is estimated faster than the U55-256
-    assert res["devices"]["ethos-u85-256"]["latency_ms"] < res["devices"]["ethos-u55-256"]["latency_ms"]
-    # the frame fits each configuration's SRAM (U55: 2 MiB holding the arena; U85: a 512 KiB cache): one tile
     u55, u85 = res["devices"]["ethos-u55-256"], res["devices"]["ethos-u85-256"]
+    # As in the README's table (teacher int8: 466 M cycles on the U55-256, 1595 M on the U85-256): the U85 system
+    # keeps arena and weights in DRAM (500-cycle read latency in vela.ini), the U55 one keeps the arena in SRAM, so
+    # the U85-256 needs more cycles in all though its NPU is busy for fewer. In ms its 2x clock still wins on this
+    # 32x32 net (Vela: 19 k cycles = 39 us vs 23 k = 23 us); on the shipped 960x544 models it does not.
+    assert u85["cycles"] > u55["cycles"] and u85["npu_cycles"] < u55["npu_cycles"]
+    assert u85["dram_bytes"] > 0 == u55["dram_bytes"]
+    # the frame fits each configuration's SRAM (U55: 2 MiB holding the arena; U85: a 512 KiB cache): one tile
     assert (u55["sram"]["bytes"], u55["sram"]["mode"], u85["sram"]["bytes"]) == (2 << 20, "Shared_Sram", 512 << 10)
     for d in (u55, u85):
         assert d["tile"]["tiles"] == 1 and d["tile"]["overlap"] == 0.0 and d["untiled"]["fits"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -272,78 +271,84 @@ def test_tflite_without_runtime_says_what_to_install(tmp_path, monkeypatch):
         load_runner(path)
 
 
-class FakeInterpreter:
-    """Stands in for LiteRT: an NHWC int8 model whose output is the input's first 3 channels upsampled 2x."""
+class FirstThreeUp(nn.Module):
+    """Packed Bayer -> the first 3 channels upsampled 2x: a 1x1 conv that copies channel c to its 4 sub-pixel
+    outputs, then the SID-style ``pixel_shuffle`` head the TFLite exporter turns into DEPTH_TO_SPACE."""
 
-    signature = [1, -1, -1, 4]
-    in_q, out_q = (1 / 254, -127), (1 / 127, -127)
-    instances: list = []
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pixel_shuffle = nn.Conv2d(4, 12, 1, bias=False), nn.PixelShuffle(2)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            for c in range(3):
+                self.conv.weight[4 * c:4 * c + 4, c] = 1.0
 
-    def __init__(self, model_path, num_threads=None):
-        self.num_threads, self.resized = num_threads, []
-        self.shape = [1, 16, 16, 4] if -1 in self.signature else list(self.signature)
-        FakeInterpreter.instances.append(self)
-
-    def allocate_tensors(self):
-        pass
-
-    def get_input_details(self):
-        return [{"name": "raw", "index": 0, "shape": np.array(self.shape), "shape_signature": np.array(self.signature),
-                 "dtype": np.int8, "quantization": self.in_q}]
-
-    def get_output_details(self):
-        return [{"name": "rgb", "index": 1, "shape": np.array([1, 32, 32, 3]), "dtype": np.int8,
-                 "quantization": self.out_q}]
-
-    def resize_tensor_input(self, index, shape, strict=False):
-        assert -1 in self.signature, "resizing a fixed-size input"
-        self.resized.append(list(shape))
-        self.shape = list(shape)
-
-    def set_tensor(self, index, value):
-        assert value.dtype == np.int8 and list(value.shape) == self.shape
-        self.x = (value.astype(np.float32) - self.in_q[1]) * self.in_q[0]
-
-    def invoke(self):
-        y = self.x[..., :3].repeat(2, axis=1).repeat(2, axis=2)
-        self.y = np.clip(np.rint(y / self.out_q[0]) + self.out_q[1], -128, 127).astype(np.int8)
-
-    def get_tensor(self, index):
-        return self.y
+    def forward(self, x):
+        return self.pixel_shuffle(self.conv(x))
 
 
-@pytest.fixture
-def fake_litert(monkeypatch, tmp_path):
-    pkg, mod = types.ModuleType("ai_edge_litert"), types.ModuleType("ai_edge_litert.interpreter")
-    mod.Interpreter = FakeInterpreter
-    monkeypatch.setitem(sys.modules, "ai_edge_litert", pkg)
-    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", mod)
-    FakeInterpreter.instances = []
-    path = tmp_path / "m.tflite"
-    path.write_bytes(b"TFL3")
-    return path
+@pytest.fixture(scope="module")
+def litert_models(tmp_path_factory):
+    """A real full-integer TFLite export (int8 I/O, packed 32x48, litert-torch + ai-edge-quantizer) of
+    FirstThreeUp, and a copy whose input signature is made dynamic (1, -1, -1, 4) in the flatbuffer."""
+    pytest.importorskip("litert_torch")
+    from darkc.export.tflite import _read, _write, export_tflite
+
+    d = tmp_path_factory.mktemp("litert")
+    spec = {"arch": "plain", "cfa": "bayer", "in_channels": 4, "out_channels": 3, "scale": 2}
+    calib = [np.random.default_rng(i).random((1, 4, 32, 48), dtype=np.float32) for i in range(4)]
+    export_tflite(FirstThreeUp().eval(), spec, d / "fixed.tflite", "int8", (32, 48), calib, io="int8")
+    m = _read((d / "fixed.tflite").read_bytes())
+    g = m.subgraphs[0]
+    g.tensors[g.inputs[0]].shapeSignature = np.array([1, -1, -1, 4], dtype=np.int32)
+    (d / "dynamic.tflite").write_bytes(_write(m))
+    return d
 
 
-def test_tflite_runner_nhwc_int8_dynamic(fake_litert, monkeypatch):
-    runner = load_runner(fake_litert, threads=2)
+#: int8 input and output over [0, 1]: scale 1/255, zero point -128 (what real exports use); half a step each way
+INT8_IO_ERROR = 1 / 255 / 2 + 1 / 255 / 2 + 1e-6
+
+
+def test_tflite_runner_nhwc_int8_dynamic(litert_models, monkeypatch):
+    from ai_edge_litert import interpreter as litert
+
+    made, resized = [], []
+
+    class Spy(litert.Interpreter):                 # the real LiteRT interpreter, recording what the runner asks
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get("num_threads"))
+            super().__init__(*args, **kwargs)
+
+        def resize_tensor_input(self, index, shape, strict=False):
+            resized.append(list(shape))
+            return super().resize_tensor_input(index, shape, strict=strict)
+
+    monkeypatch.setattr(litert, "Interpreter", Spy)
+    runner = load_runner(litert_models / "dynamic.tflite", threads=2)
     assert isinstance(runner, TFLiteRunner)
     assert (runner.layout, runner.cfa, runner.fixed_size) == ("nhwc", "bayer", None)
-    x = np.random.default_rng(0).random((1, 4, 32, 48), dtype=np.float32)
+    assert [runner._in["quantization"][1], runner._out["quantization"][1]] == [-128, -128]
+    x = np.random.default_rng(0).random((1, 4, 16, 24), dtype=np.float32)
     y = runner(x)
-    assert y.shape == (1, 3, 64, 96) and y.dtype == np.float32
-    expected = x[:, :3].repeat(2, axis=2).repeat(2, axis=3)
-    assert np.abs(y - expected).max() <= 1 / 254 / 2 + 1 / 127 / 2 + 1e-6      # half a step in and out
-    interp = FakeInterpreter.instances[-1]
-    assert interp.num_threads == 2 and interp.resized == [[1, 32, 48, 4]]
+    assert y.shape == (1, 3, 32, 48) and y.dtype == np.float32
+    assert np.abs(y - x[:, :3].repeat(2, axis=2).repeat(2, axis=3)).max() <= INT8_IO_ERROR
+    assert made == [2] and resized == [[1, 16, 24, 4]]
     runner(x)
-    assert interp.resized == [[1, 32, 48, 4]]                                  # same shape: no resize
+    assert resized == [[1, 16, 24, 4]]                                         # same shape: no resize
 
 
-def test_tflite_runner_fixed_size(fake_litert, monkeypatch):
-    monkeypatch.setattr(FakeInterpreter, "signature", [1, 32, 48, 4])
-    runner = load_runner(fake_litert)
+def test_tflite_runner_fixed_size(litert_models):
+    runner = load_runner(litert_models / "fixed.tflite")
     assert runner.fixed_size == (32, 48)
     x = np.random.default_rng(0).random((4, 70, 100), dtype=np.float32)
     out = enhance_packed(runner, x, overlap=8, progress=False)
     expected = x[:3].repeat(2, axis=1).repeat(2, axis=2)
-    assert np.abs(out - expected).max() <= 1 / 254 / 2 + 1 / 127 / 2 + 1e-6
+    assert np.abs(out - expected).max() <= INT8_IO_ERROR
+
+
+def test_truncated_tflite_is_refused_by_the_real_runtime(litert_models, tmp_path):
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes((litert_models / "fixed.tflite").read_bytes()[:600])
+    with raises_naming(str(cut), "re-export it") as info:
+        load_runner(cut)
+    assert "\n" not in str(info.value)

@@ -162,3 +162,27 @@ def test_two_runs_writing_the_same_output_do_not_interleave(tmp_path, capsys):
     assert err.startswith("error: another darkc run") and err.count("\n") == 1 and not out.exists()
     assert main(["synth", "-o", str(out), "--count", "1", "--size", "64"]) == 0   # released with its holder
     assert not (tmp_path / ".s.lock").exists()
+
+
+def test_pipeline_resumes_a_distillation_killed_half_way(teacher, tmp_path):
+    """A kill during the distill stage leaves RUN/02-distill.partial with its last checkpoint; the re-run resumes
+    from it (its training history starts with the killed run's step-1 record, wall time included), and a .partial
+    from another recipe is discarded (the history starts afresh)."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[pipeline]\nteacher = "{teacher}"\nthreads = 1\n\n[prune]\nratio = 0.5\nround_to = 4\n\n'
+                      '[distill]\ninit = "pruned"\nkd = "output"\nsteps = 3\nbatch_size = 1\npatch = 64\n'
+                      'val_every = 0\nckpt_every = 1\n')
+    out = tmp_path / "run"
+    partial, final = out / "02-distill.partial", out / "02-distill"
+    for stale in (False, True):
+        killed(["pipeline", recipe, "-o", out, "--from", "distill"], partial / "train_state.json", nth=2)
+        state = json.loads((partial / "train_state.json").read_text())
+        assert state["step"] == 1 and state["history"]
+        if stale:
+            (partial / ".key").write_text("another recipe")
+        assert main(["pipeline", str(recipe), "-o", str(out), "--from", "distill"]) == 0
+        assert not partial.exists()
+        done = json.loads((final / "train_state.json").read_text())
+        assert done["step"] == 3
+        resumed = done["history"][:len(state["history"])] == state["history"]
+        assert resumed is not stale, ("stale" if stale else "fresh", state["history"], done["history"])

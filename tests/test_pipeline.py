@@ -85,6 +85,12 @@ def test_tiny_recipe_end_to_end_then_skip_then_rerun_from_deleted_stage(tmp_path
     report = json.loads((out / "report.json").read_text())
     assert {r["model"] for r in report["rows"] if "psnr" in r} == {"teacher", "student", "onnx-int8"}
     assert (out / "report.md").is_file() and (out / "report.png").stat().st_size > 1000
+    # each row says which runtime ran it and the frame size is the one benched (bench.json), not the recipe's
+    md = (out / "report.md").read_text()
+    rows = {r["model"]: r for r in report["rows"]}
+    assert rows["onnx-int8"]["runtime"] == "ONNX Runtime" and "| onnx-int8 | ONNX Runtime |" in md
+    assert rows["teacher"]["runtime"] == "ONNX Runtime" and rows["teacher"]["resolution"] == "64x64"
+    assert "for one 64x64 raw frame" in md
     # portable provenance: the run's records name its folders RUN/..., never this machine's absolute paths
     records = [f for f in out.rglob("*") if f.suffix in (".json", ".md") and f.is_file()]
     assert len(records) >= 8 and not [f for f in records if str(tmp_path) in f.read_text()]

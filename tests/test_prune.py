@@ -189,20 +189,18 @@ def test_artifact_reloads_with_identical_outputs_and_provenance(artifact, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parent", "pruned"]
 
 
-def test_evaluation_runs_on_parent_and_written_artifact(artifact, tmp_path, monkeypatch):
-    import darkc.evaluate
+def test_evaluation_runs_on_parent_and_written_artifact(artifact, tmp_path, synth_bayer):
+    from darkc.evaluate import evaluate
 
-    seen = []
-
-    def fake_evaluate(ref, data, limit=None, progress=True):
-        seen.append(ref)
-        loaded, _ = load_checkpoint(ref)
-        return {"psnr": 20.0 + count_params(loaded) / 1e5, "ssim": 0.5, "n": limit, "protocol": "fake"}
-
-    monkeypatch.setattr(darkc.evaluate, "evaluate", fake_evaluate)
-    report = run(artifact, tmp_path / "out", ratio=0.5, evaluate=True, eval_limit=2)
-    assert seen[0] == str(artifact) and seen[1] != str(tmp_path / "out")
-    assert report["before"]["psnr"] > report["after"]["psnr"] > 20.0 and report["after"]["eval_pairs"] == 2
+    # the real evaluation on the session's tiny SID set (2 pairs), of the parent and of the artifact as written
+    report = run(artifact, tmp_path / "out", ratio=0.5, evaluate=True, eval_data=str(synth_bayer.dir),
+                 eval_limit=2, progress=False)
+    before = evaluate(str(artifact), str(synth_bayer.dir), limit=2, progress=False)
+    after = evaluate(str(tmp_path / "out"), str(synth_bayer.dir), limit=2, progress=False)
+    assert before["psnr"] != after["psnr"]                                     # half the channels are gone
+    for key, res in (("before", before), ("after", after)):
+        assert (report[key]["psnr"], report[key]["ssim"], report[key]["eval_pairs"]) == \
+            (res["psnr"], res["ssim"], 2), key
     assert "PSNR" in (tmp_path / "out" / REPORT_MD).read_text()
     metrics = load_checkpoint(tmp_path / "out")[1]["provenance"]["metrics"]
     assert metrics["after"]["psnr"] == report["after"]["psnr"] and metrics["eval"]["limit"] == 2

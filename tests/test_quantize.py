@@ -14,14 +14,12 @@ from onnx import numpy_helper
 
 from darkc.cli import main
 from darkc.compress.quantize import (calibration_inputs, cpu_int8_info, find_raw_files, quantize, quantize_onnx)
-from darkc.export import export, psnr, torch_to_onnx
+from darkc.export import export, torch_to_onnx
 from darkc.inference import load_runner
 from darkc.models import load_checkpoint
 from helpers import raises_naming, tiny_checkpoint
 
 TINY = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 16, 16, 32]}
-#: INT8-vs-torch PSNR of the tiny net measured 58.3 dB (minmax), 58.3 (percentile, entropy); margin below it.
-INT8_MIN_PSNR = 45.0
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +45,39 @@ def calib32():
     return calibration_inputs("synthetic", "bayer", samples=4, size=(32, 32))[0]
 
 
+def output_step(graph) -> float:
+    """The INT8 step of the model's output: the scale of the last QuantizeLinear before it (through DepthToSpace)."""
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    scales = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    node = producer[graph.graph.output[0].name]
+    while node.op_type != "QuantizeLinear":
+        node = producer[node.input[0]]
+    return float(scales[node.input[1]])
+
+
 def test_int8_export_is_qdq_and_close_to_torch(tiny, int8_export):
     graph = onnx.load(int8_export["file"])
     ops = Counter(n.op_type for n in graph.graph.node)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
     int8_weights = [i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
     assert len(int8_weights) == 23                       # every conv / transposed conv
-    assert int8_export["parity"]["psnr_db"] > INT8_MIN_PSNR
+    # The error against torch is bounded by quantisation itself, not by a figure this code once printed: rounding
+    # the output to its uint8 grid alone leaves an RMS error of step/sqrt(12) (the floor). The 22 inner layers add
+    # theirs in quadrature: measured 1.08x the floor with 7-bit weights (this AVX2 host), 1.11x with per-tensor
+    # weights, 1.39x with activation ranges calibrated on 4x the inputs (which still passed a 45 dB PSNR bound);
+    # an output not rounded to 8 bits would sit below the floor.
+    step = output_step(graph)
+    floor = step / np.sqrt(12)
+    assert int8_export["parity"]["mean_abs"] < 0.5 * step       # uniform rounding: step / 4
     runner = load_runner(int8_export["file"])
     x = calibration_inputs("synthetic", "bayer", samples=1, size=(48, 80), seed=5)[0][0]
     model, _ = load_checkpoint(tiny)
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
-    assert psnr(runner(x), ref) > INT8_MIN_PSNR
+    y = runner(x)
+    rms = float(np.sqrt(np.mean((y - ref) ** 2)))
+    assert 0.8 * floor < rms < 1.25 * floor, (rms, floor)
+    assert step * 255 < 2 * (ref.max() - ref.min())            # the output grid spans about what the net outputs
 
 
 def test_int8_artifact_keeps_weights_and_calibration_record(tiny, int8_export):

@@ -82,3 +82,44 @@ def test_latency_table_matches_latency_json():
                 assert f"({d['cycles'] / 1e6:.0f} M cycles)" in cell
             checked += 1
     assert checked >= 4 * 3        # teacher and student, fp32 and int8
+
+
+CARDS = ROOT / "darkc" / "models" / "pretrained"
+
+
+def test_pipeline_report_states_the_benched_frame_and_each_rows_runtime():
+    from darkc.pipeline import _runtime_label
+
+    folder = RESULTS / "sid-mobile"
+    bench = json.loads((folder / "bench.json").read_text())
+    md = (folder / "report.md").read_text()
+    (size,) = {m["resolution"]["raw"] for m in bench.values()}
+    assert f"for one {size} " in md
+    for name, entry in bench.items():
+        (row,) = [ln for ln in md.splitlines() if ln.startswith(f"| {name} |")]
+        assert row.split("|")[2].strip() == _runtime_label(entry["devices"]), name
+
+
+def test_student_card_agreement_matches_eval_json():
+    vs = json.loads((RESULTS / "student_quality.json").read_text())["vs"]
+    card = (CARDS / "student" / "MODEL_CARD.md").read_text()
+    assert f"{vs['psnr']:.2f} dB PSNR / {vs['ssim']:.3f} SSIM agreement" in card
+    assert f"PSNR {vs['psnr']:.2f} dB, SSIM {vs['ssim']:.4f}" in (RESULTS / "student_quality.md").read_text()
+
+
+def test_xtrans_card_gaps_match_eval_json():
+    res = json.loads((RESULTS / "teacher_xtrans_quality.json").read_text())
+    nlm = res["baselines"]["libraw+nlm"]
+    dpsnr = " / ".join(f"+{res['per_ratio'][k]['psnr'] - nlm['per_ratio'][k]['psnr']:.1f}" for k in res["per_ratio"])
+    gaps = [nlm["per_ratio"][k]["ssim"] - res["per_ratio"][k]["ssim"] for k in res["per_ratio"]]
+    card = (CARDS / "teacher-xtrans" / "MODEL_CARD.md").read_text()
+    assert f"({dpsnr} dB)" in card and f"SSIM by {min(gaps):.3f}-{max(gaps):.3f} at every ratio" in card
+
+
+def test_vela_operator_counts_in_the_readme_match_latency_json():
+    lat = json.loads((RESULTS / "latency" / "latency.json").read_text())
+    (u55,) = [m["devices"]["ethos-u55-256"] for m in lat["models"]
+              if m["model"] == "teacher int8" and "ethos-u55-256" in m["devices"]]
+    text = README.replace("\n", " ")
+    assert f"puts {u55['npu_ops']} operators on the Ethos-U55 NPU and one," in text and u55["cpu_ops"] == 1
+    assert f"({100 * u55['npu_share']:.0f} % of operators on the NPU)" in text
