@@ -47,17 +47,18 @@ FLOW_SCALE = 4
 FAST_SCALE = 4
 #: fraction of mismatching low-res pixels above which ``fast-flow`` takes a frame for a scene cut
 CUT_FRACTION = 0.5
-#: ``fast-flow``'s misalignment tolerance, low-res px (1 full-res px at FAST_SCALE 4): the flow error its
-#: mismatch test forgives on texture. Without it the X-Trans hand-held x100 clip of benchmarks/results/video kept too
-#: little history (flicker -49 %, E_warp -44 %; true flow instead of DIS: -56 % / -48 %, so not the flow itself);
-#: with 0.25: -54 % / -56 %; 0.5 started to ghost (revealed pixels -0.27 dB)
-ALIGN_PX = 0.25
+#: normalised difference above which a low-res pixel counts as mismatching for the scene-cut test
+CUT_M = 3.0
 #: normalised-difference ramp: k = s for m <= RAMP[0], 0 for m >= RAMP[1]
 RAMP = (1.0, 2.5)
-#: ``fast-flow``'s ramp: its local means (4x4 areas, no box blur) are noisier relative to motion, so it ramps later;
-#: pixels past the ramp, dilated by one low-res px, get no history (measured on 6 clips, 16 frames, 384 px:
-#: (1.0, 2.5) reduced flicker by only 49 % on the worst clip, (1.5, 3.0) by 58 %, revealed pixels -0.47 dB)
-FAST_RAMP = (1.5, 3.0)
+#: ``fast-flow``'s ramp: its low-res means (4x4, no box blur) are noisier relative to motion than ``flow``'s, and
+#: the warped history differs from the frame by sub-pixel misalignment of texture as well as by noise; pixels past
+#: the ramp, dilated by one low-res px, get no history. (1.0, 2.5) reduced flicker by only 49 % on the worst of 6
+#: clips (16 frames, 384 px); (1.5, 3.0) missed on the low-noise (x100) hand-held X-Trans clip of
+#: benchmarks/results/video (flicker -49 %, E_warp -44 %; with the true flow instead of DIS -56 % / -48 %: not the
+#: flow), where that misalignment is large next to the noise; (2.0, 4.0): -57 % / -53 %, revealed pixels +0.07 dB.
+#: A tolerance scaled by the local gradient instead (1 px of misalignment) met it too but ghosted a moving square
+FAST_RAMP = (2.0, 4.0)
 
 
 def _low(img: np.ndarray) -> np.ndarray:
@@ -382,8 +383,12 @@ class FastFlowFilter(TemporalFilter):
         self.cuts = 0
 
     def _low(self, x: np.ndarray) -> np.ndarray:
+        """``x`` at 1/scale: a Gaussian pyramid step (every px weighs in, so a thin strip a moving object left is
+        not missed, as bilinear sampling of 2x2 of every 4x4 px misses it), then bilinear halving."""
         h, w = x.shape[:2]
-        small = cv2.resize(x, (max(8, w // self.scale), max(8, h // self.scale)), interpolation=cv2.INTER_LINEAR)
+        size = (max(8, w // self.scale), max(8, h // self.scale))
+        half = cv2.pyrDown(x, borderType=cv2.BORDER_REPLICATE) if self.scale >= 4 and x.shape[2] <= 4 else x
+        small = cv2.resize(half, size, interpolation=cv2.INTER_LINEAR if half is not x else cv2.INTER_AREA)
         return small if small.ndim == 3 else small[..., None]
 
     def _first(self, x: np.ndarray) -> np.ndarray:
@@ -406,33 +411,17 @@ class FastFlowFilter(TemporalFilter):
         in_diff = x_low - _warp_rel(self.prev_in_low, bwd)
         self.prev_in_low, self.prev_grey = x_low, grey
         sigma = self.noise(grey)
-        if sigma is not None and np.mean(self._m(in_diff, 0.0, sigma) > FAST_RAMP[1]) > CUT_FRACTION:
+        if sigma is not None and np.mean(self._m(in_diff, 0.0, sigma) > CUT_M) > CUT_FRACTION:
             # a scene cut (judged with the noise level before it): start again from this frame
             self.cuts += 1
             self.prev_out_low = x_low
             return x
         self.noise.update(in_diff, level)
         sigma = self.noise(grey)
-        gx = cv2.Sobel(x_low, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REPLICATE)
-        gy = cv2.Sobel(x_low, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REPLICATE)
-        tol = gx.reshape(x_low.shape) ** 2
-        tol += gy.reshape(x_low.shape) ** 2
-        tol *= ALIGN_PX ** 2
-        tol += sigma * sigma
-        tol = np.sqrt(tol, out=tol)
         warped_low = _warp_rel(self.prev_out_low, bwd)
-        m_warped = self._m(x_low, warped_low, tol)
-        m_still = self._m(x_low, self.prev_out_low, tol)
+        m_warped = self._m(x_low, warped_low, sigma)
+        m_still = self._m(x_low, self.prev_out_low, sigma)
         use_warped = (m_warped <= m_still).view(np.uint8)          # a mask for cv2.copyTo
-        m = np.minimum(m_warped, m_still)
-        hist_low = self.prev_out_low.copy()
-        cv2.copyTo(warped_low, use_warped, hist_low)
-        k = _ramp(m, self.strength, FAST_RAMP)
-        k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = 0.0
-        hist_low -= x_low
-        hist_low *= k[..., None]
-        hist_low += x_low
-        self.prev_out_low = hist_low
         chosen = np.zeros_like(bwd)
         cv2.copyTo(bwd, use_warped, chosen)
         chosen *= np.float32(w / lw)
@@ -441,6 +430,16 @@ class FastFlowFilter(TemporalFilter):
             flow_full[..., 1] *= (h / lh) / (w / lw)
         hist = cv2.remap(self.prev_out, flow_full, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
                          borderMode=cv2.BORDER_REPLICATE).reshape(x.shape)
+        # judge the history actually formed at full resolution (the upsampled flow is smooth across motion
+        # boundaries, where the low-res warp may match but the full-res one shows the moving object)
+        hist_low = self._low(hist)
+        m = self._m(x_low, hist_low, sigma)
+        k = _ramp(m, self.strength, FAST_RAMP)
+        k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = 0.0
+        hist_low -= x_low
+        hist_low *= k[..., None]
+        hist_low += x_low
+        self.prev_out_low = hist_low
         k_full = cv2.resize(k, (w, h), interpolation=cv2.INTER_LINEAR)
         keep = cv2.resize(1.0 - k, (w, h), interpolation=cv2.INTER_LINEAR)
         y = cv2.blendLinear(x, hist, keep, k_full)
