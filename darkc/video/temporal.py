@@ -19,11 +19,11 @@ Kinds:
   errors) cannot use the warped history; each pixel takes whichever history, warped or still, matches the
   current frame better, so flat regions where flow is unreliable are still smoothed.
 * ``fast-flow`` (the default of ``darkc video``): the same idea with every decision at 1/:data:`FAST_SCALE`
-  (one-way DIS flow, photometric occlusion test with a misalignment tolerance, scene-cut reset), so that full
-  resolution costs one bilinear downscale, the upsampling of the flow and weights, one warp and one blend
-  (:class:`FastFlowFilter`).
+  (one-way DIS flow, photometric occlusion test, scene-cut reset), so that full resolution costs two downscales,
+  the upsampling of the flow and weights, one warp and one blend (:class:`FastFlowFilter`).
 
-For ``motion-adaptive`` and ``flow``, all decisions (noise level, difference, occlusion) are made at 1/:data:`STAT_SCALE` resolution on local means
+For ``motion-adaptive`` and ``flow``, all decisions (noise level, difference, occlusion) are made at
+1/:data:`STAT_SCALE` resolution on local means
 (area averaging then a 3x3 box: a ~6 px window), which averages noise and keeps the cost small; the flow is
 computed at 1/:data:`FLOW_SCALE`. At full resolution a frame costs one area resize, the upsampling of ``k``
 (and of the flow), one warp and the blend.
@@ -342,29 +342,26 @@ class FlowFilter(MotionAdaptiveFilter):
 
 class FastFlowFilter(TemporalFilter):
     """Motion-compensated recursive filter whose every decision is taken at 1/:data:`FAST_SCALE` resolution, so
-    that full resolution costs only a bilinear downscale, the upsampling of the flow and of the weights, one warp
-    of the previous output and one blend.
+    that full resolution costs two downscales, the upsampling of the flow and of the weights, one warp of the
+    previous output and one blend.
 
     Per frame ``x``:
 
-    1. ``x_low``: ``x`` downscaled by FAST_SCALE, bilinearly (each low-res px the mean of the 2x2 px at its
-       centre: 3.6 guest instructions per full-res px on aarch64 against 27.6 for area averaging, and the
-       decisions below were as good on the report's clips);
+    1. ``x_low``: ``x`` at 1/FAST_SCALE by a Gaussian pyramid step then bilinear halving (every pixel weighs in,
+       as with area averaging, at under half its instructions on aarch64 under QEMU; bilinear sampling alone
+       misses the thin strip a moving object leaves and ghosted a moving square);
     2. flow ``F_t->t-1``: DIS (``preset``) on the 8-bit channel mean of ``x_low`` against the previous one (one
        direction only: occlusions are found photometrically in step 3, not by a forward-backward check);
-    3. per low-res pixel, the normalised difference ``m`` between ``x_low`` and the previous *output*'s low-res
-       image, warped (and, for comparison, still: the better of the two is used, as in ``flow``), over the
-       difference expected from noise and misalignment: ``sqrt(sigma^2 + (ALIGN_PX |grad x_low|)^2)`` per
-       channel, ``sigma`` the noise expected at that intensity (:class:`NoiseModel`, estimated from consecutive
-       motion-compensated inputs) and the second term what a flow error of :data:`ALIGN_PX` low-res px changes on
-       texture (without it, low-noise clips with sub-pixel hand-held motion took their texture for motion and
-       kept too little history); ``k = ramp(m)``, zeroed one low-res px around every mismatch so that the
-       bilinear upsampling of ``k`` does not blend history across the edge of a moving object (occlusions and
-       revealed background get ``k = 0``);
-    4. a scene cut, taken as more than :data:`CUT_FRACTION` of the low-res pixels mismatching (``m`` past the
-       ramp, noise only), resets the history: the frame is passed through;
-    5. full resolution: the previous output warped with the upsampled flow (``hist``), then
-       ``y = x + k (hist - x)`` with ``k`` upsampled bilinearly.
+    3. per low-res pixel, the normalised difference between ``x_low`` and the previous *output*'s low-res image,
+       warped and still, over the noise expected at that intensity (:class:`NoiseModel`, estimated from
+       consecutive motion-compensated inputs); the flow is kept where the warped history matches better;
+    4. a scene cut, taken as more than :data:`CUT_FRACTION` of the low-res pixels differing by over :data:`CUT_M`
+       sigma from the motion-compensated previous input, resets the history: the frame is passed through;
+    5. full resolution: the previous output warped with the upsampled flow (``hist``); ``m``, the normalised
+       difference between ``x_low`` and ``hist``'s own low-res image (the upsampled flow is smooth across motion
+       boundaries, where the low-res warp may match but the full-res one shows the moving object), gives
+       ``k = ramp(m)`` (:data:`FAST_RAMP`), zeroed one low-res px around every mismatch so that the bilinear
+       upsampling of ``k`` does not blend history across the edge of a moving object; ``y = x + k (hist - x)``.
     """
 
     kind = "fast-flow"
