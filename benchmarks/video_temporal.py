@@ -341,7 +341,7 @@ def main(argv=None) -> int:
     meta = {
         "models": {c: results[c]["model"] for c in clips}, "frames": args.frames, "size": args.size,
         "strength": DEFAULT_STRENGTH, "fast_scale": temporal.FAST_SCALE, "fast_ramp": list(temporal.FAST_RAMP),
-        "align_px": temporal.ALIGN_PX,
+        "cut_m": temporal.CUT_M,
         "cut_fraction": temporal.CUT_FRACTION,
         "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                  "cpus": os.cpu_count(), "torch": torch.__version__, "opencv": cv2.__version__,
@@ -412,9 +412,9 @@ def report_md(data: dict, clips: list[str], labels: list[str], figs: list) -> st
         f"- Metrics: {meta['metrics']}. Flow used: {meta['flow_for_metrics']}.",
         f"- Timing: {meta['timing']}. fps: {meta['fps']}.",
         f"- Filters on the network's sRGB output, strength (largest history weight) {meta['strength']}; `fast-flow` "
-        f"decides at 1/{meta['fast_scale']} resolution with ramp {meta['fast_ramp']}, a misalignment tolerance of "
-        f"{meta['align_px']} low-res px on texture, and takes a frame for a scene cut when more than "
-        f"{meta['cut_fraction']:.0%} of its low-res pixels mismatch (darkc.video.temporal).", "",
+        f"decides at 1/{meta['fast_scale']} resolution with ramp {meta['fast_ramp']} and takes a frame for a scene "
+        f"cut when more than {meta['cut_fraction']:.0%} of its low-res pixels differ by over {meta['cut_m']:g} sigma "
+        f"(darkc.video.temporal).", "",
         f"Targets (issue 18): flicker and E_warp at least {100 * t['reduction']:.0f} % lower than per-frame, PSNR at "
         f"most {t['psnr_loss_db']} dB lower, no ghosting (PSNR on revealed pixels at most {t['ghost_loss_db']} dB "
         f"lower: this report's bound), filter at most {100 * t['cost_fraction']:.0f} % of the INT8 student's time "
