@@ -366,11 +366,14 @@ def video(input, out, model, temporal, strength, domain, ratio, fps, png, metric
 @click.argument("model", required=False)
 @click.option("--runtime", type=click.Choice(["ort", "litert", "torch"]), default=None,
               help="host runtime (default: the file's own; ort for a checkpoint)")
-@click.option("--threads", default="1", show_default=True, help="host thread counts, e.g. 1,2,4")
+@click.option("--threads", default="1", show_default=True, help="thread counts, e.g. 1,2,4: on the host, and on ARM "
+              "(a core profile runs t threads on t such cores; a cluster such as cortex-a78x4 takes counts up to its "
+              "size)")
 @click.option("--size", default=None, help="raw WxH the latency is for (default: the model's fixed size, else "
               "1920x1080)")
 @click.option("--device", "devices", default="host", show_default=True,
-              help="comma-separated: host, cortex-a55, cortex-a78, cortex-x3, ethos-u55-256, ethos-u65-512, ...")
+              help="comma-separated: host, cortex-a55, cortex-a78, cortex-x3, ARM clusters (cortex-a78x4, "
+              "cortex-x3+a715x2, cortex-a76@2.84+a76@2.42x3), ethos-u55-256, ethos-u65-512, ...")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
 @click.option("--runs", type=int, default=10, show_default=True, help="timed host runs per thread count")
 @click.option("--warmup", type=int, default=2, show_default=True, help="untimed host runs first")

@@ -167,7 +167,11 @@ def test_arm_bench_entry_is_labelled_scaled_and_matches_host_output(plain, arm_s
     # the file is fixed at 32x32 packed: counted there, scaled by pixels (x4) to the asked size
     assert d["pixel_scale"] == 4.0 and d["instructions"] == 4 * d["instructions_measured"]
     p = d["profile"]
-    assert d["latency_ms"] == pytest.approx(d["instructions"] / (p["ipc"] * p["clock_ghz"] * 1e9) * 1e3)
+    # one thread on one core: all its instructions / (assumed IPC x the validation's fitted correction x clock),
+    # plus the fitted DRAM term
+    assert d["latency_ms"] == pytest.approx(d["instructions"] / (p["ipc"] * d["ipc_scale"] * p["clock_ghz"] * 1e9)
+                                            * 1e3 + d["by_threads"]["1"]["dram_ms"])
+    assert d["critical_path"] == d["instructions"] and d["cluster"] == "cortex-a55x1"
     assert 0 < d["roofline_ms"] and d["parity"]["passed"]
 
 

@@ -5,8 +5,11 @@ Each device entry says how its latency was obtained:
 - ``host``: measured, real inference in a fresh process per thread count (ONNX Runtime CPU, LiteRT with XNNPACK,
   or PyTorch), ``warmup`` untimed runs then ``runs`` timed ones; min/median/p90/mean, peak resident memory.
 - ``cortex-*``: estimated from guest instructions counted under QEMU (:mod:`darkc.latency.arm`) at a modest
-  size (``arm_size``), scaled by pixels to ``size``, divided by the core profile's IPC x clock; the graph's
-  roofline at ``size`` is reported beside it.
+  size (``arm_size``) with each of ``threads``, scaled by pixels to ``size``; the critical path over the threads
+  becomes time on the core cluster (:mod:`darkc.latency.cluster`: ``cortex-a78`` alone is one such core per
+  thread, ``cortex-a78x4`` / ``cortex-x3+a715x2`` a named cluster) with the IPC correction the validation
+  fitted, and carries the validation's error band (:mod:`darkc.latency.validation`); the graph's roofline at
+  ``size`` is reported beside it.
 - ``ethos-u*``: Vela's performance estimate (:mod:`darkc.latency.npu`).
 
 Every entry carries ``resolution`` (raw and packed), ``dtype``, ``runtime`` and ``threads``.
@@ -26,6 +29,8 @@ import numpy as np
 from darkc.errors import DarkcError
 from darkc.latency import arm as arm_mod
 from darkc.latency import npu as npu_mod
+from darkc.latency.cluster import cluster_ms, is_cluster_name, parse_cluster
+from darkc.latency.validation import error_band
 from darkc.latency.artifact import (TARGET_OF, Subject, export_cached, host_file, load_subject, packed_hw,
                                     parse_size, precision_of, raw_size)
 
@@ -49,9 +54,10 @@ def parse_devices(devices) -> list[str]:
     names = [d.strip() for d in (devices.split(",") if isinstance(devices, str) else devices) if d and d.strip()]
     if not names:
         raise DarkcError(f"--device is empty; pass a comma-separated list of {', '.join(devices_list())}")
-    bad = [d for d in names if d not in devices_list()]
+    bad = [d for d in names if d not in devices_list() and not is_cluster_name(d)]
     if bad:
-        raise DarkcError(f"--device {','.join(bad)} is unknown; use any of {', '.join(devices_list())}")
+        raise DarkcError(f"--device {','.join(bad)} is unknown; use any of {', '.join(devices_list())}, or an ARM "
+                         f"cluster such as cortex-a78x4 or cortex-x3+a715x2")
     return list(dict.fromkeys(names))
 
 
@@ -193,28 +199,69 @@ def _parity(arm_out: Path, path: Path, runtime: str, shape) -> dict:
             "host_machine": platform.machine()}
 
 
-def measure_arm(subject: Subject, profile: arm_mod.CoreProfile, target_hw, arm_hw, cost: dict, *, repeats: int,
-                invokes: int, parity: bool) -> dict:
+def arm_threads(device: str, threads: list[int]) -> tuple[list[int], int]:
+    """``(thread counts to count at, the one the entry's headline figure is for)`` on ARM ``device``.
+
+    A bare core profile runs each thread count on that many such cores (headline: the first count, as on the
+    host); a named cluster takes the counts up to its core count (headline: the largest)."""
+    if device in arm_mod.PROFILES:
+        return threads, threads[0]
+    size = parse_cluster(device).size
+    counts = [t for t in threads if t <= size]
+    if not counts:
+        raise DarkcError(f"--threads {','.join(map(str, threads))} exceeds {device}'s {size} cores; pass --threads "
+                         f"up to {size} (e.g. --threads {size})")
+    return counts, max(counts)
+
+
+def measure_arm(subject: Subject, device: str, target_hw, arm_hw, cost: dict, *, threads: list[int] = (1,),
+                repeats: int, invokes: int, parity: bool) -> dict:
     path, runtime, hw, note = arm_file(subject, arm_hw, cost["dtype"])
     shape = subject_shape_for(path, subject, hw)
-    with tempfile.TemporaryDirectory(prefix="darkc-arm-out-") as tmp:
-        out = Path(tmp) / "arm.npy"
-        counted = arm_mod.count_instructions(path, runtime, shape, profile, invokes=invokes, repeats=repeats,
-                                             save=out if parity else None)
-        check = _parity(out, path, runtime, shape) if parity else None
+    counts, headline = arm_threads(device, list(threads))
     scale = (target_hw[0] * target_hw[1]) / (hw[0] * hw[1])
-    instructions = counted["instructions"] * scale
+    band = error_band()
+    fit = band["fit"] if band else {}
+    ipc_scale = fit.get("ipc_scale", {}).get("int8" if cost["dtype"] == "int8" else "fp32", 1.0)
+    by_threads, check = {}, None
+    with tempfile.TemporaryDirectory(prefix="darkc-arm-out-") as tmp:
+        for t in counts:
+            cluster = parse_cluster(f"{device}x{t}" if device in arm_mod.PROFILES else device)
+            out = Path(tmp) / f"arm{t}.npy"
+            counted = arm_mod.count_instructions(path, runtime, shape, cluster.cores[0].profile, invokes=invokes,
+                                                 repeats=repeats, threads=t, save=out if parity else None)
+            if parity and check is None:
+                check = _parity(out, path, runtime, shape)
+            at_size = {**counted, **{k: counted[k] * scale for k in ("instructions", "critical_path", "serial",
+                                                                      "parallel", "busiest_path")}}
+            est = cluster_ms(at_size, cluster, ipc_scale=ipc_scale, sync_us=fit.get("sync_us", 0.0),
+                             dram_bytes=cost["bytes"], dram_scale=fit.get("dram_scale", 0.0))
+            by_threads[str(t)] = {
+                "latency_ms": est["ms"], "cluster": cluster.name, "cores": cluster.describe(),
+                "instructions": at_size["instructions"], "critical_path": at_size["critical_path"],
+                "serial": at_size["serial"], "parallel": at_size["parallel"], "busiest_path": at_size["busiest_path"],
+                "per_thread": [v * scale for v in counted["per_thread"]], "regions": counted["regions"],
+                "serial_ms": est["serial_ms"], "parallel_ms": est["parallel_ms"], "sync_ms": est["sync_ms"],
+                "dram_ms": est["dram_ms"],
+                "count": counted}
+    main = by_threads[str(headline)]
+    profile = parse_cluster(main["cluster"]).cores[0].profile
     roof = arm_mod.roofline(cost, profile)
-    est = arm_mod.estimate_ms(instructions, profile)
+    calibrated = f" x fitted {ipc_scale:.2f}" if band else ""
     return {
-        "kind": "arm-cpu", "latency_ms": est, "estimated": True,
-        "method": f"estimated: guest instructions counted under QEMU at packed {hw[1]}x{hw[0]}, scaled by pixels "
-                  f"(x{scale:.1f}), / (IPC {profile.ipc} x {profile.clock_ghz} GHz)",
-        "instructions": instructions, "instructions_measured": counted["instructions"],
+        "kind": "arm-cpu", "latency_ms": main["latency_ms"], "estimated": True,
+        "method": f"estimated: guest instructions of every thread counted under QEMU at packed {hw[1]}x{hw[0]}, "
+                  f"scaled by pixels (x{scale:.1f}); serial work on the fastest core + each thread-pool region's "
+                  f"work over the cores in use, at IPC{calibrated} x clock, on {main['cores']}",
+        "error_band": band["band"] if band else None,
+        "instructions": main["instructions"], "instructions_measured": main["count"]["instructions"],
+        "critical_path": main["critical_path"], "cluster": main["cluster"], "cores": main["cores"],
+        "by_threads": by_threads, "ipc_scale": ipc_scale,
         "measured_resolution": _resolution(subject, hw), "pixel_scale": scale,
-        "roofline_ms": roof["ms"], "roofline": roof, "estimate_over_roofline": est / roof["ms"] if roof["ms"] else None,
-        "runtime": RUNTIME_NAMES[runtime] + " aarch64", "runtime_key": runtime, "threads": 1,
-        "file": str(path), "file_note": note, "count": counted, "parity": check,
+        "roofline_ms": roof["ms"], "roofline": roof, "estimate_over_roofline": main["latency_ms"] / roof["ms"]
+        if roof["ms"] else None,
+        "runtime": RUNTIME_NAMES[runtime] + " aarch64", "runtime_key": runtime, "threads": headline,
+        "file": str(path), "file_note": note, "count": main["count"], "parity": check,
         "profile": arm_mod.profile_dict(profile),
     }
 
@@ -258,10 +305,12 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
 
     Args:
         model: ``.onnx`` / ``.tflite`` file, checkpoint folder or shipped name.
-        devices: ``host``, core profiles (``cortex-a55``, ``cortex-a78``, ``cortex-x3``), Ethos-U configurations
+        devices: ``host``, core profiles (``cortex-a55``, ``cortex-a78``, ``cortex-x3`` ...) or clusters
+            (``cortex-a78x4``, ``cortex-x3+a715x2``, see :mod:`darkc.latency.cluster`), Ethos-U configurations
             (``ethos-u55-256`` ...), as a list or a comma-separated string.
         size: raw ``"WxH"`` (or ``(W, H)``) the latency is for; default: the model's fixed size, else 1920x1080.
-        threads: host thread counts (ARM profiles are single-core, 1 thread).
+        threads: thread counts, on the host and on ARM (a core profile runs ``t`` threads on ``t`` such cores;
+            a named cluster such as ``cortex-a78x4`` takes the counts up to its size).
         runs, warmup: timed and untimed host runs per thread count.
         runtime: host runtime ``ort`` / ``litert`` / ``torch`` (default: the file's own; ``ort`` for checkpoints).
         arm_size: raw ``"WxH"`` the emulator runs at (default 128x128, packed 64x64).
@@ -313,8 +362,8 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
                           f"pinned to that many CPUs when available",
                 "runtime": RUNTIME_NAMES[subject.runtime], "runtime_key": subject.runtime,
                 "threads": threads[0], "by_threads": by, "cpu": result["host"]["cpu"]}
-        elif device in arm_mod.PROFILES:
-            result["devices"][device] = measure_arm(subject, arm_mod.PROFILES[device], hw, arm_hw, cost,
+        elif device in arm_mod.PROFILES or is_cluster_name(device):
+            result["devices"][device] = measure_arm(subject, device, hw, arm_hw, cost, threads=threads,
                                                     repeats=arm_repeats, invokes=arm_invokes, parity=parity)
         else:
             result["devices"][device] = measure_npu(subject, device, hw, dtype)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.latency.validation import band_text
 from darkc.provenance import portable
 
 FORMATS = ("table", "md", "json")
@@ -50,9 +51,15 @@ def rows(result: dict) -> list[dict]:
         elif d["kind"] == "arm-cpu":
             p = d["profile"]
             m = d["measured_resolution"]
-            row["detail"] = (f"{_si(d['instructions'])} instr (counted at packed {m['packed']} on QEMU -cpu "
-                             f"{p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']} @ {p['clock_ghz']} GHz; "
+            row["detail"] = (f"est. {d['latency_ms']:.3g} ms, {band_text(d.get('error_band'))}; "
+                             f"{d.get('cores', p['name'])}; {_si(d['instructions'])} instr, critical path "
+                             f"{_si(d.get('critical_path', d['instructions']))} (counted at packed {m['packed']} on QEMU "
+                             f"-cpu {p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']}"
+                             f"{' x %.2f fitted' % d['ipc_scale'] if d.get('error_band') else ' assumed'}; "
                              f"roofline {d['roofline_ms']:.1f} ms")
+            if len(d.get("by_threads", {})) > 1:
+                row["detail"] += "; " + ", ".join(f"{t} thr est. {v['latency_ms']:.3g} ms"
+                                                  for t, v in d["by_threads"].items())
             if d.get("parity"):
                 row["detail"] += f"; aarch64 vs x86 output PSNR {d['parity'].get('psnr_db', float('nan')):.1f} dB"
         else:
@@ -97,6 +104,12 @@ def markdown(results: list[dict], title: str | None = None) -> str:
                          f"({p['clock_source']}); IPC {p['ipc']} ({p['ipc_basis']}); {p['fp32_macs_per_cycle']} fp32 / "
                          f"{p['int8_macs_per_cycle']} int8 MACs per cycle ({p['simd_source']}); DRAM {p['dram_gbs']} "
                          f"GB/s ({p['dram_source']})")
+    bands = {json.dumps(d["error_band"], sort_keys=True) for result in results for d in result["devices"].values()
+             if d.get("error_band")}
+    for b in map(json.loads, sorted(bands)):
+        lines += ["", f"ARM estimates carry the estimator's measured error: {band_text(b)}; validated on "
+                      f"{b.get('validated_on', 'published phone figures')} ({b.get('report', '')}). The IPC above "
+                      f"is multiplied by the correction fitted there."]
     if notes:
         lines += ["", "Files made for this run:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
