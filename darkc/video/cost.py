@@ -117,7 +117,8 @@ def count_filter(kind: str, frames_npy: Path, cpu: str, timeout: float = 1800.0)
         if shutil.which("setarch"):
             cmd = ["setarch", os.uname().machine, "-R", *cmd]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
-        counts, total = arm._finish(proc, log, f"temporal filter {kind} on emulated -cpu {cpu}", timeout)
+        windows, total = arm._finish(proc, log, f"temporal filter {kind} on emulated -cpu {cpu}", timeout)
+    counts = [w.owner if hasattr(w, "owner") else int(w) for w in windows]      # the filtering thread's count
     return {"instructions": statistics.mean(counts), "per_frame": counts, "process_total": total}
 
 
