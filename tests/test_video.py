@@ -250,6 +250,32 @@ def test_scene_cut_does_not_ghost():
     assert errors[DEFAULT_TEMPORAL][2] < per_frame, errors                 # and smoothing resumes after it
 
 
+@pytest.fixture
+def arm_setup():
+    """The emulated ARM setup; skipped when missing, except in CI (where .ci/run builds it first)."""
+    from darkc.latency import arm
+
+    try:
+        return arm.find_setup()
+    except DarkcError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (.ci/run must run `darkc bench --setup-arm` before the tests)")
+        pytest.skip(str(exc))
+
+
+def test_filter_instructions_are_counted_under_qemu_and_grow_with_the_frame(arm_setup, tmp_path):
+    """The ARM cost of the filter: its own numpy/OpenCV code counted per frame in the aarch64 userland."""
+    from darkc.video.cost import count_filter, stand_in_frames
+
+    counts = {}
+    for h, w in ((64, 96), (128, 192)):
+        npy = tmp_path / f"f{h}.npy"
+        np.save(npy, stand_in_frames(h, w, n=3))
+        counts[h] = count_filter("fast-flow", npy, "cortex-a76")
+        assert len(counts[h]["per_frame"]) == 2 and min(counts[h]["per_frame"]) > 1e5
+    assert counts[128]["instructions"] > 2 * counts[64]["instructions"], counts     # 4x the pixels
+
+
 def test_filters_check_their_input():
     with raises_naming("--strength 1.0", "[0, 1)"):
         make_filter("ema", 1.0)
@@ -358,8 +384,9 @@ def test_unreadable_frame_in_the_middle_is_an_error_or_skipped_on_request(tmp_pa
 def test_mixed_sizes_and_cfas_are_errors(tmp_path, tiny_model):
     src = _raw_folder(tmp_path / "sizes", n=3)
     dark_dng(src / "f2.dng", (64, 100))
-    with raises_naming("frame 2 of 3", "100x64", "96x64", "same size and CFA"):
+    with raises_naming("frame 2 of 3", "100x64", "96x64", "same size and CFA") as err:
         enhance_video(src, tmp_path / "a.mp4", model=tiny_model, ratio=100, progress=False)
+    assert "\n" not in str(err.value)                                       # one line, as the CLI prints it
     src = _raw_folder(tmp_path / "cfas", n=3, shape=(96, 96))
     dark_dng(src / "f3.dng", (96, 96), cfa="xtrans")
     with raises_naming("frame 3 of 3", "X-Trans", "Bayer") as err:
@@ -464,7 +491,8 @@ def test_benchmark_script_on_a_tiny_case(tmp_path, tiny_model):
     real, _ = _ordinary_video(tmp_path, frames=5)
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "video_temporal.py"), "--model", str(tiny_model),
                         "--frames", "8", "--size", "96", "--clips", "tripod,pan-zoom-cut", "--kinds", "ema,fast-flow",
-                        "--cost-size", "96x64", "--cost-runs", "1", "--out", str(out), "--real", str(real),
+                        "--cost-size", "96x64", "--cost-runs", "1", "--arm-kinds", "", "--out", str(out),
+                        "--real", str(real),
                         "--real-frames", "0,5"],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr
@@ -473,7 +501,8 @@ def test_benchmark_script_on_a_tiny_case(tmp_path, tiny_model):
     assert list(data["clips"]["tripod"]["rows"]) == ["per-frame", "ema", "fast-flow"]
     row = data["clips"]["pan-zoom-cut"]["rows"]["fast-flow"]
     assert row["warp_error"] > 0 and row["filter_ms"] > 0 and row["fps"] > 0 and np.isfinite(row["psnr_revealed"])
-    assert data["cost"]["network_ms"] > 0 and data["summary"]["fast-flow"]["cost_over_student"] > 0
+    assert data["cost"]["host"]["fast-flow"]["network_ms"] > 0 and data["cost"]["arm"] == {}
+    assert data["summary"]["fast-flow"]["cost_over_student"] > 0
     for png in ("video_temporal_tripod.png", "video_temporal_pan-zoom-cut.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "| **fast-flow** (default) |" in (out / "video_temporal.md").read_text()

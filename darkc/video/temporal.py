@@ -19,10 +19,11 @@ Kinds:
   errors) cannot use the warped history; each pixel takes whichever history, warped or still, matches the
   current frame better, so flat regions where flow is unreliable are still smoothed.
 * ``fast-flow`` (the default of ``darkc video``): the same idea with every decision at 1/:data:`FAST_SCALE`
-  (one-way DIS flow, photometric occlusion test, scene-cut reset), so that full resolution costs one downscale,
-  one warp, one more downscale and one blend (:class:`FastFlowFilter`).
+  (one-way DIS flow, photometric occlusion test, scene-cut reset), so that full resolution costs two downscales,
+  the upsampling of the flow and weights, one warp and one blend (:class:`FastFlowFilter`).
 
-All decisions (noise level, difference, occlusion) are made at 1/:data:`STAT_SCALE` resolution on local means
+For ``motion-adaptive`` and ``flow``, all decisions (noise level, difference, occlusion) are made at
+1/:data:`STAT_SCALE` resolution on local means
 (area averaging then a 3x3 box: a ~6 px window), which averages noise and keeps the cost small; the flow is
 computed at 1/:data:`FLOW_SCALE`. At full resolution a frame costs one area resize, the upsampling of ``k``
 (and of the flow), one warp and the blend.
@@ -46,12 +47,18 @@ FLOW_SCALE = 4
 FAST_SCALE = 4
 #: fraction of mismatching low-res pixels above which ``fast-flow`` takes a frame for a scene cut
 CUT_FRACTION = 0.5
+#: normalised difference above which a low-res pixel counts as mismatching for the scene-cut test
+CUT_M = 3.0
 #: normalised-difference ramp: k = s for m <= RAMP[0], 0 for m >= RAMP[1]
 RAMP = (1.0, 2.5)
-#: ``fast-flow``'s ramp: its local means (4x4 areas, no box blur) are noisier relative to motion, so it ramps later;
-#: pixels past the ramp, dilated by one low-res px, get no history (measured on 6 clips, 16 frames, 384 px:
-#: (1.0, 2.5) reduced flicker by only 49 % on the worst clip, (1.5, 3.0) by 58 %, revealed pixels -0.47 dB)
-FAST_RAMP = (1.5, 3.0)
+#: ``fast-flow``'s ramp: its low-res means (4x4, no box blur) are noisier relative to motion than ``flow``'s, and
+#: the warped history differs from the frame by sub-pixel misalignment of texture as well as by noise; pixels past
+#: the ramp, dilated by one low-res px, get no history. (1.0, 2.5) reduced flicker by only 49 % on the worst of 6
+#: clips (16 frames, 384 px); (1.5, 3.0) missed on the low-noise (x100) hand-held X-Trans clip of
+#: benchmarks/results/video (flicker -49 %, E_warp -44 %; with the true flow instead of DIS -56 % / -48 %: not the
+#: flow), where that misalignment is large next to the noise; (2.0, 4.0): -57 % / -53 %, revealed pixels +0.07 dB.
+#: A tolerance scaled by the local gradient instead (1 px of misalignment) met it too but ghosted a moving square
+FAST_RAMP = (2.0, 4.0)
 
 
 def _low(img: np.ndarray) -> np.ndarray:
@@ -85,6 +92,12 @@ class _Blender:
         out = hist if hist_is_scratch else np.empty_like(x)
         torch.lerp(torch.from_numpy(x), torch.from_numpy(hist), torch.from_numpy(self._k), out=torch.from_numpy(out))
         return out
+
+
+def _warp_rel(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """:func:`darkc.video.flow.warp` without building the pixel grid: OpenCV's relative map."""
+    out = cv2.remap(img, flow, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(img.shape)
 
 
 def _chan_mean(a: np.ndarray) -> np.ndarray:
@@ -129,13 +142,7 @@ class NoiseModel:
         if valid is not None:
             keep = valid[::step, ::step].reshape(-1)
             d, idx = d[keep], idx[keep]
-        est = np.full((self.bins, c), np.nan)
-        order = np.argsort(idx, kind="stable")
-        bounds = np.searchsorted(idx[order], np.arange(self.bins + 1))
-        for b in range(self.bins):
-            sel = order[bounds[b]:bounds[b + 1]]
-            if len(sel) >= self.min_count:
-                est[b] = np.percentile(d[sel], 25, axis=0) / 0.3186
+        est = self._quartiles(d, idx) / 0.3186
         ok = ~np.isnan(est[:, 0])
         if not ok.any():
             if len(d) == 0:
@@ -149,11 +156,38 @@ class NoiseModel:
             self.sigma = est
         else:
             self.sigma = self.momentum * self.sigma + (1 - self.momentum) * est
+        bin_of_u8 = np.minimum((np.arange(256) * (self.bins / 255.0)).astype(np.int64), self.bins - 1)
+        self._table = self.sigma[bin_of_u8].astype(np.float32)         # (256, C): sigma per 8-bit intensity
+
+    def _quartiles(self, d: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """(bins, C) 25th percentile of ``d`` (n, C) within each bin of ``idx`` (n,) (np.percentile's linear
+        interpolation), NaN for bins with under :attr:`min_count` samples: one sort for all bins."""
+        c = d.shape[1]
+        est = np.full((self.bins, c), np.nan)
+        counts = np.bincount(idx, minlength=self.bins)
+        if not len(d):
+            return est
+        span = float(d.max()) * 1.0001 + 1e-12
+        keys = np.sort(idx[:, None] + d / span, axis=0)          # bins in order, values sorted within each bin
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        full = counts >= self.min_count
+        pos = starts[full] + 0.25 * (counts[full] - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, starts[full] + counts[full] - 1)
+        frac = (pos - lo)[:, None]
+        vals = keys[lo] * (1 - frac) + keys[hi] * frac
+        est[full] = (vals - np.nonzero(full)[0][:, None]) * span
+        return est
 
     def __call__(self, level: np.ndarray) -> np.ndarray | None:
-        """(h, w) intensity -> (h, w, C) expected std of the difference; None before any estimate."""
+        """(h, w) intensity -> (h, w, C) expected std of the difference; None before any estimate. ``level``
+        float in [0, 1], or uint8 (0-255: a table look-up, cheaper)."""
         if self.sigma is None:
             return None
+        if level.dtype == np.uint8:       # cv2.LUT: a fifth of the instructions of numpy's gather on aarch64
+            lut = self._table.reshape(256, 1, -1)
+            return cv2.LUT(cv2.merge([level] * lut.shape[2]) if lut.shape[2] > 1 else level, lut).reshape(
+                level.shape + (lut.shape[2],))
         idx = np.clip((level * self.bins).astype(np.int64), 0, self.bins - 1)
         return self.sigma[idx].astype(np.float32)
 
@@ -308,24 +342,26 @@ class FlowFilter(MotionAdaptiveFilter):
 
 class FastFlowFilter(TemporalFilter):
     """Motion-compensated recursive filter whose every decision is taken at 1/:data:`FAST_SCALE` resolution, so
-    that full resolution costs only a downscale, one warp of the previous output and one blend.
+    that full resolution costs two downscales, the upsampling of the flow and of the weights, one warp of the
+    previous output and one blend.
 
     Per frame ``x``:
 
-    1. ``x_low``: ``x`` area-averaged by FAST_SCALE (noise averaged over FAST_SCALE^2 px);
+    1. ``x_low``: ``x`` at 1/FAST_SCALE by a Gaussian pyramid step then bilinear halving (every pixel weighs in,
+       as with area averaging, at under half its instructions on aarch64 under QEMU; bilinear sampling alone
+       misses the thin strip a moving object leaves and ghosted a moving square);
     2. flow ``F_t->t-1``: DIS (``preset``) on the 8-bit channel mean of ``x_low`` against the previous one (one
        direction only: occlusions are found photometrically in step 3, not by a forward-backward check);
-    3. per low-res pixel, the normalised difference ``m`` between ``x_low`` and the previous *output*'s local
-       means, warped (and, for comparison, still: the better of the two is used, as in ``flow``), over the noise
-       expected at that intensity (:class:`NoiseModel`, estimated from consecutive motion-compensated inputs);
-       ``k = ramp(m)``, then eroded by one low-res pixel so that the bilinear upsampling of ``k`` does not blend
-       history across the edge of a moving object (occlusions and revealed background get ``k = 0``);
-    4. a scene cut, taken as more than :data:`CUT_FRACTION` of the low-res pixels mismatching (``m`` past the
-       ramp), resets the history: the frame is passed through;
-    5. full resolution: the previous output warped with the upsampled flow (``hist``); ``m`` and ``k`` are taken
-       again against the local means of ``hist`` itself (the upsampled flow is smooth across motion boundaries,
-       where the low-res warp may match while the full-res one shows the moving object), then
-       ``y = x + k (hist - x)``.
+    3. per low-res pixel, the normalised difference between ``x_low`` and the previous *output*'s low-res image,
+       warped and still, over the noise expected at that intensity (:class:`NoiseModel`, estimated from
+       consecutive motion-compensated inputs); the flow is kept where the warped history matches better;
+    4. a scene cut, taken as more than :data:`CUT_FRACTION` of the low-res pixels differing by over :data:`CUT_M`
+       sigma from the motion-compensated previous input, resets the history: the frame is passed through;
+    5. full resolution: the previous output warped with the upsampled flow (``hist``); ``m``, the normalised
+       difference between ``x_low`` and ``hist``'s own low-res image (the upsampled flow is smooth across motion
+       boundaries, where the low-res warp may match but the full-res one shows the moving object), gives
+       ``k = ramp(m)`` (:data:`FAST_RAMP`), zeroed one low-res px around every mismatch so that the bilinear
+       upsampling of ``k`` does not blend history across the edge of a moving object; ``y = x + k (hist - x)``.
     """
 
     kind = "fast-flow"
@@ -344,8 +380,12 @@ class FastFlowFilter(TemporalFilter):
         self.cuts = 0
 
     def _low(self, x: np.ndarray) -> np.ndarray:
+        """``x`` at 1/scale: a Gaussian pyramid step (every px weighs in, so a thin strip a moving object left is
+        not missed, as bilinear sampling of 2x2 of every 4x4 px misses it), then bilinear halving."""
         h, w = x.shape[:2]
-        small = cv2.resize(x, (max(8, w // self.scale), max(8, h // self.scale)), interpolation=cv2.INTER_AREA)
+        size = (max(8, w // self.scale), max(8, h // self.scale))
+        half = cv2.pyrDown(x, borderType=cv2.BORDER_REPLICATE) if self.scale >= 4 and x.shape[2] <= 4 else x
+        small = cv2.resize(half, size, interpolation=cv2.INTER_LINEAR if half is not x else cv2.INTER_AREA)
         return small if small.ndim == 3 else small[..., None]
 
     def _first(self, x: np.ndarray) -> np.ndarray:
@@ -365,22 +405,24 @@ class FastFlowFilter(TemporalFilter):
         grey = luma_u8(x_low)
         bwd = self.dis(grey, self.prev_grey)                       # F_t->t-1, low-res px
         level = _chan_mean(x_low)
-        in_diff = x_low - warp(self.prev_in_low, bwd)
+        in_diff = x_low - _warp_rel(self.prev_in_low, bwd)
         self.prev_in_low, self.prev_grey = x_low, grey
-        sigma = self.noise(level)
-        if sigma is not None and np.mean(self._m(in_diff, 0.0, sigma) > FAST_RAMP[1]) > CUT_FRACTION:
+        sigma = self.noise(grey)
+        if sigma is not None and np.mean(self._m(in_diff, 0.0, sigma) > CUT_M) > CUT_FRACTION:
             # a scene cut (judged with the noise level before it): start again from this frame
             self.cuts += 1
             self.prev_out_low = x_low
             return x
         self.noise.update(in_diff, level)
-        sigma = self.noise(level)
-        warped_low = warp(self.prev_out_low, bwd)
+        sigma = self.noise(grey)
+        warped_low = _warp_rel(self.prev_out_low, bwd)
         m_warped = self._m(x_low, warped_low, sigma)
         m_still = self._m(x_low, self.prev_out_low, sigma)
-        use_warped = m_warped <= m_still
-        chosen = bwd * use_warped[..., None]
-        flow_full = cv2.resize(chosen * np.float32(w / lw), (w, h), interpolation=cv2.INTER_LINEAR)
+        use_warped = (m_warped <= m_still).view(np.uint8)          # a mask for cv2.copyTo
+        chosen = np.zeros_like(bwd)
+        cv2.copyTo(bwd, use_warped, chosen)
+        chosen *= np.float32(w / lw)
+        flow_full = cv2.resize(chosen, (w, h), interpolation=cv2.INTER_LINEAR)
         if h / lh != w / lw:
             flow_full[..., 1] *= (h / lh) / (w / lw)
         hist = cv2.remap(self.prev_out, flow_full, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
@@ -391,9 +433,13 @@ class FastFlowFilter(TemporalFilter):
         m = self._m(x_low, hist_low, sigma)
         k = _ramp(m, self.strength, FAST_RAMP)
         k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = 0.0
+        hist_low -= x_low
+        hist_low *= k[..., None]
+        hist_low += x_low
+        self.prev_out_low = hist_low
         k_full = cv2.resize(k, (w, h), interpolation=cv2.INTER_LINEAR)
-        y = cv2.blendLinear(x, hist, 1.0 - k_full, k_full)
-        self.prev_out_low = x_low + k[..., None] * (hist_low - x_low)
+        keep = cv2.resize(1.0 - k, (w, h), interpolation=cv2.INTER_LINEAR)
+        y = cv2.blendLinear(x, hist, keep, k_full)
         return y.reshape(x.shape)
 
 

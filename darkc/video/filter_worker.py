@@ -1,0 +1,72 @@
+"""Run a temporal filter over frames from a .npy file, one window of the counting plugin per filtered frame.
+
+Runs inside the emulated aarch64 userland (numpy and OpenCV only: no torch), so it imports
+:mod:`darkc.video.temporal` without running ``darkc/video/__init__.py`` (which imports the network stack)::
+
+    qemu-aarch64 ... python3.11 filter_worker.py --root REPO --frames frames.npy --kind fast-flow
+
+``--frames``: float32 (N, H, W, C). The first frame starts the filter (not counted); each of the others is filtered
+between two marker syscalls (:data:`darkc.latency.worker.MARK_START` / ``MARK_STOP``). Prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import types
+
+MARK_START, MARK_STOP = 0x6461726B, 0x6461726C     # as darkc.latency.worker (no darkc import before the stubs)
+
+
+def _mark(policy: int) -> None:
+    try:
+        os.sched_get_priority_max(policy)
+    except OSError:
+        pass
+
+
+def load_temporal(root: str):
+    """darkc.video.temporal from the source tree at ``root``, with darkc.video as a bare package (its __init__ not
+    run)."""
+    sys.path.insert(0, root)
+    import darkc  # noqa: F401  (darkc/__init__.py only sets the version)
+
+    pkg = types.ModuleType("darkc.video")
+    pkg.__path__ = [os.path.join(root, "darkc", "video")]
+    sys.modules["darkc.video"] = pkg
+    from darkc.video import temporal
+
+    return temporal
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--frames", required=True)
+    ap.add_argument("--kind", required=True)
+    ap.add_argument("--marks", action="store_true", help="bracket each filtered frame with marker syscalls")
+    args = ap.parse_args(argv)
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    temporal = load_temporal(args.root)
+    frames = np.load(args.frames)
+    filt = temporal.make_filter(args.kind)
+    filt(frames[0])
+    checksum = 0.0
+    for x in frames[1:]:
+        if args.marks:
+            _mark(MARK_START)
+        y = filt(x)
+        if args.marks:
+            _mark(MARK_STOP)
+        checksum += float(np.asarray(y, np.float64).mean())
+    print(json.dumps({"frames": int(len(frames) - 1), "shape": list(frames.shape[1:]), "kind": args.kind,
+                      "opencv": cv2.__version__, "numpy": np.__version__, "checksum": checksum}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
