@@ -5,7 +5,8 @@ is not in the pip package), so each operator is cut out of the graph into a one-
 inputs kept, its activation inputs made graph inputs) and timed alone on the same interpreter settings as
 ``darkc bench`` (XNNPACK delegate, ``threads`` threads). Whether XNNPACK took the operator is read from the
 interpreter's execution plan: an operator XNNPACK declines stays a LiteRT built-in (reference or optimized)
-kernel. The sum over operators misses what running in one graph shares (caches, XNNPACK's fused/shared
+kernel. Times are CPU time of the calling thread (``threads`` must be 1: XNNPACK's pool threads would not be
+counted), so host load inflates them far less than wall time. The sum over operators misses what running in one graph shares (caches, XNNPACK's fused/shared
 buffers), so the whole graph is timed too and both are reported.
 """
 from __future__ import annotations
@@ -47,14 +48,22 @@ def _fill(it, seed: int = 0) -> None:
 
 
 def _time(it, runs: int, warmup: int) -> list[float]:
+    """CPU time (ms) of the calling thread per ``invoke``: with one interpreter thread XNNPACK and the built-in
+    kernels run on it, so this leaves out the time other processes hold the core (wall time on a loaded host is
+    several times longer and swings from run to run)."""
     for _ in range(warmup):
         it.invoke()
     out = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = time.thread_time_ns()
         it.invoke()
-        out.append((time.perf_counter() - t0) * 1e3)
+        out.append((time.thread_time_ns() - t0) / 1e6)
     return out
+
+
+def _one_thread(threads: int) -> None:
+    if threads != 1:
+        raise ValueError(f"op timing is CPU time of the calling thread: threads must be 1, got {threads}")
 
 
 def _delegated(it) -> bool:
@@ -93,6 +102,7 @@ def op_profile(model: bytes | str | os.PathLike, threads: int = 1, runs: int = 5
     """
     from darkc.export import tflite as tfl
 
+    _one_thread(threads)
     content = _model_bytes(model)
     base = tfl._read(content)
     g = base.subgraphs[0]
@@ -126,8 +136,8 @@ def op_profile(model: bytes | str | os.PathLike, threads: int = 1, runs: int = 5
     return {"ops": rows, "graph_ms": graph_ms, "sum_ms": total,
             "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]["ms"])), "by_kernel": by_kernel,
             "threads": threads, "runs": runs, "warmup": warmup,
-            "method": "each operator cut into a one-operator model and timed alone (median of runs), LiteRT "
-                      "interpreter with its default XNNPACK delegate; kernel = whether XNNPACK took the operator"}
+            "method": "each operator cut into a one-operator model and timed alone (median of runs, CPU time of the "
+                      "calling thread), LiteRT interpreter with its default XNNPACK delegate; kernel = whether XNNPACK took the operator"}
 
 
 def _macs(name: str, g, op) -> int:
@@ -149,6 +159,7 @@ def interleaved(models: dict[str, bytes | str | os.PathLike], threads: int = 1, 
     """Whole-graph latency of several models measured in turn (A, B, A, B, ...) in one process, so host load
     drifts hit all alike; returns per model the run times and median (ms) and, for every pair, the ratio of
     medians and the median of the per-round ratios."""
+    _one_thread(threads)
     its = {}
     for name, model in models.items():
         it = _interpreter(_model_bytes(model), threads)
@@ -170,4 +181,5 @@ def interleaved(models: dict[str, bytes | str | os.PathLike], threads: int = 1, 
                 ratios[f"{a}/{b}"] = {"ratio_of_medians": out[a]["median_ms"] / out[b]["median_ms"],
                                       "median_round_ratio": float(np.median(per_round))}
     return {"models": out, "ratios": ratios, "threads": threads, "rounds": rounds, "warmup": warmup,
-            "method": "one process, each model's interpreter built once, then one invoke of each in turn per round"}
+            "method": "one process, each model's interpreter built once, then one invoke of each in turn per round; CPU "
+                      "time of the calling thread per invoke"}
