@@ -1,9 +1,9 @@
 """Why INT8 is (not) faster than FP32 on this host: per-operator LiteRT profile of FP32 and INT8 TFLite exports.
 
     python benchmarks/int8_speed.py --model student --size 1088x1920 --out benchmarks/results/int8_speed \
-        [--extra LABEL=CHECKPOINT ...] [--work DIR]
+        [--extra LABEL=MODEL ...] [--work DIR]
 
-For each model (the shipped student and any ``--extra`` checkpoints) an FP32 and an INT8 (float I/O, darkc's
+For each model (the shipped student and any ``--extra`` model) an FP32 and an INT8 (float I/O, darkc's
 default) TFLite file are exported at ``--size`` raw px with ``darkc export`` (kept in ``--work`` and reused), then:
 
 - every operator is cut out into a one-operator model and timed alone (LiteRT, XNNPACK delegate, 1 thread, CPU
@@ -49,9 +49,20 @@ def cpu_name() -> str:
 
 
 def export_pair(ref: str, work: Path, size: str, samples: int) -> tuple[Path, Path]:
+    """FP32 and INT8 TFLite files of ``ref`` (a model reference, or a JSON model spec: a seeded random model)."""
     from darkc.export import export
 
     work.mkdir(parents=True, exist_ok=True)
+    if ref.lstrip().startswith("{"):
+        import torch
+
+        from darkc.models import build_model, save_checkpoint
+
+        spec = json.loads(ref)
+        if not (work / "ckpt" / "model.json").exists():
+            torch.manual_seed(0)
+            save_checkpoint(build_model(spec), spec, work / "ckpt")
+        ref = str(work / "ckpt")
     fp32, int8 = work / "model.tflite", work / "model-int8.tflite"
     if not fp32.exists():
         export(ref, fp32, target="tflite", input_size=size)
@@ -85,10 +96,23 @@ def paired_rows(result: dict) -> list[dict]:
     return rows
 
 
+def groups(result: dict) -> dict[str, list[dict]]:
+    """Paired operators in three groups: thin conv-type (<= 16 output channels), wide conv-type, the rest."""
+    out = {"conv-type, thin": [], "conv-type, wide": [], "other": []}
+    for row in paired_rows(result):
+        if row["fp32_kernel"] == "-":
+            out["other"].append(row)
+        elif row["macs"]:
+            out["conv-type, thin" if row["out_shape"][-1] <= 16 else "conv-type, wide"].append(row)
+        else:
+            out["other"].append(row)
+    return out
+
+
 def format_md(results: list[dict], args, host: dict) -> str:
     lines = ["# INT8 vs FP32 on the host: per-operator LiteRT profile", "",
              f"Command: `python benchmarks/int8_speed.py --model {args.model} --size {args.size} --out {args.out}"
-             + "".join(f" --extra {e}" for e in args.extra or []) + "`", "",
+             + "".join(f" --extra '{e}'" for e in args.extra or []) + "`", "",
              f"Host: {host['cpu']}, SIMD {', '.join(host['simd']) or 'unknown'}; LiteRT {host['litert']} "
              f"(XNNPACK delegate), 1 thread. Times are CPU time of the calling thread (the host is shared and "
              f"loaded; wall time is several times longer and noisy): compare ratios, not absolute ms. INT8 files: "
@@ -102,6 +126,15 @@ def format_md(results: list[dict], args, host: dict) -> str:
         lines.append(f"| {r['label']} | {args.size} | {t['fp32']['median_ms']:.1f} | {t['int8']['median_ms']:.1f} | "
                      f"{r['fp32_over_int8']:.2f} | {r['profile']['fp32']['sum_ms']:.1f} / "
                      f"{r['profile']['int8']['sum_ms']:.1f} | {', '.join(fb) or 'none'} |")
+    lines += ["", "## Where INT8 gains and where it does not", "",
+              "Summed one-operator times by group (conv-type = CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV; "
+              "\"thin\" = at most 16 output channels; other = element-wise and data-movement ops):", "",
+              "| model | group | ops | FP32 ms | INT8 ms | FP32 / INT8 |", "|---|---|---|---|---|---|"]
+    for r in results:
+        for name, rows in groups(r).items():
+            fp, q = sum(x["fp32_ms"] for x in rows), sum(x["int8_ms"] for x in rows)
+            lines.append(f"| {r['label']} | {name} | {len(rows)} | {fp:.1f} | {q:.1f} | "
+                         f"{fp / q if q else float('nan'):.2f} |")
     for r in results:
         lines += ["", f"## {r['label']}: time by operator type", "",
                   "| operator (kernel) | FP32 count | FP32 ms | FP32 share | INT8 count | INT8 ms | INT8 share |",
@@ -128,7 +161,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="student")
     ap.add_argument("--size", default="1088x1920", help="fixed export size in raw px (HxW)")
-    ap.add_argument("--extra", action="append", help="LABEL=CHECKPOINT: also profile this model")
+    ap.add_argument("--extra", action="append", help="LABEL=MODEL: also profile this model (a checkpoint, shipped "
+                    "name, or a JSON model spec for a seeded random model: latency does not depend on the weights)")
     ap.add_argument("--samples", type=int, default=8, help="int8 calibration samples")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per one-operator model")
     ap.add_argument("--rounds", type=int, default=8, help="interleaved whole-graph rounds")

@@ -149,7 +149,10 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="544x960", help="raw HxW the files are exported and measured at")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "darkc-mobile-arch"),
                     help="keep the exports here and reuse them")
-    ap.add_argument("--only", default=None, help="comma-separated variant slugs to (re)measure")
+    ap.add_argument("--only", default=None, help="comma-separated variant slugs to (re)measure; the others are "
+                    "taken from --out's JSON when there")
+    ap.add_argument("--merge", nargs="*", default=None, help="JSON files of other runs (same --size) whose variants "
+                    "join --out's; nothing is measured")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -157,14 +160,25 @@ def main(argv=None) -> int:
     rows_path = out.with_suffix(".json")
     old = {r["label"]: r for r in json.loads(rows_path.read_text())["variants"]} if rows_path.exists() else {}
     only = set(args.only.split(",")) if args.only else None
+    if args.merge is not None:
+        for path in args.merge:
+            old.update({r["label"]: r for r in json.loads(Path(path).read_text())["variants"]})
+        only = set()
     rows = []
     for label, spec in VARIANTS:
-        if only is not None and slug(label) not in only and label in old:
-            rows.append(old[label])
+        if only is not None and slug(label) not in only:
+            if label in old:
+                rows.append(old[label])
             continue
         print(f"[mobile_arch] {label}", file=sys.stderr, flush=True)
         (work / slug(label)).mkdir(parents=True, exist_ok=True)
         rows.append(measure(label, spec, work / slug(label), args.size))
+        record = {"variants": rows, "size": args.size, "frame": list(FRAME),
+                  "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                  "command": f"python benchmarks/mobile_arch.py --out {args.out} --size {args.size}"}
+        with atomic_path(rows_path) as tmp:
+            Path(tmp).write_text(json.dumps(portable(record), indent=1, default=_jsonable) + "\n")
+    if args.merge is not None:
         record = {"variants": rows, "size": args.size, "frame": list(FRAME),
                   "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
                   "command": f"python benchmarks/mobile_arch.py --out {args.out} --size {args.size}"}
