@@ -44,6 +44,10 @@ VARIANTS = (
     ("mobile ds 8-128", {"arch": "mobile-unet", "block": "ds", "widths": [8, 16, 32, 64, 128], **NOISE}),
     ("mobile ir 8-128", {"arch": "mobile-unet", "block": "ir", "widths": [8, 16, 32, 64, 128], **NOISE}),
     ("mobile conv 8-64", {"arch": "mobile-unet", "block": "conv", "widths": [8, 16, 24, 48, 64], **NOISE}),
+    ("mobile ds s2 16-128", {"arch": "mobile-unet", "block": "ds", "stem": "s2", "widths": [16, 24, 48, 96, 128],
+                             **NOISE}),
+    ("mobile ds s2 24-160", {"arch": "mobile-unet", "block": "ds", "stem": "s2", "widths": [24, 32, 64, 128, 160],
+                             **NOISE}),
 )
 FRAME = (1088, 1920)          # raw HxW of a 1920x1080 frame padded to the size multiple
 NPUS = ("ethos-u65-512", "ethos-u55-256")
@@ -80,7 +84,7 @@ def measure(label: str, spec: dict, work: Path, size: str) -> dict:
     h, w = (int(v) for v in size.split("x"))
     scale = (FRAME[0] * FRAME[1]) / (h * w)
     row = {"label": label, "spec": {k: spec[k] for k in ("arch", "widths", "output", "input") if k in spec},
-           "block": spec.get("block"), "upsample": spec.get("upsample"),
+           "block": spec.get("block"), "upsample": spec.get("upsample"), "stem": spec.get("stem"),
            "macs_frame": count_macs(model, (spec["in_channels"], FRAME[0] // 2, FRAME[1] // 2)),
            "params": count_params(model), "size": size, "pixel_scale": scale}
     fp32, int8 = export_pair(spec, work, size)

@@ -19,7 +19,7 @@ _TFLITE = all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_qua
 
 def test_spec_fills_and_checks_its_fields():
     spec = normalize_spec({"arch": "mobile-unet"})
-    assert spec["block"] == "ds" and spec["upsample"] == "nearest"
+    assert spec["block"] == "ds" and spec["upsample"] == "nearest" and spec["stem"] == "full"
     assert spec["channels"] == widths_to_channels(spec["widths"]) and list(spec["channels"]) == list(WIDTH_LAYERS)
     uneven = normalize_spec({"arch": "mobile-unet", "channels": {**widths_to_channels([8] * 5), "dec2": 4}})
     assert uneven["widths"] is None and uneven["channels"]["dec2"] == 4
@@ -27,6 +27,8 @@ def test_spec_fills_and_checks_its_fields():
         normalize_spec({"arch": "mobile-unet", "block": "shuffle"})
     with raises_naming("upsample", "nearest"):
         normalize_spec({"arch": "mobile-unet", "upsample": "deconv"})
+    with raises_naming("stem", "s2"):
+        normalize_spec({"arch": "mobile-unet", "stem": "s4"})
     with raises_naming("widths"):
         normalize_spec({"arch": "mobile-unet", "widths": [8, 8, 8]})
     with raises_naming("channels", "enc1"):
@@ -64,6 +66,35 @@ def test_only_stem_decoder_block_and_head_run_at_full_resolution():
     assert full == ["stem", "dec0.block.dw", "dec0.block.pw", "head"]
     sid = build_model({"arch": "sid-unet", "output": "raw", "widths": [16, 24, 48, 96, 128]})
     assert count_macs(model, (5, 544, 960)) < 0.25 * count_macs(sid, (4, 544, 960))
+
+
+@pytest.mark.parametrize("output,shape", [("raw", (1, 4, 32, 32)), ("srgb", (1, 3, 64, 64))])
+def test_s2_stem_leaves_only_the_head_at_full_resolution(output, shape):
+    """stem="s2": a 2x2 stride-2 stem, the first encoder stage and the last decoder stage at half resolution, and a
+    2x2 stride-2 transposed-conv head (raw) or a PixelShuffle of twice the factor (sRGB)."""
+    torch.manual_seed(0)
+    spec = {**TINY, "stem": "s2", "output": output, "input": {"noise": "none"}}
+    model = build_model(spec)
+    sizes = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            sizes[name] = tuple(output.shape[-2:])
+        return hook
+
+    hooks = [m.register_forward_hook(record(n))
+             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    x = torch.rand(1, 4, 32, 32)
+    y = model(x)
+    for h in hooks:
+        h.remove()
+    assert y.shape == shape
+    assert [n for n, hw in sizes.items() if hw == (32, 32)] == (["head"] if output == "raw" else [])
+    assert sizes["stem"] == sizes["dec0.block.pw"] == (16, 16)
+    if output == "raw":
+        assert isinstance(model.head, nn.ConvTranspose2d) and torch.equal(y, x)
+    else:
+        assert model.pixel_shuffle.upscale_factor == 4 and model.head.out_channels == 48
 
 
 def test_channels_round_trip_through_a_checkpoint(tmp_path):

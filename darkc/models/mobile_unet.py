@@ -16,6 +16,9 @@ the same size multiple (16: four stride-2 stages). What differs, and why (measur
   concatenation, no TRANSPOSE_CONV: per-channel int8 transposed convs are slow on XNNPACK, see
   ``benchmarks/results/int8_speed.md``).
 - **ReLU only**, fused into the convs by the converter: every op is int8 on LiteRT and on Ethos-U (Vela).
+- ``stem="s2"`` goes further: a 2x2 stride-2 stem (space-to-depth + 1x1 in one conv), the first encoder and the
+  last decoder stage at half packed resolution, and a 2x2 stride-2 transposed-conv head (raw; sRGB: a PixelShuffle
+  of twice the factor), so no layer but the head runs at full packed resolution.
 
 Every layer that sets a free width is in :data:`WIDTH_LAYERS`; ``channels`` maps those names to widths, as the
 SID U-Net's does. The additive skips tie widths: ``dec{k}``'s lateral conv emits ``enc{k}``'s width (the stem's
@@ -36,6 +39,9 @@ DEFAULT_WIDTHS: tuple[int, ...] = (16, 24, 48, 96, 128)
 SIZE_MULTIPLE = 16
 BLOCKS = ("ds", "ir", "conv")
 UPSAMPLES = ("nearest", "bilinear")
+#: ``full``: 3x3 stem conv and the last decoder block at full packed resolution; ``s2``: nothing there but the
+#: head, a 2x2 stride-2 transposed conv (the stem is a 2x2 stride-2 conv, i.e. space-to-depth + 1x1).
+STEMS = ("full", "s2")
 #: Inverted-residual expansion (MobileNet v2 uses 6; 2 keeps the hidden tensor small at high resolution).
 IR_EXPANSION = 2
 #: Blocks after the stride-2 conv of each encoder stage (enc1..enc4): the bottleneck gets two.
@@ -106,12 +112,12 @@ def _last_conv(module: nn.Module) -> nn.Conv2d:
 
 
 class Stage(nn.Module):
-    """A stride-2 block (``cin`` -> ``cout``) followed by ``depth`` stride-1 blocks at ``cout``."""
+    """A stride-``stride`` block (``cin`` -> ``cout``) followed by ``depth`` stride-1 blocks at ``cout``."""
 
-    def __init__(self, block: str, cin: int, cout: int, depth: int):
+    def __init__(self, block: str, cin: int, cout: int, depth: int, stride: int = 2):
         super().__init__()
         make = _BLOCK_TYPES[block]
-        self.blocks = nn.Sequential(make(cin, cout, 2), *[make(cout, cout) for _ in range(depth)])
+        self.blocks = nn.Sequential(make(cin, cout, stride), *[make(cout, cout) for _ in range(depth)])
 
     @property
     def out_channels(self) -> int:
@@ -130,11 +136,11 @@ class UpStage(nn.Module):
     2x2 transposed conv for bilinear too). ``block`` maps ``skip_width`` -> ``cout``.
     """
 
-    def __init__(self, block: str, cin: int, skip_width: int, cout: int, upsample: str):
+    def __init__(self, block: str, cin: int, skip_width: int, cout: int, upsample: str | None):
         super().__init__()
         self.lateral = nn.Conv2d(cin, skip_width, 1)
         self.block = _BLOCK_TYPES[block](skip_width, cout)
-        self.upsample = upsample
+        self.upsample = upsample            # None: same resolution as the skip (the s2 stem's last stage)
 
     @property
     def out_channels(self) -> int:
@@ -143,7 +149,9 @@ class UpStage(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.lateral(x)
-        if self.upsample == "nearest":
+        if self.upsample is None:
+            pass
+        elif self.upsample == "nearest":
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         else:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
@@ -162,6 +170,7 @@ class MobileUNet(nn.Module):
         raw_channels: raw output channels (the CFA's 4 or 9; the noise channel is not returned).
         block: ``ds``, ``ir`` or ``conv`` (see the module docstring).
         upsample: ``nearest`` or ``bilinear`` resize in the decoder.
+        stem: ``full`` or ``s2`` (see :data:`STEMS`).
 
     H and W must be multiples of :data:`SIZE_MULTIPLE` (checked unless tracing or compiling).
     """
@@ -170,7 +179,7 @@ class MobileUNet(nn.Module):
 
     def __init__(self, in_channels: int = 4, scale: int = 2, channels: dict[str, int] | None = None,
                  output: str = "srgb", raw_channels: int | None = None, block: str = "ds",
-                 upsample: str = "nearest"):
+                 upsample: str = "nearest", stem: str = "full"):
         super().__init__()
         if output not in ("srgb", "raw"):
             raise ValueError(f"output must be 'srgb' or 'raw', got {output!r}")
@@ -178,6 +187,8 @@ class MobileUNet(nn.Module):
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
         if upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         channels = dict(channels) if channels is not None else widths_to_channels(DEFAULT_WIDTHS)
         missing = [n for n in WIDTH_LAYERS if n not in channels]
         unknown = [n for n in channels if n not in WIDTH_LAYERS]
@@ -196,21 +207,26 @@ class MobileUNet(nn.Module):
         self.scale = scale
         self.block = block
         self.upsample = upsample
+        self.stem_kind = stem
+        s2 = stem == "s2"
         c = channels
-        self.stem = nn.Conv2d(in_channels, c["stem"], 3, 1, 1)
+        self.stem = nn.Conv2d(in_channels, c["stem"], 2, 2) if s2 else nn.Conv2d(in_channels, c["stem"], 3, 1, 1)
         prev = c["stem"]
         for k in range(1, 5):
-            setattr(self, f"enc{k}", Stage(block, prev, c[f"enc{k}"], ENCODER_DEPTH[k - 1]))
+            setattr(self, f"enc{k}", Stage(block, prev, c[f"enc{k}"], ENCODER_DEPTH[k - 1],
+                                           stride=1 if s2 and k == 1 else 2))
             prev = c[f"enc{k}"]
         for k in (3, 2, 1, 0):
             skip = c["stem"] if k == 0 else c[f"enc{k}"]
-            setattr(self, f"dec{k}", UpStage(block, prev, skip, c[f"dec{k}"], upsample))
+            setattr(self, f"dec{k}", UpStage(block, prev, skip, c[f"dec{k}"], None if s2 and k == 0 else upsample))
             prev = c[f"dec{k}"]
         if output == "raw":
-            self.head = nn.Conv2d(prev, self.raw_channels, 1)
+            self.head = (nn.ConvTranspose2d(prev, self.raw_channels, 2, 2) if s2 else
+                         nn.Conv2d(prev, self.raw_channels, 1))
         else:
-            self.head = nn.Conv2d(prev, 3 * scale * scale, 1)
-            self.pixel_shuffle = nn.PixelShuffle(scale)
+            r = 2 * scale if s2 else scale
+            self.head = nn.Conv2d(prev, 3 * r * r, 1)
+            self.pixel_shuffle = nn.PixelShuffle(r)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -220,10 +236,12 @@ class MobileUNet(nn.Module):
                   for m in ([m.project] if isinstance(m, IRBlock) else [m.lateral])}
         relu_gain = nn.init.calculate_gain("relu")
         for m in self.modules():
-            if not isinstance(m, nn.Conv2d):
+            if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 continue
             gain = 1.0 if (id(m) in linear or m is self.head) else relu_gain
-            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            # a stride-2 2x2 transposed conv feeds each output pixel from one input pixel: fan-in = in_channels
+            fan_in = m.in_channels if isinstance(m, nn.ConvTranspose2d) else \
+                m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
             nn.init.normal_(m.weight, 0.0, gain / math.sqrt(fan_in))
             nn.init.zeros_(m.bias)
         if self.output == "raw":
@@ -261,10 +279,11 @@ def _is_pos_int(value) -> bool:
 
 def normalize_mobile_spec(spec: dict, where: str) -> dict:
     """Fill and check a ``mobile-unet`` spec's own fields: ``widths`` (five level widths) or ``channels`` (per-layer
-    widths, wins when both are given), ``block`` and ``upsample``."""
+    widths, wins when both are given), ``block``, ``upsample`` and ``stem``."""
     from darkc.errors import DarkcError
 
-    for key, allowed, default in (("block", BLOCKS, "ds"), ("upsample", UPSAMPLES, "nearest")):
+    for key, allowed, default in (("block", BLOCKS, "ds"), ("upsample", UPSAMPLES, "nearest"),
+                                  ("stem", STEMS, "full")):
         value = spec.setdefault(key, default)
         if value not in allowed:
             raise DarkcError(f"{where}: field {key!r} is {value!r}; use one of {list(allowed)}")
@@ -298,4 +317,4 @@ def build_mobile_unet(spec: dict) -> MobileUNet:
     """The mobile U-Net a normalised spec describes."""
     return MobileUNet(spec["in_channels"], spec["scale"], spec["channels"], output=spec["output"],
                       raw_channels=spec["out_channels"] if spec["output"] == "raw" else None,
-                      block=spec["block"], upsample=spec["upsample"])
+                      block=spec["block"], upsample=spec["upsample"], stem=spec["stem"])
