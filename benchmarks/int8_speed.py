@@ -109,10 +109,11 @@ def groups(result: dict) -> dict[str, list[dict]]:
     return out
 
 
-def format_md(results: list[dict], args, host: dict) -> str:
+def format_md(results: list[dict], args, host: dict, arch: dict | None = None) -> str:
     lines = ["# INT8 vs FP32 on the host: per-operator LiteRT profile", "",
              f"Command: `python benchmarks/int8_speed.py --model {args.model} --size {args.size} --out {args.out}"
-             + "".join(f" --extra '{e}'" for e in args.extra or []) + "`", "",
+             + "".join(f" --extra '{e}'" for e in args.extra or [])
+             + (f" --arch-json {args.arch_json}" if args.arch_json else "") + "`", "",
              f"Host: {host['cpu']}, SIMD {', '.join(host['simd']) or 'unknown'}; LiteRT {host['litert']} "
              f"(XNNPACK delegate), 1 thread. Times are CPU time of the calling thread (the host is shared and "
              f"loaded; wall time is several times longer and noisy): compare ratios, not absolute ms. INT8 files: "
@@ -135,6 +136,13 @@ def format_md(results: list[dict], args, host: dict) -> str:
             fp, q = sum(x["fp32_ms"] for x in rows), sum(x["int8_ms"] for x in rows)
             lines.append(f"| {r['label']} | {name} | {len(rows)} | {fp:.1f} | {q:.1f} | "
                          f"{fp / q if q else float('nan'):.2f} |")
+    if arch is not None:
+        lines += ["", f"## FP32 / INT8 by architecture (from {args.arch_json}, measured at {arch['size']} raw, "
+                      "INT8 with int8 I/O, same timing method)", "",
+                  "| variant | GMACs (1920x1080) | FP32 ms | INT8 ms | FP32 / INT8 |", "|---|---|---|---|---|"]
+        for v in arch["variants"]:
+            lines.append(f"| {v['label']} | {v['macs_frame'] / 1e9:.2f} | {v['host']['fp32_ms']:.1f} | "
+                         f"{v['host']['int8_ms']:.1f} | {v['host']['fp32_over_int8']:.2f} |")
     for r in results:
         lines += ["", f"## {r['label']}: time by operator type", "",
                   "| operator (kernel) | FP32 count | FP32 ms | FP32 share | INT8 count | INT8 ms | INT8 share |",
@@ -169,6 +177,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "darkc-int8-speed"),
                     help="keep the exports here and reuse them")
     ap.add_argument("--out", default="benchmarks/results/int8_speed")
+    ap.add_argument("--arch-json", default=None, help="also tabulate FP32/INT8 per variant from a "
+                    "benchmarks/mobile_arch.py JSON")
     args = ap.parse_args(argv)
     from importlib.metadata import version
 
@@ -184,7 +194,8 @@ def main(argv=None) -> int:
     with atomic_path(out.with_suffix(".json")) as tmp:
         Path(tmp).write_text(json.dumps(portable({"host": host, "size": args.size, "results": results}), indent=1) + "\n")
     with atomic_path(out.with_suffix(".md")) as tmp:
-        Path(tmp).write_text(format_md(results, args, host))
+        arch = json.loads(Path(args.arch_json).read_text()) if args.arch_json else None
+        Path(tmp).write_text(format_md(results, args, host, arch))
     print(out.with_suffix(".md").read_text())
     return 0
 
