@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from int8_speed import cpu_flags, cpu_name      # benchmarks/ is on sys.path when a script in it runs
 
 from darkc.errors import atomic_path
 from darkc.provenance import portable
@@ -120,7 +121,7 @@ def format_md(rows: list[dict], args) -> str:
              f"All variants: raw output + noise-std input (like teacher-raw), seeded random weights (cost does not "
              f"depend on them). MACs: conv-only, per 1920x1080 raw frame (packed 544x960). Latencies were measured "
              f"at {args.size} raw px and scaled by pixels to the 1088x1920 frame (x{rows[0]['pixel_scale']:.2f}). "
-             f"Host: {platform.processor() or platform.machine()}, LiteRT XNNPACK, 1 thread, CPU time of the calling "
+             f"Host: {cpu_name()} ({', '.join(cpu_flags())}), LiteRT XNNPACK, 1 thread, CPU time of the calling "
              f"thread, FP32 and INT8 interleaved (the host is shared and loaded: compare ratios, not absolute ms). "
              f"{CORE}: estimated from QEMU instruction counts (IPC assumed), 1 core. Ethos-U: Vela estimates.", "",
              "| variant | GMACs | params | host INT8 ms | host FP32 ms | FP32/INT8 | A78 INT8 ms (est.) | U65-512 ms "
@@ -138,7 +139,16 @@ def format_md(rows: list[dict], args) -> str:
     for r in rows:
         top = ", ".join(f"{k} {100 * v['share']:.0f} %" for k, v in list(r["int8_by_op"].items())[:5])
         lines.append(f"| {r['label']} | {top} |")
-    lines += ["", "INT8 operator counts:", "", "| variant | ops |", "|---|---|"]
+    lines += ["", "Host INT8 operators LiteRT runs on its built-in kernels instead of XNNPACK (share of the INT8 time):",
+              ""]
+    for r in rows:
+        off = [f"{k.split(' (')[0]} x{v['count']} ({100 * v['share']:.0f} %)" for k, v in r["int8_by_op"].items()
+               if k.endswith("(builtin)")]
+        lines.append(f"- {r['label']}: {', '.join(off) or 'none'}")
+    lines += ["", "Note: a raw head is zero at initialisation (the untrained net is the identity), so in these "
+              "random-weight files the INT8 residual ADD gets a head-output scale near 1e-11, outside the scale "
+              "ratios XNNPACK's int8 ADD accepts: that ADD runs on the built-in kernel here; a trained head does not "
+              "cause this.", "", "INT8 operator counts:", "", "| variant | ops |", "|---|---|"]
     for r in rows:
         lines.append(f"| {r['label']} | {', '.join(f'{k} {v}' for k, v in r['int8_ops'].items())} |")
     caveats = [f"- {r['label']} {n}: {r[n]['caveat']}" for r in rows for n in NPUS if r[n]["caveat"]]
@@ -178,13 +188,13 @@ def main(argv=None) -> int:
         (work / slug(label)).mkdir(parents=True, exist_ok=True)
         rows.append(measure(label, spec, work / slug(label), args.size))
         record = {"variants": rows, "size": args.size, "frame": list(FRAME),
-                  "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                  "host": {"cpu": cpu_name(), "simd": cpu_flags(), "cores": os.cpu_count()},
                   "command": f"python benchmarks/mobile_arch.py --out {args.out} --size {args.size}"}
         with atomic_path(rows_path) as tmp:
             Path(tmp).write_text(json.dumps(portable(record), indent=1, default=_jsonable) + "\n")
     if args.merge is not None:
         record = {"variants": rows, "size": args.size, "frame": list(FRAME),
-                  "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                  "host": {"cpu": cpu_name(), "simd": cpu_flags(), "cores": os.cpu_count()},
                   "command": f"python benchmarks/mobile_arch.py --out {args.out} --size {args.size}"}
         with atomic_path(rows_path) as tmp:
             Path(tmp).write_text(json.dumps(portable(record), indent=1, default=_jsonable) + "\n")
