@@ -49,6 +49,8 @@ VARIANTS = (
                              **NOISE}),
     ("mobile ds s2 24-160", {"arch": "mobile-unet", "block": "ds", "stem": "s2", "widths": [24, 32, 64, 128, 160],
                              **NOISE}),
+    ("mobile ds s2 16-128 bilinear", {"arch": "mobile-unet", "block": "ds", "stem": "s2", "upsample": "bilinear",
+                                      "widths": [16, 24, 48, 96, 128], **NOISE}),
 )
 FRAME = (1088, 1920)          # raw HxW of a 1920x1080 frame padded to the size multiple
 NPUS = ("ethos-u65-512", "ethos-u55-256")
