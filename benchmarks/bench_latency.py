@@ -36,6 +36,7 @@ from pathlib import Path
 from darkc.errors import DarkcError, atomic_path, sha256_file
 from darkc.provenance import portable
 from darkc.latency import bench, write_report
+from darkc.latency.bench import bench_npus
 from darkc.latency.report import plot, quality_from_eval
 from darkc.latency.artifact import export_cached, packed_hw, parse_size
 from darkc.models import available_pretrained, build_model, read_spec, save_checkpoint
@@ -44,6 +45,7 @@ from darkc.models.pretrained import pretrained_dir
 ARM_DEVICES = ["cortex-a55", "cortex-a78", "cortex-x3"]
 NPU_DEVICES = ["ethos-u55-256", "ethos-u65-512", "ethos-u85-256"]
 HALF_WIDTHS = [16, 32, 64, 128, 256]
+HALF = "half-width SID U-Net (random weights)"
 
 
 def _raw_hw(size: tuple[int, int], cfa: str = "bayer") -> str:
@@ -72,19 +74,30 @@ def half_width_teacher(work: Path) -> Path:
     return folder
 
 
+def npu_entries(path: Path, devices: list[str], size: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """Ethos-U entries of one int8 file (:func:`darkc.latency.bench.bench_npus`): a device no tile of which fits
+    its SRAM is listed with the reason instead of failing the whole report."""
+    return bench_npus(str(path), devices, size)
+
+
 def run_all(files: dict[str, Path], devices: list[str], size: str, args) -> dict[str, dict]:
     results = {}
     for label, path in files.items():
-        devs = [d for d in devices if not (d.startswith("ethos") and not label.endswith("int8"))]
+        devs = [d for d in devices if not d.startswith("ethos")]
+        npus = [d for d in devices if d.startswith("ethos") and label.endswith("int8")]
         t0 = time.monotonic()
         res = bench(str(path), devices=devs, size=size, threads=args.threads, runs=args.runs, warmup=args.warmup,
                     arm_size=args.arm_size, arm_repeats=args.arm_repeats)
+        entries, unfit = npu_entries(path, npus, size)
+        res["devices"].update(entries)
         res["label"] = label
         res["model"] = label
+        res["npu_unfit"] = unfit
         res["bench_s"] = time.monotonic() - t0
         results[label] = res
         print(f"{label}: " + ", ".join(f"{d} {v['latency_ms']:.1f} ms" for d, v in res["devices"].items())
-              + f" ({res['bench_s']:.0f} s)", file=sys.stderr, flush=True)
+              + "".join(f", {d} does not fit" for d in unfit) + f" ({res['bench_s']:.0f} s)", file=sys.stderr,
+              flush=True)
     return results
 
 
@@ -238,6 +251,64 @@ def _replot(prefix: Path, quality: dict[str, str]) -> int:
     return 0
 
 
+def _checkpoint_of(label: str, work: Path | None) -> Path:
+    """The checkpoint a report label (``NAME int8``) was exported from."""
+    name = label.rsplit(" ", 1)[0]
+    if name == HALF:
+        from darkc.latency.artifact import cache_dir
+
+        return half_width_teacher(work or cache_dir() / "calibration")
+    return pretrained_dir(name)
+
+
+def npu_only(a, quality: dict[str, str], argv) -> int:
+    """Re-estimate only the Ethos-U entries of the report at ``--out`` (its JSON) and, with ``--baseline FILE
+    --write-baseline``, only FILE's Ethos-U keys; every other figure stays as measured."""
+    t0 = time.monotonic()
+    prefix = Path(a.out)
+    payload = json.loads(prefix.with_suffix(".json").read_text())
+    results = {r.get("label") or r["model"]: r for r in payload["models"]}
+    base = json.loads(Path(a.baseline).read_text()) if a.baseline and a.write_baseline else None
+    devices = [d for d in payload["devices"] if d.startswith("ethos")]
+    wanted = {(label, d) for label in results if label.endswith("int8") for d in devices}
+    if base:
+        wanted |= {tuple(k.split(" | ")[:2]) for k in base["gated"] if " | ethos" in k}
+    entries: dict[str, dict] = {}
+    unfit: dict[str, dict] = {}
+    for label in sorted({lab for lab, _ in wanted}):
+        path, _ = export_cached(_checkpoint_of(label, Path(a.work) if a.work else None), "tflite", "int8",
+                                _raw_hw(parse_size(payload["size"])), "the latency report", io="int8")
+        devs = [d for lab, d in sorted(wanted) if lab == label]
+        entries[label], unfit[label] = npu_entries(path, devs, payload["size"])
+        print(f"{label}: " + ", ".join(f"{d} {v['latency_ms']:.1f} ms" for d, v in entries[label].items())
+              + "".join(f", {d} does not fit" for d in unfit[label]), file=sys.stderr, flush=True)
+    for label, res in results.items():
+        if label in entries:
+            kept = {d: v for d, v in res["devices"].items() if not d.startswith("ethos")}
+            res["devices"] = {**kept, **{d: entries[label][d] for d in devices if d in entries[label]}}
+            res["npu_unfit"] = {d: why for d, why in unfit[label].items() if d in devices}
+    _attach_quality(results, quality)
+    names = [lab.rsplit(" ", 1)[0] for lab in results if lab.endswith("fp32")]
+    current = gated(results, f"{names[0]} fp32")
+    extra = {k: v for k, v in payload.items() if k not in ("title", "models")}
+    extra.update(gated=current, npu_wall_s=time.monotonic() - t0,
+                 npu_command=" ".join(["python benchmarks/bench_latency.py",
+                                       *(f"'{x}'" if " " in x else x for x in (argv or sys.argv[1:]))]))
+    paths = write_report(list(results.values()), prefix, title=payload.get("title", "darkc bench"), extra=extra)
+    _append_sections(Path(paths["md"]), extra, list(results.values()))
+    if base:
+        quick = {tuple(k.split(" | ")[:2]) for k in base["gated"] if " | ethos" in k}
+        npu_gated = {f"{label} | {dev} | {key}": d[key] for label, devs in entries.items() for dev, d in devs.items()
+                     if (label, dev) in quick for key in ("cycles", "npu_share", "cpu_ops")}
+        base["gated"] = {**{k: v for k, v in base["gated"].items() if " | ethos" not in k}, **npu_gated}
+        base["npu_command"] = extra["npu_command"]
+        with atomic_path(a.baseline) as tmp:
+            Path(tmp).write_text(json.dumps(portable(base), indent=1) + "\n")
+        print(f"wrote the Ethos-U keys of {a.baseline}", file=sys.stderr)
+    print(f"wrote {paths['md']} ({paths['json']}, {paths['png']}) in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
 def check_weights(models: dict[str, str], baseline_models: dict[str, str]) -> list[str]:
     """Failures when a model's weights (sha256 of model.safetensors) differ from those the baseline was made for."""
     return [f"{name}: weights {sha[:12]} differ from the baseline's {baseline_models.get(name, 'none')[:12]}; "
@@ -269,6 +340,8 @@ def main(argv=None) -> int:
     p.add_argument("--quality", action="append", default=None, metavar="NAME=FILE",
                    help="PSNR/SSIM of NAME's fp32 variant from a `darkc eval --format json` record (repeatable; "
                         "default: the committed reference-set records of the shipped teacher and student)")
+    p.add_argument("--npu-only", action="store_true", help="re-estimate only the Ethos-U entries of the report at "
+                   "--out (and, with --baseline --write-baseline, only the baseline's Ethos-U keys); nothing else runs")
     p.add_argument("--replot", action="store_true", help="re-attach --quality to the JSON at --out and redraw "
                    "its PNG, without measuring anything")
     a = p.parse_args(argv)
@@ -276,6 +349,8 @@ def main(argv=None) -> int:
         quality = _quality_records(a.quality)
         if a.replot:
             return _replot(Path(a.out), quality)
+        if a.npu_only:
+            return npu_only(a, quality, argv)
     except DarkcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -306,7 +381,7 @@ def main(argv=None) -> int:
         # width pairs: the teacher against a half-width SID U-Net (random weights, every layer still >= 16
         # channels) and against the shipped student when there is one
         wide = "teacher" if "teacher" in names else names[0]
-        half = "half-width SID U-Net (random weights)"
+        half = HALF
         files.update(variants(half, half_width_teacher(Path(a.work) if a.work else cache_dir() / "calibration"), size))
         pairs.append(("precision", f"{half} fp32", f"{half} int8"))
         narrow = [half] + [n for n in names if n != wide]
@@ -330,7 +405,7 @@ def main(argv=None) -> int:
     extra["gated"] = current
     extra["wall_s"] = time.monotonic() - t0
     paths = write_report(list(results.values()), a.out, title="darkc latency report: shipped models", extra=extra)
-    _append_sections(Path(paths["md"]), extra)
+    _append_sections(Path(paths["md"]), extra, list(results.values()))
     print(Path(paths["md"]).read_text())
     weights = {n: sha256_file(pretrained_dir(n) / "model.safetensors") for n in names}
     if a.write_baseline:
@@ -359,8 +434,35 @@ def main(argv=None) -> int:
     return 0
 
 
-def _append_sections(md: Path, extra: dict) -> None:
-    lines = []
+def npu_table(results: list[dict]) -> list[str]:
+    """The Ethos-U rows as a markdown section: SRAM, halo, tile, whole-frame cycles and ms, the untiled figure."""
+    lines = ["", "## Ethos-U: the frame tiled to fit the SRAM", "",
+             "Vela estimates (compiled, not run). The whole frame is compiled first; when Vela needs more SRAM than "
+             "the configuration has, square tiles (packed px) carrying the network's receptive-field halo on every "
+             "side are compiled, smallest core first, and the fastest that fits is kept. Whole-frame cycles = tiles "
+             "x cycles of one tile, so the overlap (halo) work is included; overlap = pixels computed beyond the "
+             "frame's / the frame's. `untiled` is the whole frame as one arena, kept for reference only.", "",
+             "| model | device | SRAM (mode) | halo px | tile (core) | tiles | overlap | SRAM used / tile | cycles / tile "
+             "| whole-frame cycles | whole-frame ms | untiled ms (SRAM needed) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for dev, d in r["devices"].items():
+            if d["kind"] != "npu" or not d.get("tile"):
+                continue
+            t, u = d["tile"], d["untiled"]
+            lines.append(f"| {r.get('label') or r['model']} | {dev} | {d['sram']['bytes'] / 1024:.0f} KiB "
+                         f"({d['sram']['mode']}) | {t['halo_px']} | {t['tile'][1]}x{t['tile'][0]} ({t['core'][1]}x"
+                         f"{t['core'][0]}) | {t['tiles']} | {t['overlap'] * 100:.0f} % | "
+                         f"{d['per_tile']['sram_used_kib']:.0f} KiB | {d['per_tile']['cycles']:,} | {d['cycles']:,} | "
+                         f"{d['latency_ms']:.1f} | {u['latency_ms']:.1f} ({u['sram_used_kib'] / 1024:.1f} MiB"
+                         f"{'' if u['fits'] else ', does not fit'}) |")
+        for dev, why in (r.get("npu_unfit") or {}).items():
+            lines.append(f"| {r.get('label') or r['model']} | {dev} | does not fit: {why} |||||||||||")
+    return lines
+
+
+def _append_sections(md: Path, extra: dict, results: list[dict]) -> None:
+    lines = npu_table(results)
     if extra.get("calibration"):
         lines += ["", "## Calibration: instruction-count ratios vs host latency ratios", "",
                   "Same pair of models on the emulated core (instructions per inference) and on this host (LiteRT "
@@ -380,6 +482,8 @@ def _append_sections(md: Path, extra: dict) -> None:
     if extra.get("note"):
         lines += ["", f"Host conditions: {extra['note']}"]
     lines += ["", f"Command: `{extra['command']}` ({extra['wall_s']:.0f} s on this machine)."]
+    if extra.get("npu_command"):
+        lines += ["", f"Ethos-U rows re-estimated by: `{extra['npu_command']}` ({extra['npu_wall_s']:.0f} s)."]
     with atomic_path(md) as tmp:
         Path(tmp).write_text(md.read_text() + portable("\n".join(lines)) + "\n")
 

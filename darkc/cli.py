@@ -366,11 +366,14 @@ def video(input, out, model, temporal, strength, domain, ratio, fps, png, metric
 @click.argument("model", required=False)
 @click.option("--runtime", type=click.Choice(["ort", "litert", "torch"]), default=None,
               help="host runtime (default: the file's own; ort for a checkpoint)")
-@click.option("--threads", default="1", show_default=True, help="host thread counts, e.g. 1,2,4")
+@click.option("--threads", default="1", show_default=True, help="thread counts, e.g. 1,2,4: on the host, and on ARM "
+              "(a core profile runs t threads on t such cores; a cluster such as cortex-a78x4 takes counts up to its "
+              "size)")
 @click.option("--size", default=None, help="raw WxH the latency is for (default: the model's fixed size, else "
               "1920x1080)")
 @click.option("--device", "devices", default="host", show_default=True,
-              help="comma-separated: host, cortex-a55, cortex-a78, cortex-x3, ethos-u55-256, ethos-u65-512, ...")
+              help="comma-separated: host, cortex-a55, cortex-a78, cortex-x3, ARM clusters (cortex-a78x4, "
+              "cortex-x3+a715x2, cortex-a76@2.84+a76@2.42x3), ethos-u55-256, ethos-u65-512, ...")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
 @click.option("--runs", type=int, default=10, show_default=True, help="timed host runs per thread count")
 @click.option("--warmup", type=int, default=2, show_default=True, help="untimed host runs first")
@@ -378,12 +381,14 @@ def video(input, out, model, temporal, strength, domain, ratio, fps, png, metric
               "(latency is scaled by pixels to --size)")
 @click.option("--arm-repeats", type=int, default=1, show_default=True, help="emulator runs per core (spread)")
 @click.option("--no-parity", is_flag=True, help="skip the aarch64 vs host output comparison")
+@click.option("--npu-sram", type=float, default=None, help="Ethos-U: SRAM of the system in KiB (default: the "
+              "family's reference size: U55 2048, U65/U85 512); the frame is tiled to fit it")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
               help="also write PREFIX.md, PREFIX.json and PREFIX.png")
 @click.option("--setup-arm", is_flag=True, help="build the emulated ARM setup (QEMU 10 + aarch64 userland, cached "
               "under ~/.cache/darkc/arm; idempotent) and exit, or continue with MODEL")
-def bench(model, runtime, threads, size, devices, fmt, runs, warmup, arm_size, arm_repeats, no_parity, out,
-          setup_arm) -> None:
+def bench(model, runtime, threads, size, devices, fmt, runs, warmup, arm_size, arm_repeats, no_parity, npu_sram,
+          out, setup_arm) -> None:
     """Latency on the host (measured), emulated ARM cores and Ethos-U NPUs (estimated), every figure labelled."""
     from .latency import bench as run, format_result, write_report
     if setup_arm:
@@ -395,7 +400,7 @@ def bench(model, runtime, threads, size, devices, fmt, runs, warmup, arm_size, a
         raise DarkcError("darkc bench needs MODEL (a .onnx, a .tflite, a checkpoint folder or a shipped name), "
                          "or --setup-arm alone")
     res = run(model, devices=devices, size=size, threads=_ints(threads, "--threads"), runs=runs, warmup=warmup,
-              runtime=runtime, arm_size=arm_size, arm_repeats=arm_repeats, parity=not no_parity)
+              runtime=runtime, arm_size=arm_size, arm_repeats=arm_repeats, parity=not no_parity, npu_sram=npu_sram)
     click.echo(format_result(res, fmt))
     if out:
         paths = write_report([res], out, title=f"darkc bench {model}")

@@ -131,6 +131,22 @@ def test_vela_reports_cycles_and_all_ops_on_npu_for_an_integer_model(plain):
     assert res["devices"]["ethos-u55-256"]["clock_hz"] == 500e6
     # the bigger Ethos-U85 configuration is estimated faster than the U55-256
     assert res["devices"]["ethos-u85-256"]["latency_ms"] < res["devices"]["ethos-u55-256"]["latency_ms"]
+    # the frame fits each configuration's SRAM (U55: 2 MiB holding the arena; U85: a 512 KiB cache): one tile
+    u55, u85 = res["devices"]["ethos-u55-256"], res["devices"]["ethos-u85-256"]
+    assert (u55["sram"]["bytes"], u55["sram"]["mode"], u85["sram"]["bytes"]) == (2 << 20, "Shared_Sram", 512 << 10)
+    for d in (u55, u85):
+        assert d["tile"]["tiles"] == 1 and d["tile"]["overlap"] == 0.0 and d["untiled"]["fits"]
+        assert 0 < d["per_tile"]["sram_used_kib"] * 1024 <= d["sram"]["bytes"]
+    assert "whole frame as 1 tile" in format_result(res, "table") and "2048 KiB (Shared_Sram" in format_result(res, "md")
+
+
+def test_npu_sram_too_small_for_a_file_without_checkpoint_is_one_line(plain, capsys):
+    with pytest.raises(DarkcError, match=r"no tile fits ethos-u55-256's 4 KiB SRAM: the whole frame \(packed 32x32; "
+                                         r"no checkpoint beside the file to export tiles\) needs \d+ KiB"):
+        bench(str(plain[8]), devices="ethos-u55-256", size="64x64", npu_sram=4)
+    assert main(["bench", str(plain[8]), "--device", "ethos-u55-256", "--size", "64x64", "--npu-sram", "4"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no tile fits")
 
 
 def test_vela_rejects_float_and_lists_fallbacks(tmp_path):
@@ -167,7 +183,11 @@ def test_arm_bench_entry_is_labelled_scaled_and_matches_host_output(plain, arm_s
     # the file is fixed at 32x32 packed: counted there, scaled by pixels (x4) to the asked size
     assert d["pixel_scale"] == 4.0 and d["instructions"] == 4 * d["instructions_measured"]
     p = d["profile"]
-    assert d["latency_ms"] == pytest.approx(d["instructions"] / (p["ipc"] * p["clock_ghz"] * 1e9) * 1e3)
+    # one thread on one core: all its instructions / (assumed IPC x the validation's fitted correction x clock),
+    # plus the fitted DRAM term
+    assert d["latency_ms"] == pytest.approx(d["instructions"] / (p["ipc"] * d["ipc_scale"] * p["clock_ghz"] * 1e9)
+                                            * 1e3 + d["by_threads"]["1"]["dram_ms"])
+    assert d["critical_path"] == d["instructions"] and d["cluster"] == "cortex-a55x1"
     assert 0 < d["roofline_ms"] and d["parity"]["passed"]
 
 

@@ -169,3 +169,39 @@ def test_export_cache_builds_with_the_parity_check(tmp_path, monkeypatch):
         artifact.export_cached(ckpt, "onnx", "fp32", "256x256", "a test")
     entry = good.parent.parent
     assert sorted(p.name for p in entry.iterdir()) == [good.parent.name]    # nothing cached for the failed one
+
+
+def _tiled_entry(tiles=240):
+    """A tiled Ethos-U entry in the shape darkc.latency.bench returns it."""
+    return {"kind": "npu", "cycles": tiles * 5_000_000, "latency_ms": tiles * 10.0,
+            "tile": {"core": [48, 48], "tile": [240, 240], "grid": [12, 20], "tiles": tiles, "overlap": 25.47,
+                     "halo_px": 96},
+            "per_tile": {"cycles": 5_000_000, "sram_used_kib": 1900.0},
+            "sram": {"bytes": 2 << 20, "mode": "Shared_Sram", "arena_in_sram": True},
+            "untiled": {"latency_ms": 102.2, "sram_used_kib": 18330.0, "fits": False}}
+
+
+def test_a_model_that_fits_no_tile_is_listed_not_fatal(monkeypatch):
+    import importlib
+
+    def fake_bench(path, devices, size, npu_sram=None):
+        if devices == ["ethos-u55-256"]:
+            raise DarkcError("no tile fits ethos-u55-256's 2048 KiB SRAM: the smallest tile needs 7000 KiB")
+        if devices == ["ethos-u85-256"]:
+            raise DarkcError("Vela failed on x.tflite")
+        return {"devices": {devices[0]: _tiled_entry()}}
+
+    monkeypatch.setattr(importlib.import_module("darkc.latency.bench"), "bench", fake_bench)
+    entries, unfit = bl.npu_entries(Path("x.tflite"), ["ethos-u55-256", "ethos-u65-512"], "1920x1080")
+    assert list(entries) == ["ethos-u65-512"] and list(unfit) == ["ethos-u55-256"]
+    with pytest.raises(DarkcError, match="Vela failed"):       # any other error still stops the report
+        bl.npu_entries(Path("x.tflite"), ["ethos-u85-256"], "1920x1080")
+
+
+def test_npu_section_shows_tile_sram_and_whole_frame_figures():
+    res = {"label": "student int8", "devices": {"ethos-u55-256": _tiled_entry()},
+           "npu_unfit": {"ethos-u65-512": "no tile fits ethos-u65-512's 512 KiB SRAM"}}
+    text = "\n".join(bl.npu_table([res]))
+    assert ("| student int8 | ethos-u55-256 | 2048 KiB (Shared_Sram) | 96 | 240x240 (48x48) | 240 | 2547 % | 1900 KiB "
+            "| 5,000,000 | 1,200,000,000 | 2400.0 | 102.2 (17.9 MiB, does not fit) |") in text
+    assert "| student int8 | ethos-u65-512 | does not fit: no tile fits" in text

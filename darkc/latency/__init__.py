@@ -8,7 +8,8 @@
 - :mod:`darkc.latency.graph`: MACs and bytes per layer from the ONNX / TFLite / PyTorch graph;
 - :mod:`darkc.latency.arm`: QEMU instruction counting, core profiles, roofline; ``setup_arm.sh`` builds the
   emulator and the aarch64 userland; ``insn_window.c`` is the counting plugin;
-- :mod:`darkc.latency.npu`: Vela compile and performance estimate;
+- :mod:`darkc.latency.npu`: Vela compile and performance estimate, the SRAM of each Ethos-U configuration;
+- :mod:`darkc.latency.tiling`: the frame tiled (receptive-field halo included) so that each tile fits that SRAM;
 - :mod:`darkc.latency.report`: table / markdown / JSON / PNG;
 - :mod:`darkc.latency.worker`: the process that runs a model (host and emulated guest alike).
 """

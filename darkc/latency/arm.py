@@ -19,6 +19,7 @@ The emulated core is the closest model QEMU has: its ISA features (dotprod, fp16
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -67,6 +68,25 @@ PROFILES: dict[str, CoreProfile] = {p.name: p for p in (
                     "16 int8 MACs)",
         dram_gbs=51.2, dram_source="LPDDR5-6400, 64-bit bus: 6400 MT/s x 8 B (Snapdragon 888 memory)"),
     CoreProfile(
+        name="cortex-a75", qemu_cpu="cortex-a76",
+        qemu_note="QEMU has no Cortex-A75; its Cortex-A76 has the same ISA (ARMv8.2-A, dotprod, fp16)",
+        clock_ghz=2.8, clock_source="Snapdragon 845 (Pixel 3) product brief: 4x Kryo 385 Gold (Cortex-A75 based) "
+                                    "up to 2.8 GHz",
+        ipc=1.5, ipc_basis="assumed: 3-wide out-of-order, NEON kernels sustaining half its decode width",
+        fp32_macs_per_cycle=4, int8_macs_per_cycle=16,
+        simd_source="Arm Cortex-A75 Software Optimization Guide: two 64-bit ASIMD pipes (a Q-form FMLA or SDOT "
+                    "every cycle: 4 fp32 FMAs, 16 int8 MACs)",
+        dram_gbs=29.8, dram_source="LPDDR4X-1866, 64-bit bus: 3733 MT/s x 8 B (Snapdragon 845 memory)"),
+    CoreProfile(
+        name="cortex-a76", qemu_cpu="cortex-a76", qemu_note="QEMU's own Cortex-A76 model (ARMv8.2-A, dotprod, fp16)",
+        clock_ghz=2.42, clock_source="Snapdragon 855 (Pixel 4) product brief: 3x Kryo 485 Gold (Cortex-A76 based) "
+                                     "at 2.42 GHz, 1x Prime at 2.84 GHz",
+        ipc=2.0, ipc_basis="assumed: 4-wide out-of-order, two 128-bit NEON pipes kept busy by GEMM micro-kernels",
+        fp32_macs_per_cycle=8, int8_macs_per_cycle=32,
+        simd_source="Arm Cortex-A76 Software Optimization Guide: two 128-bit ASIMD pipes (8 fp32 FMAs, 32 int8 "
+                    "MACs per cycle with SDOT)",
+        dram_gbs=34.1, dram_source="LPDDR4X-2133, 64-bit bus: 4266 MT/s x 8 B (Snapdragon 855 memory)"),
+    CoreProfile(
         name="cortex-a78", qemu_cpu="cortex-a76",
         qemu_note="QEMU has no Cortex-A78; its Cortex-A76 has the same ISA (ARMv8.2-A, dotprod, fp16) and family",
         clock_ghz=2.42, clock_source="Snapdragon 888 product brief: 3x Cortex-A78 up to 2.42 GHz",
@@ -83,6 +103,15 @@ PROFILES: dict[str, CoreProfile] = {p.name: p for p in (
         fp32_macs_per_cycle=16, int8_macs_per_cycle=64,
         simd_source="Arm Cortex-X3 Software Optimization Guide: four 128-bit ASIMD pipes (16 fp32 FMAs, 64 int8 "
                     "MACs per cycle with SDOT; i8mm SMMLA can do more)",
+        dram_gbs=67.2, dram_source="LPDDR5X-8400, 64-bit bus: 8400 MT/s x 8 B (Snapdragon 8 Gen 2 memory)"),
+    CoreProfile(
+        name="cortex-a715", qemu_cpu="cortex-a710",
+        qemu_note="QEMU has no Cortex-A715; its Cortex-A710 has the same ISA (ARMv9.0-A: SVE2, i8mm, bf16, dotprod)",
+        clock_ghz=2.8, clock_source="Snapdragon 8 Gen 2 product brief: 2x Cortex-A715 up to 2.8 GHz",
+        ipc=2.0, ipc_basis="assumed: 5-wide out-of-order, two 128-bit NEON pipes kept busy by GEMM micro-kernels",
+        fp32_macs_per_cycle=8, int8_macs_per_cycle=32,
+        simd_source="Arm Cortex-A715 Software Optimization Guide: two 128-bit ASIMD pipes (8 fp32 FMAs, 32 int8 "
+                    "MACs per cycle with SDOT)",
         dram_gbs=67.2, dram_source="LPDDR5X-8400, 64-bit bus: 8400 MT/s x 8 B (Snapdragon 8 Gen 2 memory)"),
 )}
 
@@ -105,11 +134,22 @@ class ArmSetup:
     qemu_version: str
 
 
+PLUGIN_SOURCE = Path(__file__).with_name("insn_window.c")
+
+
+def plugin_path(cache: Path) -> Path:
+    """The counting plugin built from this checkout's ``insn_window.c``: named by the source's sha256, so that
+    checkouts with different plugin sources share one emulation cache (``setup_arm.sh`` builds it)."""
+    digest = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()[:16]
+    return cache / "qemu" / f"libdarkc_insn-{digest}.so"
+
+
 def find_setup() -> ArmSetup:
     """The built emulation setup, or a DarkcError saying what to run."""
     c = cache_dir()
-    s = ArmSetup(c / "qemu" / "qemu-aarch64", c / "qemu" / "libdarkc_insn.so", c / "rootfs", c / "site-aarch64", "")
-    done = [c / "qemu" / ".done", c / "qemu" / "libdarkc_insn.so", c / "rootfs" / ".done", c / "site-aarch64" / ".done"]
+    plugin = plugin_path(c)
+    s = ArmSetup(c / "qemu" / "qemu-aarch64", plugin, c / "rootfs", c / "site-aarch64", "")
+    done = [c / "qemu" / ".done", plugin, c / "rootfs" / ".done", c / "site-aarch64" / ".done"]
     missing = [str(p.parent if p.name == ".done" else p) for p in done if not p.is_file()]
     if missing:
         raise DarkcError(f"the emulated ARM setup is missing ({', '.join(missing)}); run `darkc bench --setup-arm` "
@@ -138,6 +178,8 @@ def check_profile(name: str) -> CoreProfile:
 
 # ---------------------------------------------------------------- counting
 _WINDOW = re.compile(r"^window (\d+) cpu (\d+) insns: (\d+)$", re.M)
+_THREAD = re.compile(r"^window (\d+) thread (\d+) insns: (\d+)$", re.M)
+_CRITICAL = re.compile(r"^window (\d+) critical insns: (\d+) regions: (\d+) serial: (\d+) parallel: (\d+)$", re.M)
 _TOTAL = re.compile(r"^total insns: (\d+)$", re.M)
 
 
@@ -148,10 +190,10 @@ def _guest_env(setup: ArmSetup) -> dict:
 
 
 def _start(setup: ArmSetup, cpu: str, runtime: str, model: Path, shape, warmup: int, invokes: int,
-           save: str | None, log: Path, cwd: Path) -> subprocess.Popen:
+           save: str | None, log: Path, cwd: Path, threads: int = 1) -> subprocess.Popen:
     cmd = [str(setup.qemu), "-R", GUEST_RESERVE, "-seed", "0", "-L", str(setup.root), "-cpu", cpu, "-plugin", str(setup.plugin),
            "-d", "plugin", "-D", str(log), str(setup.root / GUEST_PYTHON), str(WORKER), "--runtime", runtime,
-           "--model", str(model), "--shape", ",".join(map(str, shape)), "--threads", "1", "--mode", "count",
+           "--model", str(model), "--shape", ",".join(map(str, shape)), "--threads", str(threads), "--mode", "count",
            "--warmup", str(warmup), "--invokes", str(invokes)]
     if save is not None:
         cmd += ["--save", save]
@@ -161,8 +203,42 @@ def _start(setup: ArmSetup, cpu: str, runtime: str, model: Path, shape, warmup: 
                             cwd=cwd)
 
 
-def _finish(proc: subprocess.Popen, log: Path, what: str, timeout: float) -> tuple[list[int], int]:
-    """Per-window main-thread counts and the process total from the plugin's log."""
+@dataclass(frozen=True)
+class Window:
+    """One counted inference call: instructions of the calling thread, of every thread, and how they divide into
+    serial work and parallel regions (see insn_window.c)."""
+
+    owner: int              # the calling thread's count
+    threads: tuple          # every thread's count in the window (the calling thread's included)
+    busiest: int            # serial + per parallel region the busiest thread's count, as this emulation ran
+    regions: int            # thread-pool dispatches the calling thread made in the window
+    serial: int             # the calling thread's count outside regions
+    parallel: int           # every thread's count inside regions
+
+    @property
+    def total(self) -> int:
+        return sum(self.threads)
+
+
+def parse_windows(text: str) -> list[Window]:
+    """The plugin's log -> one :class:`Window` per closed window, in order. A window without region marks (one
+    thread, or ONNX Runtime's unmarked pool) is serial: its busiest thread runs all the way."""
+    owner = {int(n): int(c) for n, _, c in _WINDOW.findall(text)}
+    threads: dict[int, list[int]] = {}
+    for n, _, c in _THREAD.findall(text):
+        threads.setdefault(int(n), []).append(int(c))
+    crit = {int(n): tuple(map(int, rest)) for n, *rest in _CRITICAL.findall(text)}
+    out = []
+    for n in sorted(owner):
+        busiest, regions, serial, parallel = crit.get(n, (owner[n], 0, owner[n], 0))
+        if regions == 0:
+            serial, parallel = busiest, 0
+        out.append(Window(owner[n], tuple(threads.get(n, [owner[n]])), busiest, regions, serial, parallel))
+    return out
+
+
+def _finish(proc: subprocess.Popen, log: Path, what: str, timeout: float) -> tuple[list[Window], int]:
+    """Per-window counts and the process total from the plugin's log."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -175,22 +251,27 @@ def _finish(proc: subprocess.Popen, log: Path, what: str, timeout: float) -> tup
                          f"check the model runs on the host, and rerun `darkc bench --setup-arm` if the setup is "
                          f"damaged")
     text = log.read_text() if log.is_file() else ""
-    windows = [(int(n), int(cpu), int(c)) for n, cpu, c in _WINDOW.findall(text)]
+    windows = parse_windows(text)
     total = _TOTAL.search(text)
     if not windows or total is None:
         raise DarkcError(f"{what}: the counting plugin printed no windows (log {log}); rerun `darkc bench --setup-arm`")
-    if any(cpu != windows[0][1] for _, cpu, _ in windows):
-        raise DarkcError(f"{what}: inference calls ran on more than one thread; darkc counts one-thread runs only")
-    return [c for _, _, c in sorted(windows)], int(total.group(1))
+    return windows, int(total.group(1))
 
 
 def count_instructions(model: str | os.PathLike, runtime: str, shape, profile: CoreProfile, *, invokes: int = 1,
-                       warmup: int = 1, repeats: int = 1, save: str | os.PathLike | None = None,
+                       warmup: int = 1, repeats: int = 1, threads: int = 1, save: str | os.PathLike | None = None,
                        timeout: float = 3600.0) -> dict:
-    """Guest instructions per steady-state inference of ``model`` on ``profile``'s emulated core, 1 thread.
+    """Guest instructions per steady-state inference of ``model`` on ``profile``'s emulated core, per thread.
 
     The worker brackets each runtime inference call (``invoke()`` / ``session.run``) with marker syscalls; darkc's
-    QEMU plugin counts the instructions between them on the calling thread. Warm-up calls are counted but left out.
+    QEMU plugin counts the instructions every guest thread executes between them, and splits them into serial
+    work S (the calling thread outside the thread pool's parallel regions: LiteRT/XNNPACK's
+    ``pthreadpool_parallelize`` calls) and parallel work P (all threads inside them). The critical path on
+    ``threads`` identical cores is ``S + P / threads``: XNNPACK cuts each parallel operator into many tiles that
+    the pool's threads share and steal, so a region ends when its work is spread; which emulated thread ran how
+    much of a region only says how this host scheduled the guest threads (``busiest_path``, the per-region
+    busiest thread summed, is kept to show it). ONNX Runtime's pool is not marked: its window counts as serial
+    (the busiest thread). Warm-up calls are counted but left out.
 
     Args:
         model: a ``.tflite`` (``runtime="litert"``) or ``.onnx`` (``runtime="ort"``) file.
@@ -198,22 +279,26 @@ def count_instructions(model: str | os.PathLike, runtime: str, shape, profile: C
         invokes: measured inferences per run (their mean is reported).
         warmup: inferences before them.
         repeats: independent emulator runs (run two at a time), to show the spread.
+        threads: the runtime's inference threads (``num_threads`` / ``intra_op_num_threads``).
         save: write the output of the last inference (float32 .npy) here, for a parity check vs the host.
 
     Returns:
-        ``instructions`` (per inference, mean of the first run's measured calls), ``per_repeat``, ``spread``
-        ((max - min) / first over repeats), ``per_call`` (first run), ``process_total`` (all threads, whole run:
-        start-up included), ``emulation_s``, method and settings.
+        ``instructions`` (per inference, all threads, mean of the first run's measured calls), ``serial``,
+        ``parallel``, ``critical_path`` (S + P / threads), ``busiest_path``, ``regions`` (per inference),
+        ``per_thread`` (mean per thread, calling thread first), ``calling_thread``, ``per_repeat``, ``spread``
+        ((max - min) / first over repeats of ``instructions``), ``per_call`` (first run, all threads),
+        ``process_total`` (all threads, whole run: start-up included), ``emulation_s``, method and settings. With 1
+        thread ``critical_path`` equals the calling thread's count.
     """
     if runtime not in ("litert", "ort"):
         raise DarkcError(f"runtime {runtime} has no aarch64 build in the emulated setup; use litert or ort")
-    if invokes < 1 or warmup < 0 or repeats < 1:
-        raise DarkcError(f"invokes={invokes}, warmup={warmup}, repeats={repeats}: need invokes >= 1, warmup >= 0, "
-                         f"repeats >= 1")
+    if invokes < 1 or warmup < 0 or repeats < 1 or threads < 1:
+        raise DarkcError(f"invokes={invokes}, warmup={warmup}, repeats={repeats}, threads={threads}: need invokes "
+                         f">= 1, warmup >= 0, repeats >= 1, threads >= 1")
     setup = find_setup()
     model = Path(model).resolve()
-    what = f"{model.name} on emulated {profile.name} (-cpu {profile.qemu_cpu})"
-    per, calls, totals = [], [], []
+    what = f"{model.name} on emulated {profile.name} (-cpu {profile.qemu_cpu}, {threads} threads)"
+    per, crit, calls, totals, first = [], [], [], [], []
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="darkc-arm-") as tmp:
         pending = list(range(repeats))
@@ -225,26 +310,40 @@ def count_instructions(model: str | os.PathLike, runtime: str, shape, profile: C
             for r in batch:
                 (Path(tmp) / f"run{r}").mkdir()
                 procs.append((r, _start(setup, profile.qemu_cpu, runtime, model, shape, warmup, invokes, "out.npy",
-                                        Path(tmp) / f"insn-{r}.log", Path(tmp) / f"run{r}")))
+                                        Path(tmp) / f"insn-{r}.log", Path(tmp) / f"run{r}", threads)))
             for r, proc in procs:
-                counts, total = _finish(proc, Path(tmp) / f"insn-{r}.log", what, timeout)
-                if len(counts) != warmup + invokes:
-                    raise DarkcError(f"{what}: {len(counts)} counting windows for {warmup} + {invokes} calls; "
+                windows, total = _finish(proc, Path(tmp) / f"insn-{r}.log", what, timeout)
+                if len(windows) != warmup + invokes:
+                    raise DarkcError(f"{what}: {len(windows)} counting windows for {warmup} + {invokes} calls; "
                                      f"rerun `darkc bench --setup-arm`")
-                measured = counts[warmup:]
-                per.append(sum(measured) / invokes)
-                calls.append(measured)
+                measured = windows[warmup:]
+                per.append(sum(w.total for w in measured) / invokes)
+                crit.append(sum(w.serial + w.parallel / threads for w in measured) / invokes)
+                calls.append([w.total for w in measured])
                 totals.append(total)
+                if not first:
+                    first = measured
                 if save is not None and r == 0:
                     shutil.copyfile(Path(tmp) / f"run{r}" / "out.npy", save)
-    return {"instructions": per[0], "per_repeat": per, "spread": (max(per) - min(per)) / per[0],
+    width = max(len(w.threads) for w in first)
+    per_thread = [sum(w.threads[i] if i < len(w.threads) else 0 for w in first) / invokes for i in range(width)]
+
+    def mean(attr):
+        return sum(getattr(w, attr) for w in first) / invokes
+
+    return {"instructions": per[0], "critical_path": crit[0], "per_thread": per_thread,
+            "calling_thread": mean("owner"), "serial": mean("serial"), "parallel": mean("parallel"),
+            "busiest_path": mean("busiest"), "regions": mean("regions"),
+            "per_repeat": per, "critical_per_repeat": crit, "spread": (max(per) - min(per)) / per[0],
             "per_call": calls[0], "process_total": totals[0],
-            "invokes": invokes, "warmup": warmup, "repeats": repeats, "threads": 1, "qemu_cpu": profile.qemu_cpu,
-            "qemu": setup.qemu_version, "runtime": runtime, "emulation_s": time.monotonic() - t0,
-            "shape": list(shape),
-            "method": "QEMU user-mode TCG; darkc's insn_window plugin counts the guest instructions of each runtime "
-                      "inference call (invoke / session.run) on its thread; warm-up calls left out; ASLR off, "
-                      "QEMU-reserved guest address space, fixed guest RNG seed"}
+            "invokes": invokes, "warmup": warmup, "repeats": repeats, "threads": threads,
+            "qemu_cpu": profile.qemu_cpu, "qemu": setup.qemu_version, "runtime": runtime,
+            "emulation_s": time.monotonic() - t0, "shape": list(shape),
+            "method": "QEMU user-mode TCG; darkc's insn_window plugin counts the guest instructions of every thread "
+                      "during each runtime inference call (invoke / session.run), split into serial work (the "
+                      "calling thread outside thread-pool regions) and parallel work (all threads inside "
+                      "pthreadpool_parallelize); warm-up calls left out; ASLR off, QEMU-reserved guest address "
+                      "space, fixed guest RNG seed"}
 
 
 # ---------------------------------------------------------------- time models

@@ -5,9 +5,13 @@ Each device entry says how its latency was obtained:
 - ``host``: measured, real inference in a fresh process per thread count (ONNX Runtime CPU, LiteRT with XNNPACK,
   or PyTorch), ``warmup`` untimed runs then ``runs`` timed ones; min/median/p90/mean, peak resident memory.
 - ``cortex-*``: estimated from guest instructions counted under QEMU (:mod:`darkc.latency.arm`) at a modest
-  size (``arm_size``), scaled by pixels to ``size``, divided by the core profile's IPC x clock; the graph's
-  roofline at ``size`` is reported beside it.
-- ``ethos-u*``: Vela's performance estimate (:mod:`darkc.latency.npu`).
+  size (``arm_size``) with each of ``threads``, scaled by pixels to ``size``; the critical path over the threads
+  becomes time on the core cluster (:mod:`darkc.latency.cluster`: ``cortex-a78`` alone is one such core per
+  thread, ``cortex-a78x4`` / ``cortex-x3+a715x2`` a named cluster) with the IPC correction the validation
+  fitted, and carries the validation's error band (:mod:`darkc.latency.validation`); the graph's roofline at
+  ``size`` is reported beside it.
+- ``ethos-u*``: Vela's performance estimate (:mod:`darkc.latency.npu`), the frame tiled so that each tile
+  fits the configuration's SRAM (:mod:`darkc.latency.tiling`).
 
 Every entry carries ``resolution`` (raw and packed), ``dtype``, ``runtime`` and ``threads``.
 """
@@ -26,6 +30,8 @@ import numpy as np
 from darkc.errors import DarkcError
 from darkc.latency import arm as arm_mod
 from darkc.latency import npu as npu_mod
+from darkc.latency.cluster import cluster_ms, is_cluster_name, parse_cluster
+from darkc.latency.validation import error_band
 from darkc.latency.artifact import (TARGET_OF, Subject, export_cached, host_file, load_subject, packed_hw,
                                     parse_size, precision_of, raw_size)
 
@@ -49,9 +55,10 @@ def parse_devices(devices) -> list[str]:
     names = [d.strip() for d in (devices.split(",") if isinstance(devices, str) else devices) if d and d.strip()]
     if not names:
         raise DarkcError(f"--device is empty; pass a comma-separated list of {', '.join(devices_list())}")
-    bad = [d for d in names if d not in devices_list()]
+    bad = [d for d in names if d not in devices_list() and not is_cluster_name(d)]
     if bad:
-        raise DarkcError(f"--device {','.join(bad)} is unknown; use any of {', '.join(devices_list())}")
+        raise DarkcError(f"--device {','.join(bad)} is unknown; use any of {', '.join(devices_list())}, or an ARM "
+                         f"cluster such as cortex-a78x4 or cortex-x3+a715x2")
     return list(dict.fromkeys(names))
 
 
@@ -193,28 +200,69 @@ def _parity(arm_out: Path, path: Path, runtime: str, shape) -> dict:
             "host_machine": platform.machine()}
 
 
-def measure_arm(subject: Subject, profile: arm_mod.CoreProfile, target_hw, arm_hw, cost: dict, *, repeats: int,
-                invokes: int, parity: bool) -> dict:
+def arm_threads(device: str, threads: list[int]) -> tuple[list[int], int]:
+    """``(thread counts to count at, the one the entry's headline figure is for)`` on ARM ``device``.
+
+    A bare core profile runs each thread count on that many such cores (headline: the first count, as on the
+    host); a named cluster takes the counts up to its core count (headline: the largest)."""
+    if device in arm_mod.PROFILES:
+        return threads, threads[0]
+    size = parse_cluster(device).size
+    counts = [t for t in threads if t <= size]
+    if not counts:
+        raise DarkcError(f"--threads {','.join(map(str, threads))} exceeds {device}'s {size} cores; pass --threads "
+                         f"up to {size} (e.g. --threads {size})")
+    return counts, max(counts)
+
+
+def measure_arm(subject: Subject, device: str, target_hw, arm_hw, cost: dict, *, threads: list[int] = (1,),
+                repeats: int, invokes: int, parity: bool) -> dict:
     path, runtime, hw, note = arm_file(subject, arm_hw, cost["dtype"])
     shape = subject_shape_for(path, subject, hw)
-    with tempfile.TemporaryDirectory(prefix="darkc-arm-out-") as tmp:
-        out = Path(tmp) / "arm.npy"
-        counted = arm_mod.count_instructions(path, runtime, shape, profile, invokes=invokes, repeats=repeats,
-                                             save=out if parity else None)
-        check = _parity(out, path, runtime, shape) if parity else None
+    counts, headline = arm_threads(device, list(threads))
     scale = (target_hw[0] * target_hw[1]) / (hw[0] * hw[1])
-    instructions = counted["instructions"] * scale
+    band = error_band()
+    fit = band["fit"] if band else {}
+    ipc_scale = fit.get("ipc_scale", {}).get("int8" if cost["dtype"] == "int8" else "fp32", 1.0)
+    by_threads, check = {}, None
+    with tempfile.TemporaryDirectory(prefix="darkc-arm-out-") as tmp:
+        for t in counts:
+            cluster = parse_cluster(f"{device}x{t}" if device in arm_mod.PROFILES else device)
+            out = Path(tmp) / f"arm{t}.npy"
+            counted = arm_mod.count_instructions(path, runtime, shape, cluster.cores[0].profile, invokes=invokes,
+                                                 repeats=repeats, threads=t, save=out if parity else None)
+            if parity and check is None:
+                check = _parity(out, path, runtime, shape)
+            at_size = {**counted, **{k: counted[k] * scale for k in ("instructions", "critical_path", "serial",
+                                                                      "parallel", "busiest_path")}}
+            est = cluster_ms(at_size, cluster, ipc_scale=ipc_scale, sync_us=fit.get("sync_us", 0.0),
+                             dram_bytes=cost["bytes"], dram_scale=fit.get("dram_scale", 0.0))
+            by_threads[str(t)] = {
+                "latency_ms": est["ms"], "cluster": cluster.name, "cores": cluster.describe(),
+                "instructions": at_size["instructions"], "critical_path": at_size["critical_path"],
+                "serial": at_size["serial"], "parallel": at_size["parallel"], "busiest_path": at_size["busiest_path"],
+                "per_thread": [v * scale for v in counted["per_thread"]], "regions": counted["regions"],
+                "serial_ms": est["serial_ms"], "parallel_ms": est["parallel_ms"], "sync_ms": est["sync_ms"],
+                "dram_ms": est["dram_ms"],
+                "count": counted}
+    main = by_threads[str(headline)]
+    profile = parse_cluster(main["cluster"]).cores[0].profile
     roof = arm_mod.roofline(cost, profile)
-    est = arm_mod.estimate_ms(instructions, profile)
+    calibrated = f" x fitted {ipc_scale:.2f}" if band else ""
     return {
-        "kind": "arm-cpu", "latency_ms": est, "estimated": True,
-        "method": f"estimated: guest instructions counted under QEMU at packed {hw[1]}x{hw[0]}, scaled by pixels "
-                  f"(x{scale:.1f}), / (IPC {profile.ipc} x {profile.clock_ghz} GHz)",
-        "instructions": instructions, "instructions_measured": counted["instructions"],
+        "kind": "arm-cpu", "latency_ms": main["latency_ms"], "estimated": True,
+        "method": f"estimated: guest instructions of every thread counted under QEMU at packed {hw[1]}x{hw[0]}, "
+                  f"scaled by pixels (x{scale:.1f}); serial work on the fastest core + each thread-pool region's "
+                  f"work over the cores in use, at IPC{calibrated} x clock, on {main['cores']}",
+        "error_band": band["band"] if band else None,
+        "instructions": main["instructions"], "instructions_measured": main["count"]["instructions"],
+        "critical_path": main["critical_path"], "cluster": main["cluster"], "cores": main["cores"],
+        "by_threads": by_threads, "ipc_scale": ipc_scale,
         "measured_resolution": _resolution(subject, hw), "pixel_scale": scale,
-        "roofline_ms": roof["ms"], "roofline": roof, "estimate_over_roofline": est / roof["ms"] if roof["ms"] else None,
-        "runtime": RUNTIME_NAMES[runtime] + " aarch64", "runtime_key": runtime, "threads": 1,
-        "file": str(path), "file_note": note, "count": counted, "parity": check,
+        "roofline_ms": roof["ms"], "roofline": roof, "estimate_over_roofline": main["latency_ms"] / roof["ms"]
+        if roof["ms"] else None,
+        "runtime": RUNTIME_NAMES[runtime] + " aarch64", "runtime_key": runtime, "threads": headline,
+        "file": str(path), "file_note": note, "count": main["count"], "parity": check,
         "profile": arm_mod.profile_dict(profile),
     }
 
@@ -242,32 +290,95 @@ def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, 
                      f"export one from; {how}")
 
 
-def measure_npu(subject: Subject, device: str, target_hw, dtype: str) -> dict:
+def _npu_export_at(subject: Subject, target_hw, dtype: str):
+    """packed ``(h, w)`` -> a full-integer TFLite file of ``subject`` at that size (exported and cached when it
+    has a checkpoint, with the frame file's I/O type; else only the file's own fixed size, as :func:`npu_file`
+    allows)."""
+    notes = []
+    io = "int8" if subject.record.get("input", {}).get("dtype") == "int8" else "float"
+
+    def export_at(hw):
+        if tuple(hw) == tuple(target_hw):
+            path, _, note = npu_file(subject, target_hw, dtype)
+        else:
+            path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, hw), "Vela tiles",
+                                       io=io)
+        if note:
+            notes.append(note)
+        return path
+    return export_at, notes
+
+
+def _halo_of(subject: Subject):
+    def halo() -> dict:
+        from darkc.latency.tiling import receptive_halo
+        from darkc.models import load_checkpoint
+
+        model, _ = load_checkpoint(subject.checkpoint)
+        return receptive_halo(model, subject.in_channels, int(getattr(model, "size_multiple", 16)))
+    return halo
+
+
+def measure_npu(subject: Subject, device: str, target_hw, dtype: str, sram_kib: float | None = None) -> dict:
+    """Vela's estimate of the whole frame on ``device``, tiled so that each tile fits the configuration's SRAM
+    (:func:`darkc.latency.tiling.search`); the untiled estimate is kept under ``untiled``, labelled."""
+    from darkc.latency.tiling import search
+
     path, hw, note = npu_file(subject, target_hw, dtype)
-    est = npu_mod.vela_estimate(path, device)
-    return {"kind": "npu", "estimated": True, **est, "method": est["method"], "runtime": f"Vela {est['vela']}",
-            "threads": None, "file": str(path), "file_note": note,
+    export_at, notes = _npu_export_at(subject, hw, dtype)
+    found = search(device, hw, export_at, _halo_of(subject) if subject.checkpoint is not None else None,
+                   sram_bytes=None if sram_kib is None else int(sram_kib * 1024))
+    c, un = found["chosen"], found["untiled"]
+    est = c["per_tile"]
+    sram = found["sram_bytes"]
+    where = "tensor arena in SRAM" if found["profile"].arena_in_sram else "SRAM as a cache, tensor arena in DRAM"
+    method = (f"Vela performance estimate (compiled, not run) of the whole frame as tiles x cycles of one tile: "
+              f"the frame in one piece when Vela's SRAM use fits {sram / 1024:.0f} KiB ({where}), else square tiles "
+              f"with the network's receptive-field halo on every side, the fastest that fits; CPU-fallback "
+              f"operators not included in the time")
+    untiled = {"cycles": un["cycles"], "latency_ms": un["latency_ms"], "sram_used_kib": un["sram_used_kib"],
+               "fits": un["fits"], "caveat": un["per_tile"]["caveat"],
+               "label": "untiled: the whole frame as one tensor arena" + ("" if un["fits"] else
+                        f", needs {un['sram_used_kib'] / 1024:.1f} MiB SRAM (does not fit)")}
+    candidates = [{k: v for k, v in cand.items() if k != "per_tile"} | {"per_tile_cycles": cand["per_tile"]["cycles"]}
+                  for cand in found["candidates"]]
+    return {"kind": "npu", "estimated": True, **est,
+            "cycles": c["cycles"], "latency_ms": c["latency_ms"], "caveat": None,
+            # traffic and MACs of the whole frame: every tile reads its input, weights and writes its output
+            **{k: c["tiles"] * est[k] for k in ("sram_bytes", "dram_bytes", "flash_bytes", "macs")},
+            "tile": {k: c[k] for k in ("core", "tile", "grid", "tiles", "overlap", "halo_px")},
+            "per_tile": {k: est[k] for k in ("cycles", "latency_ms", "sram_used_kib", "dram_used_kib", "sram_bytes",
+                                              "dram_bytes", "flash_bytes", "macs")},
+            "sram": {"bytes": sram, "mode": found["profile"].memory_mode, "arena_in_sram": found["profile"].arena_in_sram,
+                     "source": found["profile"].source if sram_kib is None else f"--npu-sram {sram_kib:g} KiB"},
+            "halo": found["halo"], "untiled": untiled, "candidates": candidates,
+            "method": method, "runtime": f"Vela {est['vela']}", "threads": None, "file": str(path),
+            "file_note": "; ".join(dict.fromkeys([n for n in [note, *notes] if n])) or None,
             "resolution_used": _resolution(subject, hw)}
 
 
 # ---------------------------------------------------------------- the stage
 def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmup: int = 2,
           runtime: str | None = None, arm_size=None, arm_repeats: int = 1, arm_invokes: int = 1,
-          parity: bool = True) -> dict:
+          parity: bool = True, npu_sram: float | None = None) -> dict:
     """Latency of ``model`` on each device; see the module docstring for how each is obtained.
 
     Args:
         model: ``.onnx`` / ``.tflite`` file, checkpoint folder or shipped name.
-        devices: ``host``, core profiles (``cortex-a55``, ``cortex-a78``, ``cortex-x3``), Ethos-U configurations
+        devices: ``host``, core profiles (``cortex-a55``, ``cortex-a78``, ``cortex-x3`` ...) or clusters
+            (``cortex-a78x4``, ``cortex-x3+a715x2``, see :mod:`darkc.latency.cluster`), Ethos-U configurations
             (``ethos-u55-256`` ...), as a list or a comma-separated string.
         size: raw ``"WxH"`` (or ``(W, H)``) the latency is for; default: the model's fixed size, else 1920x1080.
-        threads: host thread counts (ARM profiles are single-core, 1 thread).
+        threads: thread counts, on the host and on ARM (a core profile runs ``t`` threads on ``t`` such cores;
+            a named cluster such as ``cortex-a78x4`` takes the counts up to its size).
         runs, warmup: timed and untimed host runs per thread count.
         runtime: host runtime ``ort`` / ``litert`` / ``torch`` (default: the file's own; ``ort`` for checkpoints).
         arm_size: raw ``"WxH"`` the emulator runs at (default 128x128, packed 64x64).
         arm_repeats: emulator runs per core (more shows the count's spread).
         arm_invokes: measured inferences per emulator run.
         parity: compare the aarch64 output with the host's for the same file and input.
+        npu_sram: SRAM (KiB) of the Ethos-U system, instead of the family's reference size
+            (:data:`darkc.latency.npu.SYSTEMS`).
 
     Returns:
         ``{"model", "file", "kind", "dtype", "cfa", "resolution", "graph": {macs, bytes, weight_bytes, source},
@@ -313,12 +424,25 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
                           f"pinned to that many CPUs when available",
                 "runtime": RUNTIME_NAMES[subject.runtime], "runtime_key": subject.runtime,
                 "threads": threads[0], "by_threads": by, "cpu": result["host"]["cpu"]}
-        elif device in arm_mod.PROFILES:
-            result["devices"][device] = measure_arm(subject, arm_mod.PROFILES[device], hw, arm_hw, cost,
+        elif device in arm_mod.PROFILES or is_cluster_name(device):
+            result["devices"][device] = measure_arm(subject, device, hw, arm_hw, cost, threads=threads,
                                                     repeats=arm_repeats, invokes=arm_invokes, parity=parity)
         else:
-            result["devices"][device] = measure_npu(subject, device, hw, dtype)
+            result["devices"][device] = measure_npu(subject, device, hw, dtype, npu_sram)
     return result
 
 
+def bench_npus(model, devices, size=None, npu_sram: float | None = None) -> tuple[dict, dict]:
+    """Ethos-U entries of one full-integer TFLite ``model``, each device benched alone:
+    ``({device: entry}, {device: reason})``; a device no tile of which fits its SRAM gets the one-line reason
+    instead of stopping a report or pipeline that benches several models and devices."""
+    entries, unfit = {}, {}
+    for dev in devices:
+        try:
+            entries[dev] = bench(model, devices=[dev], size=size, npu_sram=npu_sram)["devices"][dev]
+        except DarkcError as exc:
+            if not str(exc).startswith("no tile fits"):
+                raise
+            unfit[dev] = str(exc)
+    return entries, unfit
 

@@ -3,7 +3,9 @@
 Vela (``ethos-u-vela``) compiles a full-integer TFLite file for one accelerator configuration and system
 configuration (its bundled ``Arm/vela.ini``), and estimates cycles, inference time at the configured NPU clock
 and traffic per memory. Operators Vela cannot place on the NPU stay on the host CPU: they are listed with Vela's
-reason. Nothing runs: every figure here is Vela's estimate, labelled so.
+reason. Nothing runs: every figure here is Vela's estimate, labelled so. Each family is compiled for a stated SRAM
+size (:data:`SYSTEMS`), and Vela's peak SRAM use is checked against it (``fits``); :mod:`darkc.latency.tiling`
+cuts a frame that does not fit into tiles that do.
 """
 from __future__ import annotations
 
@@ -13,22 +15,49 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from darkc.errors import DarkcError
 
-#: System and memory configuration (from Vela's Arm/vela.ini) used for each accelerator family.
+
+
+@dataclass(frozen=True)
+class SramProfile:
+    """The memory system an Ethos-U family is estimated in (Arm's reference configurations).
+
+    ``arena_in_sram``: the tensor arena (every feature map) lives in the SRAM (Vela's ``Shared_Sram``), so a model
+    fits only when Vela's peak SRAM use is <= ``sram_bytes``; otherwise (``Dedicated_Sram``) the arena lives in DRAM
+    and the SRAM is a cache of ``sram_bytes`` that Vela never exceeds (its ``arena_cache_size`` is a hard limit).
+    """
+
+    system_config: str
+    memory_mode: str
+    sram_bytes: int
+    arena_in_sram: bool
+    describe: str
+    source: str
+
+
+_VELA_INI = "ethos-u-vela 5.2.0 Arm/vela.ini"
+#: System, memory mode and SRAM size used for each accelerator family.
 SYSTEMS = {
-    "ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram",
-                  "500 MHz; SRAM 4 GB/s for the tensor arena, off-chip flash 0.5 GB/s for weights"),
-    "ethos-u65": ("Ethos_U65_High_End", "Dedicated_Sram_512KB",
-                  "1 GHz; 512 KiB SRAM cache (16 GB/s), tensor arena and weights in DRAM (3.75 GB/s)"),
-    "ethos-u85": ("Ethos_U85_SYS_DRAM_High", "Dedicated_Sram_512KB",
-                  "1 GHz; 512 KiB SRAM cache (64 GB/s), tensor arena and weights in DRAM (24 GB/s)"),
+    "ethos-u55": SramProfile(
+        "Ethos_U55_High_End_Embedded", "Shared_Sram", 2 * 1024 * 1024, True,
+        "500 MHz; 2 MiB SRAM (4 GB/s) holds the tensor arena, off-chip flash (0.5 GB/s) the weights",
+        f"{_VELA_INI} (System_Config.Ethos_U55_High_End_Embedded, Memory_Mode.Shared_Sram, as in Arm's Corstone-300 "
+        f"U55 'Shared SRAM' setup); 2 MiB = one Corstone-300 internal SRAM bank (ISRAM0, ml-embedded-evaluation-kit "
+        f"scripts/cmake/subsystem-profiles/corstone-sse-300.cmake) and issue 17's <= 2 MiB target"),
+    "ethos-u65": SramProfile(
+        "Ethos_U65_High_End", "Dedicated_Sram_512KB", 512 * 1024, False,
+        "1 GHz; 512 KiB SRAM cache (16 GB/s), tensor arena and weights in DRAM (3.75 GB/s)",
+        f"{_VELA_INI} (System_Config.Ethos_U65_High_End, Memory_Mode.Dedicated_Sram_512KB: arena_cache_size 524288)"),
+    "ethos-u85": SramProfile(
+        "Ethos_U85_SYS_DRAM_High", "Dedicated_Sram_512KB", 512 * 1024, False,
+        "1 GHz; 512 KiB SRAM cache (64 GB/s), tensor arena and weights in DRAM (24 GB/s)",
+        f"{_VELA_INI} (System_Config.Ethos_U85_SYS_DRAM_High, Memory_Mode.Dedicated_Sram_512KB: arena_cache_size "
+        f"524288)"),
 }
-#: darkc's flag threshold (KiB): an estimate that puts more than this in SRAM assumes more on-chip memory than an
-#: embedded system with this NPU is likely to have (U55: arena in SRAM; U65/U85: SRAM is a cache before DRAM).
-SRAM_TYPICAL_KIB = {"ethos-u55": 4 * 1024, "ethos-u65": 2 * 1024, "ethos-u85": 8 * 1024}
 ACCELERATORS = ("ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u65-512",
                 "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048")
 
@@ -73,25 +102,38 @@ def check_integer_tflite(path: Path) -> dict:
     return info
 
 
-def vela_estimate(path: str | os.PathLike, accelerator: str, *, timeout: float = 3600.0) -> dict:
+def profile_of(accelerator: str) -> SramProfile:
+    """The memory system of ``accelerator``'s family (a DarkcError for an unknown name)."""
+    return SYSTEMS[check_device(accelerator).rsplit("-", 1)[0]]
+
+
+def vela_estimate(path: str | os.PathLike, accelerator: str, *, sram_bytes: int | None = None,
+                  timeout: float = 3600.0) -> dict:
     """Compile ``path`` with Vela for ``accelerator`` and return its performance estimate.
+
+    Args:
+        sram_bytes: the SRAM Vela may use (passed as ``--arena-cache-size``); default: the family's size in
+            :data:`SYSTEMS`. With the arena in SRAM (Ethos-U55, ``Shared_Sram``) Vela treats it as a target it may
+            exceed; ``fits`` says whether it stayed within.
 
     Returns:
         ``cycles`` (total), ``npu_cycles``, ``clock_hz``, ``latency_ms`` (Vela's inference time), ``sram_bytes`` /
-        ``dram_bytes`` / ``flash_bytes`` (traffic per inference), ``sram_used_kib``/``dram_used_kib``, ``macs``,
-        ``npu_ops``/``cpu_ops``/``npu_share``, ``fallbacks`` ([{op, tensor, reason}]), configuration names.
+        ``dram_bytes`` / ``flash_bytes`` (traffic per inference), ``sram_used_kib``/``dram_used_kib`` (Vela's peak
+        use), ``sram_limit_bytes``, ``fits`` (peak SRAM use <= the limit), ``macs``, ``npu_ops``/``cpu_ops``/
+        ``npu_share``, ``fallbacks`` ([{op, tensor, reason}]), configuration names.
 
     Raises:
         DarkcError: not a full-integer fixed-size TFLite file, Vela missing, or Vela failed.
     """
-    check_device(accelerator)
+    profile = profile_of(accelerator)
+    limit = int(sram_bytes if sram_bytes is not None else profile.sram_bytes)
     path = Path(path)
     check_integer_tflite(path)
-    system, memory, describe = SYSTEMS[accelerator.rsplit("-", 1)[0]]
     with tempfile.TemporaryDirectory(prefix="darkc-vela-") as tmp:
         cmd = [sys.executable, "-c", "import sys; from ethosu.vela.vela import main; sys.exit(main())",
-               "--accelerator-config", accelerator, "--system-config", system, "--memory-mode", memory,
-               "--config", "Arm/vela.ini", "--output-dir", tmp, "--show-cpu-operations", str(path)]
+               "--accelerator-config", accelerator, "--system-config", profile.system_config, "--memory-mode",
+               profile.memory_mode, "--config", "Arm/vela.ini", "--arena-cache-size", str(limit),
+               "--output-dir", tmp, "--show-cpu-operations", str(path)]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -122,20 +164,19 @@ def vela_estimate(path: str | os.PathLike, accelerator: str, *, timeout: float =
 
     clock = num("core_clock")
     sram_kib = num("sram_memory_used")
-    caveat = None
-    if sram_kib > SRAM_TYPICAL_KIB[accelerator.rsplit("-", 1)[0]]:
-        caveat = (f"Vela placed {sram_kib / 1024:.1f} MiB in SRAM (darkc flags more than "
-                  f"{SRAM_TYPICAL_KIB[accelerator.rsplit('-', 1)[0]] // 1024} MiB for this family): the estimate "
-                  f"assumes on-chip memory such a system is unlikely to have; tile the frame to fit")
+    fits = sram_kib * 1024 <= limit
+    caveat = None if fits else (f"Vela needs {sram_kib / 1024:.2f} MiB of SRAM for this input, more than the "
+                                f"configuration's {limit / 2**20:.2f} MiB: it does not fit the chip in one piece")
     return {
         "cycles": int(num("cycles_total")), "npu_cycles": int(num("cycles_npu")), "clock_hz": clock,
         "latency_ms": num("inference_time") * 1e3,
         "sram_bytes": int(num("sram_total_bytes")), "dram_bytes": int(num("dram_total_bytes")),
         "flash_bytes": int(num("off_chip_flash_total_bytes") + num("on_chip_flash_total_bytes")),
-        "sram_used_kib": num("sram_memory_used"), "dram_used_kib": num("dram_memory_used"),
+        "sram_used_kib": sram_kib, "dram_used_kib": num("dram_memory_used"),
+        "sram_limit_bytes": limit, "fits": fits, "arena_in_sram": profile.arena_in_sram,
         "macs": int(num("nn_macs")), "npu_ops": npu, "cpu_ops": cpu,
         "npu_share": npu / (npu + cpu) if npu + cpu else 0.0, "fallbacks": fallbacks,
-        "accelerator": accelerator, "system_config": system, "memory_mode": memory, "system": describe,
-        "vela": _vela_version(), "caveat": caveat,
+        "accelerator": accelerator, "system_config": profile.system_config, "memory_mode": profile.memory_mode,
+        "system": profile.describe, "vela": _vela_version(), "caveat": caveat,
         "method": "Vela performance estimate (compiled, not run); CPU-fallback operators not included in the time",
     }

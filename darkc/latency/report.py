@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.latency.validation import band_text
 from darkc.provenance import portable
 
 FORMATS = ("table", "md", "json")
@@ -33,6 +34,20 @@ def model_label(result: dict) -> str:
     return f"{result['model']} ({', '.join(tags)})" if tags else str(result["model"])
 
 
+def npu_detail(d: dict) -> str:
+    """Tile, SRAM and the labelled untiled figure of a tiled Ethos-U entry, in one clause."""
+    t, s, u = d["tile"], d["sram"], d["untiled"]
+    where = "arena in SRAM" if s["arena_in_sram"] else "SRAM cache, arena in DRAM"
+    if t["tiles"] > 1:
+        tile = (f"tile {t['tile'][1]}x{t['tile'][0]} packed (core {t['core'][1]}x{t['core'][0]} + halo "
+                f"{t['halo_px']}) x {t['tiles']} ({t['grid'][0]}x{t['grid'][1]}), overlap {t['overlap'] * 100:.0f} %, "
+                f"{_si(d['per_tile']['cycles'])} cycles/tile, {d['per_tile']['sram_used_kib']:.0f} KiB SRAM used")
+    else:
+        tile = f"whole frame as 1 tile, {d['per_tile']['sram_used_kib']:.0f} KiB SRAM used"
+    untiled = "" if t["tiles"] == 1 else (f"; {u['label']}: {u['latency_ms']:.1f} ms")
+    return f"{tile} of {s['bytes'] / 1024:.0f} KiB ({s['mode']}, {where}){untiled}"
+
+
 def rows(result: dict) -> list[dict]:
     """Flat rows of one :func:`darkc.latency.bench` result."""
     out = []
@@ -50,13 +65,20 @@ def rows(result: dict) -> list[dict]:
         elif d["kind"] == "arm-cpu":
             p = d["profile"]
             m = d["measured_resolution"]
-            row["detail"] = (f"{_si(d['instructions'])} instr (counted at packed {m['packed']} on QEMU -cpu "
-                             f"{p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']} @ {p['clock_ghz']} GHz; "
+            row["detail"] = (f"est. {d['latency_ms']:.3g} ms, {band_text(d.get('error_band'))}; "
+                             f"{d.get('cores', p['name'])}; {_si(d['instructions'])} instr, critical path "
+                             f"{_si(d.get('critical_path', d['instructions']))} (counted at packed {m['packed']} on QEMU "
+                             f"-cpu {p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']}"
+                             f"{' x %.2f fitted' % d['ipc_scale'] if d.get('error_band') else ' assumed'}; "
                              f"roofline {d['roofline_ms']:.1f} ms")
+            if len(d.get("by_threads", {})) > 1:
+                row["detail"] += "; " + ", ".join(f"{t} thr est. {v['latency_ms']:.3g} ms"
+                                                  for t, v in d["by_threads"].items())
             if d.get("parity"):
                 row["detail"] += f"; aarch64 vs x86 output PSNR {d['parity'].get('psnr_db', float('nan')):.1f} dB"
         else:
-            row["detail"] = (f"{_si(d['cycles'])} cycles @ {d['clock_hz'] / 1e6:.0f} MHz; SRAM {_si(d['sram_bytes'], 'B')}"
+            row["detail"] = npu_detail(d) + "; " if d.get("tile") else ""
+            row["detail"] += (f"{_si(d['cycles'])} cycles @ {d['clock_hz'] / 1e6:.0f} MHz; SRAM {_si(d['sram_bytes'], 'B')}"
                              f", DRAM {_si(d['dram_bytes'], 'B')}, flash {_si(d['flash_bytes'], 'B')}; NPU ops "
                              f"{d['npu_share'] * 100:.1f} %" + (f" (CPU: {', '.join(f['op'] for f in d['fallbacks'])})"
                                                                  if d["fallbacks"] else ""))
@@ -97,6 +119,18 @@ def markdown(results: list[dict], title: str | None = None) -> str:
                          f"({p['clock_source']}); IPC {p['ipc']} ({p['ipc_basis']}); {p['fp32_macs_per_cycle']} fp32 / "
                          f"{p['int8_macs_per_cycle']} int8 MACs per cycle ({p['simd_source']}); DRAM {p['dram_gbs']} "
                          f"GB/s ({p['dram_source']})")
+    bands = {json.dumps(d["error_band"], sort_keys=True) for result in results for d in result["devices"].values()
+             if d.get("error_band")}
+    for b in map(json.loads, sorted(bands)):
+        lines += ["", f"ARM estimates carry the estimator's measured error: {band_text(b)}; validated on "
+                      f"{b.get('validated_on', 'published phone figures')} ({b.get('report', '')}). The IPC above "
+                      f"is multiplied by the correction fitted there."]
+    srams = {n: d for result in results for n, d in result["devices"].items() if d["kind"] == "npu" and d.get("sram")}
+    if srams:
+        lines += ["", "Ethos-U memory systems (the frame is tiled so that each tile's Vela-reported SRAM use fits; "
+                  "whole-frame cycles = tiles x cycles of one tile, halo overlap included):", ""]
+        for n, d in srams.items():
+            lines.append(f"- **{n}**: {d['sram']['bytes'] / 1024:.0f} KiB SRAM, {d['system']}; {d['sram']['source']}")
     if notes:
         lines += ["", "Files made for this run:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -96,7 +96,10 @@ fi
 # ---------------------------------------------------------------- 1b. darkc's windowed instruction counter
 PLUGIN_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/insn_window.c"
 PLUGIN_SUM=$(sha256sum "$PLUGIN_SRC" | cut -d' ' -f1)
-if [ ! -f "$QEMU_DIR/libdarkc_insn.so" ] || [ "$(cat "$QEMU_DIR/libdarkc_insn.sha256" 2>/dev/null)" != "$PLUGIN_SUM" ]; then
+# named by its source's hash (darkc.latency.arm.plugin_path): checkouts with different plugin sources share the
+# cache without overwriting each other's build
+PLUGIN="$QEMU_DIR/libdarkc_insn-${PLUGIN_SUM:0:16}.so"
+if [ ! -f "$PLUGIN" ]; then
   apt_install build-essential pkg-config libglib2.0-dev
   if [ ! -f "$QEMU_DIR/include/qemu-plugin.h" ]; then
     fetch_qemu_source
@@ -106,9 +109,8 @@ if [ ! -f "$QEMU_DIR/libdarkc_insn.so" ] || [ "$(cat "$QEMU_DIR/libdarkc_insn.sh
   fi
   log "building the instruction-window plugin"
   cc -shared -fPIC -O2 -Wall $(pkg-config --cflags glib-2.0) -I"$QEMU_DIR/include" "$PLUGIN_SRC" \
-    -o "$QEMU_DIR/libdarkc_insn.so.tmp" || die "cannot compile $PLUGIN_SRC"
-  mv "$QEMU_DIR/libdarkc_insn.so.tmp" "$QEMU_DIR/libdarkc_insn.so"
-  echo "$PLUGIN_SUM" > "$QEMU_DIR/libdarkc_insn.sha256"
+    -o "$PLUGIN.tmp" || die "cannot compile $PLUGIN_SRC"
+  mv "$PLUGIN.tmp" "$PLUGIN"
 fi
 
 # ---------------------------------------------------------------- 2. aarch64 Python userland

@@ -91,6 +91,9 @@ def _ort(np, path, threads, shape, marks=False):
 def _litert(np, path, threads, shape, marks=False):
     from ai_edge_litert.interpreter import Interpreter
 
+    if marks and threads > 1:
+        _mark_regions("pthreadpool_parallelize")
+
     it = Interpreter(model_path=path, num_threads=threads)
     d = it.get_input_details()[0]
     if tuple(d["shape"]) != tuple(shape):
@@ -139,8 +142,9 @@ def _torch(np, path, threads, shape, marks=False):
 RUNTIMES = {"ort": _ort, "litert": _litert, "torch": _torch}
 
 
-#: ``sched_get_priority_max`` policies that darkc's QEMU plugin (insn_window.c) reads as window start / stop.
-MARK_START, MARK_STOP = 0x6461726B, 0x6461726C
+#: ``sched_get_priority_max`` policies that darkc's QEMU plugin (insn_window.c) reads as window start / stop,
+#: and as "the thread pool's dispatch function is at this address".
+MARK_START, MARK_STOP, MARK_REGION = 0x6461726B, 0x6461726C, 0x6461726D
 
 
 def _mark(policy: int) -> None:
@@ -149,6 +153,62 @@ def _mark(policy: int) -> None:
         os.sched_get_priority_max(policy)
     except OSError:
         pass
+
+
+def _mark_address(policy: int, address: int, size: int) -> None:
+    """A marker syscall whose second and third argument registers hold ``address`` and ``size``
+    (``os.sched_get_priority_max`` takes one argument, so the raw aarch64 syscall 125 is made through libc). Only
+    under emulation (see _mark_regions)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).syscall(125, ctypes.c_long(policy), ctypes.c_ulong(address),
+                                              ctypes.c_ulong(size))
+
+
+def _elf_symbol(path: str, name: str) -> tuple[int, int] | None:
+    """``(value, size)`` of symbol ``name`` (value: load-relative address) in the ELF64 little-endian file ``path``,
+    from .symtab or .dynsym (local symbols included); None when absent."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    want = name.encode()
+    for _, sh_type, _, _, off, size, link, _, _, entsize in sections:
+        if sh_type not in (2, 11) or not entsize:      # SHT_SYMTAB, SHT_DYNSYM
+            continue
+        str_off, str_size = sections[link][4], sections[link][5]
+        strtab = data[str_off:str_off + str_size]
+        at = strtab.find(b"\0" + want + b"\0")
+        if at < 0:
+            continue
+        for st_name, _, _, _, value, sym_size in struct.iter_unpack("<IBBHQQ", data[off:off + size]):
+            if st_name == at + 1 and value:
+                return value, sym_size
+    return None
+
+
+def _mark_regions(symbol: str) -> None:
+    """Tell the counting plugin where ``symbol`` (the thread pool's dispatch function) is in every loaded LiteRT
+    library that defines it: a marker syscall per copy (policy MARK_REGION, then its address and size)."""
+    if os.uname().machine != "aarch64":     # the marker number is aarch64's; the plugin runs only under QEMU
+        return
+    bases = {}
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and parts[2] == "00000000" and parts[5].endswith(".so") and parts[5] not in bases:
+                bases[parts[5]] = int(parts[0].split("-")[0], 16)
+    for lib, base in bases.items():
+        if "litert" not in os.path.basename(lib).lower():
+            continue
+        found = _elf_symbol(lib, symbol)
+        if found is not None:
+            _mark_address(MARK_REGION, base + found[0], found[1])
 
 
 def _pin(threads: int) -> list[int] | None:
