@@ -143,7 +143,7 @@ def test_unknown_keys_are_kept():
 
 @pytest.mark.parametrize("spec, fragment", [
     ({"cfa": "bayer"}, "'arch' is missing"),
-    ({"arch": "resnet"}, "'arch' is 'resnet'; use one of ['sid-unet']"),
+    ({"arch": "resnet"}, "'arch' is 'resnet'; use one of ['mobile-unet', 'sid-unet']"),
     ({"arch": "sid-unet", "cfa": "quad"}, "'cfa' is 'quad'; use one of ['bayer', 'xtrans']"),
     ({"arch": "sid-unet", "widths": [32, 64, 128, 256]}, "'widths'"),
     ({"arch": "sid-unet", "widths": [32, 0, 128, 256, 512]}, "'widths'"),
@@ -302,7 +302,7 @@ def test_load_corrupt_json(artifact):
 def test_load_json_with_unknown_arch(artifact):
     spec = json.loads((artifact / "model.json").read_text())
     (artifact / "model.json").write_text(json.dumps({**spec, "arch": "unet-9000"}))
-    with raises_naming("model.json: field 'arch' is 'unet-9000'; use one of ['sid-unet']"):
+    with raises_naming("model.json: field 'arch' is 'unet-9000'; use one of ['mobile-unet', 'sid-unet']"):
         load_checkpoint(artifact)
 
 

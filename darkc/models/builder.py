@@ -15,6 +15,7 @@ import copy
 from torch import nn
 
 from darkc.errors import DarkcError
+from darkc.models.mobile_unet import build_mobile_unet, normalize_mobile_spec
 from darkc.models.registry import get_arch, list_archs, register_arch
 from darkc.models.sid_unet import (DEFAULT_WIDTHS, WIDTH_LAYERS, SIDUNet, channels_to_widths,
                                    widths_to_channels)
@@ -162,6 +163,9 @@ def sid_unet(spec: dict) -> nn.Module:
     """The SID U-Net (Chen et al. 2018) with the spec's per-layer widths."""
     return SIDUNet(spec["in_channels"], spec["scale"], spec["channels"], output=spec["output"],
                    raw_channels=spec["out_channels"] if spec["output"] == "raw" else None)
+
+
+register_arch("mobile-unet", normalize=normalize_mobile_spec)(build_mobile_unet)
 
 
 def build_model(spec: dict, where: str = "model spec") -> nn.Module:

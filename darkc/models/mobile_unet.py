@@ -1,0 +1,320 @@
+"""A U-Net for phones: few full-resolution layers, cheap blocks, resize-conv upsampling, additive skips, ReLU.
+
+Same input and output contract as :class:`darkc.models.sid_unet.SIDUNet` (packed raw NCHW in [0, 1], optional
+noise-std channel; ``raw`` output = noisy input + residual head, ``srgb`` output = head + PixelShuffle), and
+the same size multiple (16: four stride-2 stages). What differs, and why (measured figures in
+``benchmarks/results/mobile_arch.md``, made by ``benchmarks/mobile_arch.py``):
+
+- **One conv at full resolution on the way down** (``stem``, 3x3, few channels) and one block on the way up
+  (``dec0``): the SID U-Net runs five layers at full packed resolution (``conv1_*``, ``up9``, ``conv9_*``),
+  which is where a thin student spends most of its time and memory traffic.
+- **Stride-2 convolutions** (``enc1..enc4`` start with one) instead of max pooling: the downsampling does work.
+- **Cheap blocks** (``block``): ``ds`` (depthwise 3x3 + pointwise 1x1, MobileNet v1), ``ir`` (inverted
+  residual, expansion 2, MobileNet v2) or ``conv`` (plain 3x3, for comparison).
+- **Resize-conv upsampling**: a 1x1 ``lateral`` conv at the low resolution, then a 2x nearest-neighbour resize
+  (the two commute, so the conv costs a quarter of resize-then-conv), then the encoder skip is *added* (no
+  concatenation, no TRANSPOSE_CONV: per-channel int8 transposed convs are slow on XNNPACK, see
+  ``benchmarks/results/int8_speed.md``).
+- **ReLU only**, fused into the convs by the converter: every op is int8 on LiteRT and on Ethos-U (Vela).
+- ``stem="s2"`` goes further: a 2x2 stride-2 stem (space-to-depth + 1x1 in one conv), the first encoder and the
+  last decoder stage at half packed resolution, and a 2x2 stride-2 transposed-conv head (raw; sRGB: a PixelShuffle
+  of twice the factor), so no layer but the head runs at full packed resolution.
+
+Every layer that sets a free width is in :data:`WIDTH_LAYERS`; ``channels`` maps those names to widths, as the
+SID U-Net's does. The additive skips tie widths: ``dec{k}``'s lateral conv emits ``enc{k}``'s width (the stem's
+for ``dec0``); the width of a decoder block's output is free. The head is the final conv ``head``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Layers (top-level modules) whose output width ``channels`` sets, in forward order.
+WIDTH_LAYERS: tuple[str, ...] = ("stem", "enc1", "enc2", "enc3", "enc4", "dec3", "dec2", "dec1", "dec0")
+#: Level widths: full packed resolution, then 1/2 .. 1/16.
+DEFAULT_WIDTHS: tuple[int, ...] = (16, 24, 48, 96, 128)
+SIZE_MULTIPLE = 16
+BLOCKS = ("ds", "ir", "conv")
+UPSAMPLES = ("nearest", "bilinear")
+#: ``full``: 3x3 stem conv and the last decoder block at full packed resolution; ``s2``: nothing there but the
+#: head, a 2x2 stride-2 transposed conv (the stem is a 2x2 stride-2 conv, i.e. space-to-depth + 1x1).
+STEMS = ("full", "s2")
+#: Inverted-residual expansion (MobileNet v2 uses 6; 2 keeps the hidden tensor small at high resolution).
+IR_EXPANSION = 2
+#: Blocks after the stride-2 conv of each encoder stage (enc1..enc4): the bottleneck gets two.
+ENCODER_DEPTH = (1, 1, 1, 2)
+
+
+def widths_to_channels(widths: list[int] | tuple[int, ...]) -> dict[str, int]:
+    """Five level widths -> per-layer widths: ``stem``/``dec0`` get ``widths[0]``, ``enc{k}``/``dec{k}`` get
+    ``widths[k]`` (``enc4`` is the bottleneck, without a decoder twin)."""
+    widths = list(widths)
+    if len(widths) != len(DEFAULT_WIDTHS):
+        raise ValueError(f"widths needs {len(DEFAULT_WIDTHS)} level widths, got {len(widths)}: {widths}")
+    return {"stem": widths[0], "enc1": widths[1], "enc2": widths[2], "enc3": widths[3], "enc4": widths[4],
+            "dec3": widths[3], "dec2": widths[2], "dec1": widths[1], "dec0": widths[0]}
+
+
+def channels_to_widths(channels: dict[str, int]) -> list[int] | None:
+    """The five level widths ``channels`` expands from, or None when the decoder widths differ from the encoder's."""
+    candidate = [channels.get(n) for n in ("stem", "enc1", "enc2", "enc3", "enc4")]
+    return candidate if widths_to_channels(candidate) == dict(channels) else None
+
+
+class ConvBlock(nn.Module):
+    """3x3 conv + ReLU (SID's layer), ``stride`` 1 or 2."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x))
+
+
+class DSBlock(nn.Module):
+    """Depthwise-separable: depthwise 3x3 + ReLU, pointwise 1x1 + ReLU (MobileNet v1); 9c + c*c' MACs per pixel."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.dw = nn.Conv2d(cin, cin, 3, stride, 1, groups=cin)
+        self.pw = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.pw(F.relu(self.dw(x))))
+
+
+class IRBlock(nn.Module):
+    """Inverted residual (MobileNet v2): 1x1 expand + ReLU, depthwise 3x3 + ReLU, linear 1x1 project, plus the
+    input when shapes allow; expansion :data:`IR_EXPANSION`."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        hidden = cin * IR_EXPANSION
+        self.expand = nn.Conv2d(cin, hidden, 1)
+        self.dw = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden)
+        self.project = nn.Conv2d(hidden, cout, 1)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(F.relu(self.dw(F.relu(self.expand(x)))))
+        return x + y if self.residual else y
+
+
+_BLOCK_TYPES = {"conv": ConvBlock, "ds": DSBlock, "ir": IRBlock}
+
+
+def _last_conv(module: nn.Module) -> nn.Conv2d:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)][-1]
+
+
+class Stage(nn.Module):
+    """A stride-``stride`` block (``cin`` -> ``cout``) followed by ``depth`` stride-1 blocks at ``cout``."""
+
+    def __init__(self, block: str, cin: int, cout: int, depth: int, stride: int = 2):
+        super().__init__()
+        make = _BLOCK_TYPES[block]
+        self.blocks = nn.Sequential(make(cin, cout, stride), *[make(cout, cout) for _ in range(depth)])
+
+    @property
+    def out_channels(self) -> int:
+        """Output width (the last conv's), as a Conv2d reports it."""
+        return _last_conv(self).out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class UpStage(nn.Module):
+    """Resize-conv upsampling with an additive skip: ``block(resize2x(lateral(x)) + skip)``.
+
+    ``lateral`` (1x1, ``cin`` -> ``skip_width``, linear) runs before the resize: a 1x1 conv commutes with
+    nearest-neighbour resizing, so this equals resize-then-conv at a quarter of the MACs (and stays cheaper than a
+    2x2 transposed conv for bilinear too). ``block`` maps ``skip_width`` -> ``cout``.
+    """
+
+    def __init__(self, block: str, cin: int, skip_width: int, cout: int, upsample: str | None):
+        super().__init__()
+        self.lateral = nn.Conv2d(cin, skip_width, 1)
+        self.block = _BLOCK_TYPES[block](skip_width, cout)
+        self.upsample = upsample            # None: same resolution as the skip (the s2 stem's last stage)
+
+    @property
+    def out_channels(self) -> int:
+        """Output width (the block's last conv's), as a Conv2d reports it."""
+        return _last_conv(self.block).out_channels
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.lateral(x)
+        if self.upsample is None:
+            pass
+        elif self.upsample == "nearest":
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        else:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.block(x + skip)
+
+
+class MobileUNet(nn.Module):
+    """Mobile U-Net: packed raw (N, in_channels, H, W) in [0, 1] -> clean packed raw (``output="raw"``, same size)
+    or sRGB (N, 3, scale*H, scale*W).
+
+    Args:
+        in_channels: packed raw channels (4 Bayer, 9 X-Trans), plus one for a noise-std map.
+        scale: PixelShuffle factor of an sRGB head (1 for raw output).
+        channels: width of every layer in :data:`WIDTH_LAYERS`; defaults to ``widths_to_channels(DEFAULT_WIDTHS)``.
+        output: ``raw`` (residual: noisy input + head, head initialised to zero) or ``srgb``.
+        raw_channels: raw output channels (the CFA's 4 or 9; the noise channel is not returned).
+        block: ``ds``, ``ir`` or ``conv`` (see the module docstring).
+        upsample: ``nearest`` or ``bilinear`` resize in the decoder.
+        stem: ``full`` or ``s2`` (see :data:`STEMS`).
+
+    H and W must be multiples of :data:`SIZE_MULTIPLE` (checked unless tracing or compiling).
+    """
+
+    size_multiple = SIZE_MULTIPLE
+
+    def __init__(self, in_channels: int = 4, scale: int = 2, channels: dict[str, int] | None = None,
+                 output: str = "srgb", raw_channels: int | None = None, block: str = "ds",
+                 upsample: str = "nearest", stem: str = "full"):
+        super().__init__()
+        if output not in ("srgb", "raw"):
+            raise ValueError(f"output must be 'srgb' or 'raw', got {output!r}")
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        if upsample not in UPSAMPLES:
+            raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+        channels = dict(channels) if channels is not None else widths_to_channels(DEFAULT_WIDTHS)
+        missing = [n for n in WIDTH_LAYERS if n not in channels]
+        unknown = [n for n in channels if n not in WIDTH_LAYERS]
+        if missing or unknown:
+            raise ValueError(f"channels must have exactly the keys {list(WIDTH_LAYERS)}; "
+                             f"missing {missing}, unknown {unknown}")
+        bad = {n: c for n, c in channels.items() if isinstance(c, bool) or not isinstance(c, int) or c < 1}
+        if bad:
+            raise ValueError(f"channels must be positive integers, got {bad}")
+        self.in_channels = in_channels
+        self.output = output
+        self.raw_channels = raw_channels if raw_channels is not None else in_channels
+        if output == "raw" and (scale != 1 or self.raw_channels > in_channels):
+            raise ValueError(f"a raw-output U-Net has scale 1 and at most in_channels ({in_channels}) raw channels, "
+                             f"got scale {scale}, raw_channels {self.raw_channels}")
+        self.scale = scale
+        self.block = block
+        self.upsample = upsample
+        self.stem_kind = stem
+        s2 = stem == "s2"
+        c = channels
+        self.stem = nn.Conv2d(in_channels, c["stem"], 2, 2) if s2 else nn.Conv2d(in_channels, c["stem"], 3, 1, 1)
+        prev = c["stem"]
+        for k in range(1, 5):
+            setattr(self, f"enc{k}", Stage(block, prev, c[f"enc{k}"], ENCODER_DEPTH[k - 1],
+                                           stride=1 if s2 and k == 1 else 2))
+            prev = c[f"enc{k}"]
+        for k in (3, 2, 1, 0):
+            skip = c["stem"] if k == 0 else c[f"enc{k}"]
+            setattr(self, f"dec{k}", UpStage(block, prev, skip, c[f"dec{k}"], None if s2 and k == 0 else upsample))
+            prev = c[f"dec{k}"]
+        if output == "raw":
+            self.head = (nn.ConvTranspose2d(prev, self.raw_channels, 2, 2) if s2 else
+                         nn.Conv2d(prev, self.raw_channels, 1))
+        else:
+            r = 2 * scale if s2 else scale
+            self.head = nn.Conv2d(prev, 3 * r * r, 1)
+            self.pixel_shuffle = nn.PixelShuffle(r)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He (fan-in, ReLU gain) normal init, zero biases; linear convs (lateral, IR project) and the sRGB head
+        get gain 1; a raw head starts at zero, so the untrained net returns its noisy input."""
+        linear = {id(m) for m in self.modules() if isinstance(m, (IRBlock, UpStage))
+                  for m in ([m.project] if isinstance(m, IRBlock) else [m.lateral])}
+        relu_gain = nn.init.calculate_gain("relu")
+        for m in self.modules():
+            if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                continue
+            gain = 1.0 if (id(m) in linear or m is self.head) else relu_gain
+            # a stride-2 2x2 transposed conv feeds each output pixel from one input pixel: fan-in = in_channels
+            fan_in = m.in_channels if isinstance(m, nn.ConvTranspose2d) else \
+                m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            nn.init.normal_(m.weight, 0.0, gain / math.sqrt(fan_in))
+            nn.init.zeros_(m.bias)
+        if self.output == "raw":
+            nn.init.zeros_(self.head.weight)
+
+    @property
+    def channels(self) -> dict[str, int]:
+        """Current per-layer widths, read from the layers (so they reflect in-place pruning)."""
+        return {name: getattr(self, name).out_channels for name in WIDTH_LAYERS}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            if x.dim() != 4 or x.shape[1] != self.in_channels:
+                raise ValueError(f"MobileUNet expects packed raw of shape (N, {self.in_channels}, H, W), "
+                                 f"got {tuple(x.shape)}")
+            if x.shape[2] % SIZE_MULTIPLE or x.shape[3] % SIZE_MULTIPLE:
+                raise ValueError(f"MobileUNet needs packed H and W to be multiples of {SIZE_MULTIPLE}, got "
+                                 f"{tuple(x.shape)}; pad the input (e.g. reflect) and crop the output")
+        inp = x
+        skips = [F.relu(self.stem(x))]
+        for k in range(1, 5):
+            skips.append(getattr(self, f"enc{k}")(skips[-1]))
+        x = skips.pop()
+        for k in (3, 2, 1, 0):
+            x = getattr(self, f"dec{k}")(x, skips[k])
+        if self.output == "raw":
+            return inp[:, : self.raw_channels] + self.head(x)
+        return self.pixel_shuffle(self.head(x))
+
+
+# ---------------------------------------------------------------- model.json
+def _is_pos_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def normalize_mobile_spec(spec: dict, where: str) -> dict:
+    """Fill and check a ``mobile-unet`` spec's own fields: ``widths`` (five level widths) or ``channels`` (per-layer
+    widths, wins when both are given), ``block``, ``upsample`` and ``stem``."""
+    from darkc.errors import DarkcError
+
+    for key, allowed, default in (("block", BLOCKS, "ds"), ("upsample", UPSAMPLES, "nearest"),
+                                  ("stem", STEMS, "full")):
+        value = spec.setdefault(key, default)
+        if value not in allowed:
+            raise DarkcError(f"{where}: field {key!r} is {value!r}; use one of {list(allowed)}")
+    widths = spec.get("widths")
+    if widths is not None and (not isinstance(widths, (list, tuple)) or len(widths) != len(DEFAULT_WIDTHS)
+                               or not all(_is_pos_int(w) for w in widths)):
+        raise DarkcError(f"{where}: field 'widths' is {widths!r}; it needs {len(DEFAULT_WIDTHS)} positive integers "
+                         f"(full packed resolution, then 1/2 .. 1/16), e.g. {list(DEFAULT_WIDTHS)}")
+    channels = spec.get("channels")
+    if channels is None:
+        channels = widths_to_channels(widths if widths is not None else DEFAULT_WIDTHS)
+    else:
+        if not isinstance(channels, dict):
+            raise DarkcError(f"{where}: field 'channels' must be an object mapping each of {list(WIDTH_LAYERS)} "
+                             f"to a positive integer")
+        missing = [n for n in WIDTH_LAYERS if n not in channels]
+        unknown = [n for n in channels if n not in WIDTH_LAYERS]
+        if missing or unknown:
+            raise DarkcError(f"{where}: field 'channels' lacks {missing} and has unknown {unknown}; it needs exactly "
+                             f"the layers {list(WIDTH_LAYERS)}")
+        bad = {n: c for n, c in channels.items() if not _is_pos_int(c)}
+        if bad:
+            raise DarkcError(f"{where}: field 'channels' has non-positive or non-integer widths {bad}")
+        channels = {n: channels[n] for n in WIDTH_LAYERS}
+    spec["channels"] = channels
+    spec["widths"] = channels_to_widths(channels)
+    return spec
+
+
+def build_mobile_unet(spec: dict) -> MobileUNet:
+    """The mobile U-Net a normalised spec describes."""
+    return MobileUNet(spec["in_channels"], spec["scale"], spec["channels"], output=spec["output"],
+                      raw_channels=spec["out_channels"] if spec["output"] == "raw" else None,
+                      block=spec["block"], upsample=spec["upsample"], stem=spec["stem"])
