@@ -291,7 +291,7 @@ def headless(spec: dict) -> nn.Module:
     ({"ratio": 0.5, "steps": 0}, "--steps"),
     ({"ratio": 0.5, "finetune_iters": 3, "data": "/nonexistent/raws"}, "--data"),
     ({"ratio": 0.5, "model": "missing"}, "does not exist"),
-    ({"ratio": 0.5, "model": "headless"}, "conv10"),
+    ({"ratio": 0.5, "model": "headless"}, "no conv besides its output head"),
     ({"ratio": 0.5, "model": "self"}, "input model's directory"),
 ])
 def test_bad_input_raises_and_writes_nothing(artifact, tmp_path, monkeypatch, kw, fragment):

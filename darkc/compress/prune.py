@@ -1,11 +1,12 @@
-"""``darkc prune``: structured channel pruning of the SID U-Net with Torch-Pruning's dependency graph.
+"""``darkc prune``: structured channel pruning of any darkc network with Torch-Pruning's dependency graph.
 
-The dependency graph (which layers must lose the same channels: the U-Net's concatenated skips, the
+The dependency graph (which layers must lose the same channels: a U-Net's concatenated skips, the
 transposed convs, the inputs of the next conv) is Torch-Pruning's ``DependencyGraph``, built by its
 ``BasePruner`` (alias ``MetaPruner``); this module only chooses the policy: importance criterion, scope,
-ratio or budget, and fine-tuning between iterative steps. The head ``conv10`` (``3 * scale**2`` channels
-before the PixelShuffle of sRGB models, the CFA's 4 / 9 raw channels of raw-output models) is never pruned; nor
-is the input (packed raw, plus the noise-std channel of noise-conditioned models). Ten lines of use::
+ratio or budget, and fine-tuning between iterative steps. The output head its arch's adapter names
+(:func:`darkc.models.get_adapter`; ``3 * scale**2`` channels before a PixelShuffle for sRGB models, the CFA's 4 / 9
+raw channels of raw-output models) is never pruned; nor is the input (packed raw, plus the noise-std channel of
+noise-conditioned models). Ten lines of use::
 
     from darkc.compress.prune import prune, prune_model
     from darkc.models import build_model, normalize_spec
@@ -38,6 +39,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from darkc.errors import DarkcError, atomic_dir
+from darkc.models.adapter import Adapter, get_adapter
 from darkc.provenance import portable
 
 IMPORTANCES = ("l1", "l2", "taylor", "random")
@@ -134,23 +136,24 @@ def make_importance(name: str) -> tp.importance.Importance:
 
 
 def check_prunable(model: nn.Module, spec: dict, where: str = "model") -> None:
-    """Raise :class:`DarkcError` unless ``model`` is a U-Net with per-layer widths and a fixed ``conv10`` head
-    (``3 * scale**2`` channels before the PixelShuffle of sRGB models, ``out_channels`` raw channels of raw ones)."""
-    from darkc.models.builder import io_kind
-
-    head = getattr(model, "conv10", None)
-    scale = spec.get("scale")
-    if not isinstance(head, nn.Conv2d) or "channels" not in spec or not hasattr(model, "channels"):
-        raise DarkcError(f"{where}: arch {spec.get('arch')!r} has no fixed head 'conv10' and per-layer "
-                         f"'channels', so pruning would have to cut its output head; darkc prune handles "
-                         f"'sid-unet' models")
-    if io_kind(spec)[0] == "raw":
-        if head.out_channels != spec.get("out_channels"):
-            raise DarkcError(f"{where}: head conv10 has {head.out_channels} output channels but the raw output has "
-                             f"{spec.get('out_channels')}; re-save the model from its spec")
-    elif not isinstance(scale, int) or head.out_channels != 3 * scale * scale:
-        raise DarkcError(f"{where}: head conv10 has {head.out_channels} output channels but the PixelShuffle "
-                         f"needs 3 * {scale}**2; re-save the model from its spec")
+    """Raise :class:`DarkcError` unless ``model`` has layers to prune besides its output head (its arch's adapter
+    names the head) and produces the spec's output: ``out_channels`` at ``scale`` times the input size."""
+    adapter = get_adapter(spec, where)
+    head = adapter.head(model)
+    if not adapter.width_layers(model):
+        raise DarkcError(f"{where}: arch {spec.get('arch')!r} has no conv besides its output head {head}, so pruning "
+                         f"would have to cut the output head; prune a network with layers before its head")
+    m = adapter.size_multiple(model)
+    x = torch.rand(1, adapter.in_channels, 2 * m, 2 * m, generator=torch.Generator().manual_seed(0))
+    x = x.to(next(model.parameters()).device)
+    was = model.training
+    with torch.no_grad():
+        shape = tuple(model.eval()(x).shape)
+    model.train(was)
+    want = (1, adapter.out_channels, 2 * m * adapter.scale, 2 * m * adapter.scale)
+    if shape != want:
+        raise DarkcError(f"{where}: the network maps {tuple(x.shape)} to {shape} but its spec ({adapter.output} "
+                         f"output) needs {want}; re-save the model from its spec")
 
 
 def _floor_width(width: int, round_to: int, max_layer_ratio: float) -> int:
@@ -202,7 +205,7 @@ def _prune_step(pruner, floors: dict[nn.Module, int]) -> None:
 
 def _layer_outputs(model: nn.Module, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
     outs: dict[str, torch.Tensor] = {}
-    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o)) for n in names]
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o)) for n in names]
     try:
         model(x)
     finally:
@@ -212,37 +215,48 @@ def _layer_outputs(model: nn.Module, x: torch.Tensor, names) -> dict[str, torch.
 
 
 @torch.no_grad()
-def match_activations(model: nn.Module, parent: nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Rescale a pruned U-Net's layers so their activations have the unpruned parent's scale on ``x``.
+def match_activations(model: nn.Module, parent: nn.Module, x: torch.Tensor,
+                      adapter: Adapter | None = None) -> dict[str, float]:
+    """Rescale a pruned network's layers so their activations have the unpruned parent's scale on ``x``.
 
-    Removing 3/4 of a layer's input channels shrinks its output; over the U-Net's 23 layers the pruned
-    SID teacher's head output fell to 6 % of its parent's std (conv10: 0.010 vs 0.160 on synthetic inputs)
-    and distillation from it settled on grey output. Layer by layer in forward order, weights and bias are
-    multiplied by parent std / pruned std (LeakyReLU is positively homogeneous, so each layer's shape is
-    kept); the head (never pruned) then gets each output channel's mean and std. A raw-output model's head is
-    its residual (added to the noisy input), matched the same way; a fresh one's is zero and stays zero.
-    Returns the factors.
+    Removing 3/4 of a layer's input channels shrinks its output; over the SID U-Net's 23 layers the pruned
+    SID teacher's head output fell to 6 % of its parent's std (0.010 vs 0.160 on synthetic inputs)
+    and distillation from it settled on grey output. Layer by layer in forward order (traced with hooks), weights
+    and bias are multiplied by parent std / pruned std (ReLU / LeakyReLU / PReLU are positively homogeneous, so each
+    layer's shape is kept); the head (never pruned) then gets each output channel's mean and std. A raw-output
+    model's head is its residual (added to the noisy input), matched the same way; a fresh one's is zero and stays
+    zero. ``adapter``: the arch's (default: the generic one, traced). Returns the factors.
     """
-    from darkc.models.sid_unet import LAYERS
-
+    if adapter is None:
+        adapter = Adapter({"in_channels": x.shape[1]})
     was = model.training, parent.training
     model.eval()
     parent.eval()
-    ref = _layer_outputs(parent, x, LAYERS)
+    heads = adapter.head(model)
+    order = adapter.conv_order(model)
+    ref = _layer_outputs(parent, x, order)
     factors = {}
-    for name in LAYERS[:-1]:
+    for name in order:
+        if name in heads:
+            continue
         cur = _layer_outputs(model, x, [name])[name]
         r = float(ref[name].std() / cur.std().clamp_min(1e-12))
-        layer = getattr(model, name)
+        layer = model.get_submodule(name)
         layer.weight.mul_(r)
-        layer.bias.mul_(r)
+        if layer.bias is not None:
+            layer.bias.mul_(r)
         factors[name] = r
-    head = _layer_outputs(model, x, ["conv10"])["conv10"]
-    want = ref["conv10"]
-    a = want.std((0, 2, 3)) / head.std((0, 2, 3)).clamp_min(1e-12)
-    model.conv10.bias.copy_(a * model.conv10.bias + want.mean((0, 2, 3)) - a * head.mean((0, 2, 3)))
-    model.conv10.weight.mul_(a[:, None, None, None])
-    factors["conv10"] = float(a.mean())
+    for name in heads:
+        layer = model.get_submodule(name)
+        got = _layer_outputs(model, x, [name])[name]
+        want = ref[name]
+        a = want.std((0, 2, 3)) / got.std((0, 2, 3)).clamp_min(1e-12)
+        shift = want.mean((0, 2, 3)) - a * got.mean((0, 2, 3))
+        if layer.bias is not None:
+            layer.bias.copy_(a * layer.bias + shift)
+        per_out = a[None, :, None, None] if isinstance(layer, nn.ConvTranspose2d) else a[:, None, None, None]
+        layer.weight.mul_(per_out)
+        factors[name] = float(a.mean())
     model.train(was[0])
     parent.train(was[1])
     return factors
@@ -252,10 +266,11 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
                 round_to: int = 8, example_input: torch.Tensor | None = None, *, steps: int = 1,
                 after_step: Callable[[int, nn.Module, dict], None] | None = None,
                 max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0, rescale: bool = True) -> tuple[nn.Module, dict]:
-    """Prune ``model`` **in place** to ``ratio`` with Torch-Pruning, keeping ``conv10`` and the output shape.
+    """Prune ``model`` **in place** to ``ratio`` with Torch-Pruning, keeping the output head and the output shape.
 
     Args:
-        model: a U-Net with per-layer widths (``SIDUNet``); pass a copy to keep the original.
+        model: a network its arch's adapter describes (``get_adapter(spec)``): the head it names is never pruned;
+            pass a copy to keep the original.
         spec: its normalised spec; the returned spec carries the new ``channels``.
         ratio: fraction of channels removed, in (0, 1): per layer (``uniform``) or of all prunable
             channels ranked together (``global``); reached over ``steps`` equal increments.
@@ -269,7 +284,8 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
         max_layer_ratio: no layer loses more than this fraction of its channels.
         seed: seeds the random criterion and the default example input.
         rescale: after each step, :func:`match_activations` to the unpruned model on ``example_input``
-            (pass real packed raw there for this to mean something).
+            (pass real packed raw there for this to mean something); refused for networks whose activations
+            or normalisation layers a rescale would change.
 
     Returns:
         ``(model, spec)``: the same module, pruned, and its updated spec.
@@ -277,43 +293,50 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
     from darkc.models import normalize_spec
 
     check_prunable(model, spec)
+    adapter = get_adapter(spec)
+    if rescale and adapter.rescalable(model):
+        raise DarkcError(f"arch {spec.get('arch')!r}: cannot rescale the pruned layers: {adapter.rescalable(model)}; "
+                         f"pass --no-rescale (rescale=False)")
     if not 0 < ratio < 1 or scope not in SCOPES or round_to < 1 or steps < 1:
         raise DarkcError(f"prune_model: need 0 < ratio < 1, scope in {list(SCOPES)}, round_to >= 1, steps >= 1; "
                          f"got ratio {ratio}, scope {scope!r}, round_to {round_to}, steps {steps}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if example_input is None:
-            example_input = torch.rand(1, model.conv1_1.in_channels, 32, 32)
+            side = 2 * adapter.size_multiple(model)
+            example_input = torch.rand(1, adapter.in_channels, side, side)
         example_input = example_input.to(next(model.parameters()).device)
         was_training = model.training
         model.eval()
         with torch.no_grad():
             out_shape = tuple(model(example_input).shape)
-        before = dict(model.channels)
-        head = model.conv10.out_channels
+        before = adapter.widths(model)
+        heads = adapter.head_modules(model)
+        head = [h.out_channels for h in heads]
         parent = copy.deepcopy(model).requires_grad_(False) if rescale else None
         pruner = _PRUNER(model, example_input, importance=make_importance(importance),
                          global_pruning=scope == "global", pruning_ratio=ratio, max_pruning_ratio=max_layer_ratio,
-                         iterative_steps=steps, ignored_layers=[model.conv10], round_to=round_to)
-        floors = {getattr(model, n): _floor_width(w, round_to, max_layer_ratio) for n, w in before.items()}
+                         iterative_steps=steps, ignored_layers=heads, round_to=round_to)
+        floors = {model.get_submodule(n): _floor_width(w, round_to, max_layer_ratio) for n, w in before.items()}
         for k in range(1, steps + 1):
             if importance == "taylor":
                 _taylor_gradients(model, example_input)
             _prune_step(pruner, floors)
             model.zero_grad(set_to_none=True)
             if parent is not None:
-                match_activations(model, parent, example_input)
-            spec = normalize_spec({**spec, "channels": dict(model.channels)})
+                match_activations(model, parent, example_input, adapter)
+            spec = normalize_spec({**spec, "channels": adapter.widths(model)})
             if after_step is not None:
                 after_step(k, model, spec)
                 model.eval()
         with torch.no_grad():
             shape = tuple(model(example_input).shape)
     model.train(was_training)
-    odd = {n: c for n, c in model.channels.items() if c != before[n] and c % round_to}
-    if shape != out_shape or model.conv10.out_channels != head or odd:
+    odd = {n: c for n, c in adapter.widths(model).items() if c != before[n] and c % round_to}
+    now = [h.out_channels for h in heads]
+    if shape != out_shape or now != head or odd:
         raise RuntimeError(f"torch-pruning left an inconsistent model: output {shape} (was {out_shape}), "
-                           f"conv10 {model.conv10.out_channels} (was {head}), not multiples of {round_to}: {odd}")
+                           f"head {adapter.head(model)} {now} (was {head}), not multiples of {round_to}: {odd}")
     from darkc.models import count_params
     spec["params"] = count_params(model)
     return model, spec
@@ -536,11 +559,12 @@ def host_latency_ms(model: nn.Module, shape: tuple[int, int, int], runs: int = 3
     return statistics.median(times)
 
 
-def _measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int) -> dict:
-    """Params, MACs at :data:`REPORT_RESOLUTIONS` (the model's own input channels) and host latency."""
+def _measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int, channels: int | None = None) -> dict:
+    """Params, MACs at :data:`REPORT_RESOLUTIONS` (``channels`` input channels, default the model's
+    ``in_channels`` attribute, else the CFA's) and host latency."""
     from darkc.models import count_macs, count_params
 
-    channels = getattr(model, "in_channels", None)
+    channels = channels or getattr(model, "in_channels", None)
     res = {"params": count_params(model),
            "macs": {f"{w}x{h}": count_macs(model, packed_shape(cfa, (w, h), channels)) for w, h in REPORT_RESOLUTIONS}}
     if latency_shape is not None:
@@ -659,8 +683,8 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         example = torch.rand(1, spec["in_channels"], 32, 32, generator=torch.Generator().manual_seed(seed))
 
     model.eval()
-    before = _measure(model, cfa, latency_shape, latency_runs)
-    channels_before = dict(model.channels)
+    before = _measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
+    channels_before = get_adapter(spec).widths(model)
     search = None
     policy = dict(importance=importance, scope=scope, round_to=round_to, max_layer_ratio=max_layer_ratio, seed=seed)
     if budget is not None:
@@ -686,7 +710,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     model, spec = prune_model(model, spec, ratio, example_input=example, steps=steps, rescale=rescale,
                               after_step=finetune if finetune_iters > 0 else None, **policy)
     model.eval()
-    after = _measure(model, cfa, latency_shape, latency_runs)
+    after = _measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
     if search is not None:
         search["achieved"] = float(budget.cost_fn(model))
         search["deviation"] = search["achieved"] / budget.value - 1
@@ -713,7 +737,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
               "latency": None if latency_shape is None else {
                   "raw": f"{latency_size[0]}x{latency_size[1]}", "packed_padded": list(_padded(model, latency_shape)),
                   "threads": 1, "runs": latency_runs, "runtime": f"torch {torch.__version__} CPU"},
-              "channels": {"before": channels_before, "after": dict(model.channels)}, "finetune": finetune_log}
+              "channels": {"before": channels_before, "after": get_adapter(spec).widths(model)}, "finetune": finetune_log}
 
     from darkc.models import save_checkpoint
     with atomic_dir(out) as tmp:
