@@ -288,6 +288,19 @@ class Adapter:
         return found[-1] if found else None
 
 
+def adapter_of(model: nn.Module) -> Adapter:
+    """The adapter :func:`darkc.models.build_model` attached to ``model``; for a module built elsewhere, the generic
+    adapter with the first conv's input channels."""
+    found = getattr(model, "darkc_adapter", None)
+    if isinstance(found, Adapter):
+        return found
+    first = next((m for m in model.modules() if isinstance(m, CONVS)), None)
+    if first is None:
+        raise DarkcError(f"{type(model).__name__} has no Conv2d/ConvTranspose2d; darkc's stages work on "
+                         f"convolutional networks")
+    return Adapter({"in_channels": first.in_channels})
+
+
 def get_adapter(spec: dict, where: str = "model spec") -> Adapter:
     """The adapter of the architecture ``spec`` names (its entry's, else the generic :class:`Adapter`)."""
     from darkc.models.registry import resolve_arch

@@ -213,4 +213,5 @@ def build_model(spec: dict, where: str = "model spec") -> nn.Module:
         adapter.set_widths(model, spec["channels"], where)
     if not isinstance(getattr(model, "size_multiple", None), int):
         model.size_multiple = adapter.size_multiple(model)      # inference, MAC counts and exports read it
+    model.darkc_adapter = adapter                               # stages holding only the module ask it
     return model
