@@ -44,13 +44,14 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def parse_input_size(value: str | None, cfa: str = "bayer", multiple: int = 16) -> tuple[int, int] | None:
+def parse_input_size(value: str | None, cfa: str, multiple: int) -> tuple[int, int] | None:
     """``--input-size`` -> packed (h, w), or None for ``dynamic``.
 
     Args:
         value: ``"dynamic"`` (or None), or ``"HxW"`` in raw pixels, e.g. ``"1088x1920"``.
         cfa: ``bayer`` (2 raw px per packed px) or ``xtrans`` (3).
-        multiple: packed H and W must be multiples of this (16 for the SID U-Net: four 2x poolings).
+        multiple: packed H and W must be multiples of this: the model's size multiple (:func:`darkc.models.size_multiple_of`;
+            16 for the SID U-Net: four 2x poolings).
 
     Raises:
         DarkcError: not ``dynamic`` nor ``HxW``, or a size that does not pack to multiples of ``multiple``; the

@@ -281,15 +281,15 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
     threads = parse_threads(threads)
     subject = load_subject(model, runtime)
     if size is None:
-        hw = subject.fixed or packed_hw(DEFAULT_SIZE, subject.cfa)
+        hw = subject.fixed or packed_hw(DEFAULT_SIZE, subject.cfa, subject.multiple)
     else:
-        hw = packed_hw(parse_size(size) if isinstance(size, str) else tuple(size), subject.cfa)
+        hw = packed_hw(parse_size(size) if isinstance(size, str) else tuple(size), subject.cfa, subject.multiple)
         if subject.fixed is not None and subject.fixed != hw and HOST in devices:
             raise DarkcError(f"{subject.path} is fixed at {raw_size(subject, subject.fixed)} raw px (HxW) but --size "
                              f"asks for {size}; pass --size {subject.fixed[1] * subject.scale}x"
                              f"{subject.fixed[0] * subject.scale} or re-export at that size")
     arm_hw = packed_hw(parse_size(arm_size, "--arm-size") if isinstance(arm_size, str) else
-                       tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa)
+                       tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa, subject.multiple)
     main_file = host_file(subject, hw) if HOST in devices else subject.path
     cost = _cost(subject, main_file, hw)
     dtype = precision_of(subject, cost["dtype"]) if subject.kind in ("onnx", "tflite") else "fp32"
