@@ -5,7 +5,8 @@ and clipped to [0, 1], then the noise-std channel for noise-conditioned models) 
 float32 sRGB at ``scale`` times the input size) or, for raw-output models, ``clean_raw`` (the clean packed raw,
 same size and CFA channels as the input). H and W are
 dynamic (symbolic ``height``/``width``) unless a fixed size is asked for; fixed sizes are given in raw pixels
-(``1088x1920``) and must pack to multiples of 16 (raw multiples of 32 for Bayer, 48 for X-Trans).
+(``1088x1920``) and must pack to multiples of the model's size multiple (16 for the SID U-Net: raw multiples of 32
+for Bayer, 48 for X-Trans).
 
 The TorchScript exporter (``dynamo=False``) is used: the torch.export-based one needs ``onnxscript``, which darkc
 does not depend on, and gives nothing this plain conv net needs. Opset :data:`OPSET`.

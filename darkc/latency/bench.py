@@ -100,9 +100,14 @@ def _cpu_name() -> str:
 
 
 def _worker_env(threads: int) -> dict:
+    """The worker's environment: darkc's own root and the folders architecture plugins were imported from on its
+    PYTHONPATH (its torch runtime loads the checkpoint, whose ``model.json`` names the plugin), thread counts."""
+    from darkc.models import plugin_paths
+
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    paths = [root, *(p for p in plugin_paths() if p != root)]
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1",
                TF_CPP_MIN_LOG_LEVEL="3")
     return env
