@@ -414,7 +414,7 @@ def format_report(report: dict, fmt: str = "table") -> str:
     t, s = report["teacher_stats"], report["student"]
     rows = [("params", _si(t["params"]), _si(s["params"]), f"{t['params'] / s['params']:.1f}x fewer")]
     for res in t["macs"]:
-        rows.append((f"MACs @{res} (conv, packed, padded to 16)", _si(t["macs"][res]), _si(s["macs"][res]),
+        rows.append((f"MACs @{res} (conv, packed, padded)", _si(t["macs"][res]), _si(s["macs"][res]),
                      f"{t['macs'][res] / s['macs'][res]:.1f}x fewer"))
     if "latency_ms" in s:
         lat = report["latency"]

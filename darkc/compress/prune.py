@@ -803,7 +803,8 @@ def format_report(report: dict, fmt: str = "table") -> str:
     if "eval" in report:
         e = report["eval"]
         notes.append(f"PSNR/SSIM on {e['data']} ({b.get('eval_pairs')} pairs); {e['protocol']}")
-    notes.append("MACs: conv + transposed conv multiply-accumulates per raw frame, packed and padded to 16")
+    notes.append("MACs: conv + transposed conv multiply-accumulates per raw frame, packed and padded to the model's "
+                 "size multiple")
     if fmt == "md":
         lines = ["# darkc prune report", "", head, "", "| " + " | ".join(table[0]) + " |", "|---|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
