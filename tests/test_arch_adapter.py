@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from darkc.compress.prune import match_activations, prune_model
+from darkc.compress.pruning import match_activations, prune_model
 from darkc.errors import DarkcError
 from darkc.models import (Adapter, build_model, get_adapter, load_checkpoint, normalize_spec, read_spec,
                           save_checkpoint)

@@ -11,7 +11,7 @@ Ten lines of use::
 
 Losses (summed): output distillation ``beta * L1 + (1 - beta) * (1 - MS-SSIM)`` between the student's and the
 frozen teacher's outputs (raw-output models: ``l1-gamma`` in place of L1, see
-:func:`darkc.compress.prune.output_distance`), optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the
+:func:`darkc.compress.finetune.output_distance`), optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the
 per-pixel mean; sRGB outputs only); optional feature distillation at the decoder levels (the feature taps of the
 arch's adapter, :func:`darkc.models.get_adapter`; one per decoder resolution), each student feature mapped to the teacher's width by a 1x1 adapter and compared with a scale-free L1 (the
 adapters are trained and checkpointed in the training state but never saved into the student artifact); an
@@ -102,7 +102,7 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
     ``isp-l1`` where the batch carries each sample's ISP (synthetic data), else ``l1-gamma`` (shadows weighted as
     the sRGB render weights them), and has no chroma term. Logs each term.
     """
-    from darkc.compress.prune import output_distance
+    from darkc.compress.finetune import output_distance
     from darkc.losses import MSSSIMLoss
 
     if output == "raw" and chroma_weight > 0:
@@ -172,7 +172,7 @@ def distill_data(data, cfa: str, *, patch: int, seed: int, images=None, unlabell
     """
     from torch.utils.data import Dataset
 
-    from darkc.compress.prune import RawFolderInputs
+    from darkc.compress.finetune import RawFolderInputs
     from darkc.models.builder import io_kind
 
     spec = spec if spec is not None else {"cfa": cfa}
