@@ -81,7 +81,7 @@ def test_user_network_through_every_command(teacher, tmp_path, capsys):
                  "--steps", "1", "--batch-size", "1", "--patch", "64", "--val-every", "0", "--ckpt-every", "1",
                  "--no-eval", "--latency-size", "none", "--threads", "1", "-o", "student"]) == 0
     state = load_file("student/train_state.safetensors")
-    assert {k.split(".")[2] for k in state if k.startswith("extra.adapters.")} == {"grow", "fuse"}  # traced taps
+    assert {k.split(".")[2] for k in state if k.startswith("extra.adapters.")} == {"fuse"}  # traced: the decoder level
     assert load_checkpoint("student")[1]["provenance"]["kd"] == "output,features"
 
     assert main(["quantize", "--model", "student", "--samples", "2", "--calib-size", "32",

@@ -4,7 +4,7 @@ darkc calls ``build(spec)`` with the model spec (``model.json``): ``in_channels`
 with a noise-std input), ``out_channels`` (3 for sRGB) and ``scale`` (2: the PixelShuffle back to full resolution),
 plus any field of your own (``width`` here). darkc's generic architecture adapter finds the rest by tracing one
 forward pass: the output head (``out_proj``, never pruned), the prunable widths, the feature-distillation taps (the
-last conv at each decoder resolution: ``grow``, ``fuse``), the size multiple (2: one pooling) and the PixelShuffle.
+last conv at each resolution finer than the coarsest: ``fuse``), the size multiple (2: one pooling) and the PixelShuffle.
 """
 import torch
 import torch.nn.functional as F
