@@ -13,8 +13,8 @@ Losses (summed): output distillation ``beta * L1 + (1 - beta) * (1 - MS-SSIM)`` 
 frozen teacher's outputs (raw-output models: ``l1-gamma`` in place of L1, see
 :func:`darkc.compress.finetune.output_distance`), optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the
 per-pixel mean; sRGB outputs only); optional feature distillation at the decoder levels (the feature taps of the
-arch's adapter, :func:`darkc.models.get_adapter`: one per decoder resolution), each student feature mapped to the teacher's width by a 1x1 adapter and compared with a scale-free L1 (the
-adapters are trained and checkpointed in the training state but never saved into the student artifact); an
+arch's adapter, :func:`darkc.models.get_adapter`: one per decoder resolution), each student feature mapped to
+the teacher's width by a 1x1 adapter and compared with a scale-free L1 (the adapters are trained and checkpointed in the training state but never saved into the student artifact); an
 optional ground-truth L1 term when the data has targets (synthetic pairs or the SID layout). Training runs
 through :func:`darkc.train.fit` (same schedule, checkpoints, resume, progress, torchrun as ``darkc train``).
 """
