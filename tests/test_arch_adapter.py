@@ -148,6 +148,9 @@ def test_missing_plugin_is_one_line_naming_the_module_and_the_fix(tmp_path):
         normalize_spec({"arch": "no_such:"})
     with pytest.raises(DarkcError, match="entry-point group 'darkc.archs'"):
         normalize_spec({"arch": "not-registered"})
+    for path in ("os:system", "shutil:rmtree", "darkc.models.builder:build_model"):   # a model.json from elsewhere
+        with pytest.raises(DarkcError, match="not an architecture"):
+            normalize_spec({"arch": path})
 
 
 def test_entry_point_name_records_the_import_path(user_module, tmp_path, monkeypatch):

@@ -17,7 +17,9 @@ A user's network needs no change to darkc. ``arch`` may be
   ``@register_arch``, which then brings its normalize and adapter along).
 
 ``model.json`` keeps the import path (``arch_import``) of every plugin, so an artifact reloads wherever the
-package is importable, whether or not its entry point is installed there.
+package is importable, whether or not its entry point is installed there. Loading such a ``model.json`` imports
+that module and calls the named function with the spec (as installing the package would allow); import paths into
+the standard library or into darkc itself are refused.
 """
 from __future__ import annotations
 
@@ -122,6 +124,12 @@ def _import(path: str, where: str, name: str | None = None) -> ArchEntry:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise DarkcError(f"{where}: arch {path!r} is not 'package.module:build'; {_hint(path)}")
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in ("builtins", "darkc"):
+        # a model.json may come from elsewhere: never call a standard-library or darkc internal by its name
+        raise DarkcError(f"{where}: arch {path!r} names a {'darkc' if top == 'darkc' else 'standard-library'} "
+                         f"function, not an architecture; use a registered name ({list_archs()}) or your package's "
+                         f"build function")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
