@@ -48,8 +48,11 @@ HALF_WIDTHS = [16, 32, 64, 128, 256]
 HALF = "half-width SID U-Net (random weights)"
 
 
-def _raw_hw(size: tuple[int, int], cfa: str = "bayer") -> str:
-    h, w = packed_hw(size, cfa)
+def _raw_hw(size: tuple[int, int], checkpoint: Path) -> str:
+    """Raw HxW of a ``size`` frame packed and padded to the checkpoint's size multiple (Bayer: 2 raw px per packed)."""
+    from darkc.models import read_spec, size_multiple_of
+
+    h, w = packed_hw(size, "bayer", size_multiple_of(read_spec(checkpoint)))
     return f"{h * 2}x{w * 2}"
 
 
@@ -57,7 +60,7 @@ def variants(name: str, checkpoint: Path, size: tuple[int, int]) -> dict[str, Pa
     """fp32 and int8 TFLite files of one checkpoint, fixed at ``size`` (int8 with int8 I/O, as an NPU takes it)."""
     out = {}
     for precision in ("fp32", "int8"):
-        out[f"{name} {precision}"], _ = export_cached(checkpoint, "tflite", precision, _raw_hw(size),
+        out[f"{name} {precision}"], _ = export_cached(checkpoint, "tflite", precision, _raw_hw(size, checkpoint),
                                                       "the latency report", io="int8" if precision == "int8" else "float")
     return out
 
@@ -129,7 +132,7 @@ def scaling(path: Path, arm_sizes: list[str], device: str) -> dict:
     subject = load_subject(str(path))
     rows = []
     for s in arm_sizes:
-        hw = packed_hw(parse_size(s), subject.cfa)
+        hw = packed_hw(parse_size(s), subject.cfa, subject.multiple)
         f, runtime, hw, _ = arm_file(subject, hw, "int8" if "int8" in path.name else "fp32")
         shape = (1, hw[0], hw[1], subject.in_channels)
         c = arm.count_instructions(f, runtime, shape, arm.PROFILES[device])

@@ -74,7 +74,9 @@ def synth(out, count, size, seed, cfa, profile, images, split, ratios, video, mo
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="run / artifact folder")
 @click.option("--data", default="synthetic", show_default=True, help="'synthetic' or a SID-layout folder / list file")
 @click.option("--images", multiple=True, type=click.Path(), help="clean photo folders for synthetic data (repeatable)")
-@click.option("--arch", default="sid-unet", show_default=True)
+@click.option("--arch", default="sid-unet", show_default=True,
+              help="architecture: a built-in name, a 'darkc.archs' entry point, or an import path package.module:build "
+                   "(a function spec -> nn.Module; model.json records it)")
 @click.option("--widths", default=None, help="level widths, e.g. 32,64,128,256,512")
 @click.option("--cfa", type=click.Choice(["bayer", "xtrans"]), default="bayer", show_default=True)
 @click.option("--profile", default=None,
@@ -166,7 +168,7 @@ def enhance(raw, out, model, ratio, bits, quality, tile, overlap, threads) -> No
 
 
 @cli.command()
-@click.option("--model", default="teacher", show_default=True, help="shipped name or checkpoint folder (SID U-Net)")
+@click.option("--model", default="teacher", show_default=True, help="shipped name or checkpoint folder (any arch)")
 @click.option("--ratio", type=float, default=None, help="fraction of channels removed, in (0, 1)")
 @click.option("--target-macs", default=None, help="MAC budget per raw frame instead of --ratio, e.g. 5G@1920x1080")
 @click.option("--importance", type=click.Choice(["l1", "l2", "taylor", "random"]), default="l1", show_default=True)
@@ -204,7 +206,8 @@ def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetun
 @click.option("--teacher", default="teacher", show_default=True, help="shipped name or checkpoint folder")
 @click.option("--student", default=None, type=click.Path(), help="student init: a checkpoint (e.g. darkc prune output)")
 @click.option("--student-widths", default=None, help="fresh student with these 5 level widths, e.g. 8,16,32,64,128")
-@click.option("--student-arch", default=None, help="architecture of a fresh student (default: the teacher's)")
+@click.option("--student-arch", default=None, help="architecture of a fresh student (default: the teacher's): a "
+              "built-in name, a 'darkc.archs' entry point or an import path package.module:build")
 @click.option("--data", default="synthetic", show_default=True,
               help="'synthetic', a SID-layout folder, or a folder of raw files (unlabelled)")
 @click.option("--unlabelled", default=None, type=click.Path(), help="folder of raw captures without ground truth")

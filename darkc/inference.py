@@ -118,6 +118,13 @@ class TorchRunner(Runner):
             return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
 
 
+def _multiple(spec: dict) -> int:
+    """Packed size multiple of the model ``spec`` (``model.json`` beside an exported file) describes."""
+    from .models import size_multiple_of
+
+    return size_multiple_of(spec)
+
+
 def _spec_beside(path: Path) -> dict | None:
     """The normalised spec in ``model.json`` next to an exported model, or None if there is none."""
     from .models import read_spec
@@ -207,6 +214,8 @@ class OnnxRunner(Runner):
         spec = _spec_beside(path)
         self.layout, cfa, self.fixed_size, noise = _input_layout(inputs[0].shape, spec, path)
         super().__init__(str(path), cfa, _output_kind(spec, self.session.get_outputs()[0].shape, self.layout, cfa), noise)
+        if spec is not None:
+            self.multiple = _multiple(spec)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = _to_layout(x.astype(np.float16 if self._fp16 else np.float32, copy=False), self.layout)
@@ -246,6 +255,8 @@ class TFLiteRunner(Runner):
         self.layout, cfa, self.fixed_size, noise = _input_layout(list(signature), spec, path)
         self._shape = tuple(int(d) for d in self._in["shape"])
         super().__init__(str(path), cfa, _output_kind(spec, list(self._out["shape"]), self.layout, cfa), noise)
+        if spec is not None:
+            self.multiple = _multiple(spec)
 
     def _resize(self, shape: tuple[int, ...]) -> None:
         if shape != self._shape:

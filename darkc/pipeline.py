@@ -180,15 +180,14 @@ def _check_feasible(recipe: dict) -> dict:
     p = recipe.get("prune") or {}
     if "target_macs" in p:
         from darkc.compress.prune import packed_shape, parse_budget
-        from darkc.models import build_model, count_macs, normalize_spec
-        from darkc.models.sid_unet import WIDTH_LAYERS
+        from darkc.models import build_model, count_macs, get_adapter, normalize_spec
 
         macs, res = parse_budget(p["target_macs"])
         full = count_macs(model, packed_shape(spec["cfa"], res, spec["in_channels"]))
         rt = p.get("round_to", 8)
-        smallest = build_model(normalize_spec({**{k: v for k, v in spec.items() if k not in ("channels", "widths",
-                                                                                           "provenance")},
-                                               "channels": {n: rt for n in WIDTH_LAYERS}}))
+        floor = {n: min(rt, w) for n, w in get_adapter(spec).widths(model).items()}
+        smallest = build_model(normalize_spec({**{k: v for k, v in spec.items() if k not in ("channels", "provenance")},
+                                               "channels": floor}))
         least = count_macs(smallest, packed_shape(spec["cfa"], res, spec["in_channels"]))
         if not least <= macs <= full:
             line = _line_of(Path(recipe["_path"]).read_text(), "prune", "target_macs")

@@ -187,8 +187,13 @@ def _load_state(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
     return state
 
 
-def forward_padded(model: nn.Module, x: torch.Tensor, multiple: int = 16) -> torch.Tensor:
-    """Run ``model`` on NCHW ``x`` reflect-padded to a multiple of ``multiple``; crop the output back."""
+def forward_padded(model: nn.Module, x: torch.Tensor, multiple: int | None = None) -> torch.Tensor:
+    """Run ``model`` on NCHW ``x`` reflect-padded to a multiple of ``multiple`` (default: the model's size multiple,
+    from its arch adapter); crop the output back."""
+    if multiple is None:
+        from .models import adapter_of
+
+        multiple = adapter_of(model).size_multiple(model)
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from darkc.cli import main
-from darkc.compress.distill import FEATURE_LAYERS, REPORT_JSON, distill, distill_objective, make_adapters
+from darkc.compress.distill import REPORT_JSON, distill, distill_objective, make_adapters
+from darkc.models.sid_unet import FEATURE_LAYERS
 from darkc.errors import DarkcError
 from darkc.models import build_model, load_checkpoint, normalize_spec, save_checkpoint
 from darkc.provenance import portable_text

@@ -88,15 +88,15 @@ def test_load_runner_runs_the_exported_file(tiny, fp32_export):
 
 
 def test_parse_input_size_is_in_raw_pixels_and_names_the_nearest_valid_size():
-    assert parse_input_size("dynamic") is None
-    assert parse_input_size("1088x1920", "bayer") == (544, 960)
-    assert parse_input_size("96X144", "xtrans") == (32, 48)
+    assert parse_input_size("dynamic", "bayer", 16) is None
+    assert parse_input_size("1088x1920", "bayer", 16) == (544, 960)
+    assert parse_input_size("96X144", "xtrans", 16) == (32, 48)
     with raises_naming("1080x1920", "multiples of 32", "nearest valid size: 1088x1920"):
-        parse_input_size("1080x1920", "bayer")
+        parse_input_size("1080x1920", "bayer", 16)
     with raises_naming("nearest valid size: 96x48"):
-        parse_input_size("100x30", "xtrans")
+        parse_input_size("100x30", "xtrans", 16)
     with raises_naming("'12 by 4'", "dynamic", "HxW"):
-        parse_input_size("12 by 4")
+        parse_input_size("12 by 4", "bayer", 16)
 
 
 def test_fixed_size_export(tiny, tmp_path):

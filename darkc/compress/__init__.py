@@ -9,9 +9,11 @@ Ten lines of use::
     print(report["after"]["macs"]["1920x1080"], report["after"]["psnr"])
 
 The submodule ``prune`` is exported as a module (``darkc.compress.prune.prune(...)``), not shadowed by its
-stage function; its building blocks are re-exported here.
+stage function; its building blocks (:mod:`darkc.compress.pruning`: the pruning itself, :mod:`darkc.compress.finetune`:
+fine-tuning against the unpruned parent) are re-exported here.
 """
 from darkc.compress import prune
-from darkc.compress.prune import Budget, macs_budget, parse_budget, prune_model, search_ratio
+from darkc.compress.prune import Budget, macs_budget, parse_budget, search_ratio
+from darkc.compress.pruning import prune_model
 
 __all__ = ["Budget", "macs_budget", "parse_budget", "prune", "prune_model", "search_ratio"]

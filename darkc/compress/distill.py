@@ -11,10 +11,10 @@ Ten lines of use::
 
 Losses (summed): output distillation ``beta * L1 + (1 - beta) * (1 - MS-SSIM)`` between the student's and the
 frozen teacher's outputs (raw-output models: ``l1-gamma`` in place of L1, see
-:func:`darkc.compress.prune.output_distance`), optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the
-per-pixel mean; sRGB outputs only); optional feature distillation at the decoder levels (``conv6_2`` .. ``conv9_2``),
-each student feature mapped to the teacher's width by a 1x1 adapter and compared with a scale-free L1 (the
-adapters are trained and checkpointed in the training state but never saved into the student artifact); an
+:func:`darkc.compress.finetune.output_distance`), optionally plus ``chroma_weight`` x L1 of their chroma (RGB minus the
+per-pixel mean; sRGB outputs only); optional feature distillation at the decoder levels (the feature taps of the
+arch's adapter, :func:`darkc.models.get_adapter`: one per decoder resolution), each student feature mapped to
+the teacher's width by a 1x1 adapter and compared with a scale-free L1 (the adapters are trained and checkpointed in the training state but never saved into the student artifact); an
 optional ground-truth L1 term when the data has targets (synthetic pairs or the SID layout). Training runs
 through :func:`darkc.train.fit` (same schedule, checkpoints, resume, progress, torchrun as ``darkc train``).
 """
@@ -30,27 +30,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.models.adapter import adapter_of
 from darkc.provenance import portable
 
-#: Decoder layers whose outputs feature distillation matches (one per upsampling level).
-FEATURE_LAYERS = ("conv6_2", "conv7_2", "conv8_2", "conv9_2")
 KD_KINDS = ("output", "features")
 REPORT_JSON = "distill_report.json"
 REPORT_MD = "distill_report.md"
 
 
 # ---------------------------------------------------------------- feature taps and adapters
-class FeatureTap:
-    """Forward hooks that keep the outputs of ``layers`` of ``model`` from its latest forward."""
+def feature_layers(model: nn.Module) -> list[str]:
+    """The modules whose outputs feature distillation matches: the arch adapter's taps (one per decoder level)."""
+    return adapter_of(model).feature_taps(model)
 
-    def __init__(self, model: nn.Module, layers=FEATURE_LAYERS):
-        self.layers = tuple(layers)
+
+def adapter_key(name: str) -> str:
+    """``ModuleDict`` key of the adapter for layer ``name`` (module paths hold dots, keys may not)."""
+    return name.replace(".", "__")
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+class FeatureTap:
+    """Forward hooks that keep the outputs of ``layers`` of ``model`` (default: its arch's feature taps) from its
+    latest forward."""
+
+    def __init__(self, model: nn.Module, layers=None):
+        self.layers = tuple(layers if layers is not None else feature_layers(model))
         self.features: dict[str, torch.Tensor] = {}
-        missing = [n for n in self.layers if not isinstance(getattr(model, n, None), nn.Module)]
-        if missing:
-            raise DarkcError(f"feature distillation needs the layers {missing}, which {type(model).__name__} lacks; "
-                             f"use --kd output")
-        self._handles = [getattr(model, n).register_forward_hook(self._hook(n)) for n in self.layers]
+        missing = [n for n in self.layers if _submodule(model, n) is None]
+        if missing or not self.layers:
+            raise DarkcError(f"feature distillation needs the layers {missing or 'to tap'}, which "
+                             f"{type(model).__name__} lacks; use --kd output")
+        self._handles = [model.get_submodule(n).register_forward_hook(self._hook(n)) for n in self.layers]
 
     def _hook(self, name: str):
         def hook(_module, _inputs, output):
@@ -67,10 +84,12 @@ class FeatureTap:
         self._handles = []
 
 
-def make_adapters(student: nn.Module, teacher: nn.Module, layers=FEATURE_LAYERS) -> nn.ModuleDict:
-    """A 1x1 conv per layer from the student's width to the teacher's (training only, dropped at export)."""
-    return nn.ModuleDict({n: nn.Conv2d(getattr(student, n).out_channels, getattr(teacher, n).out_channels, 1)
-                          for n in layers})
+def make_adapters(student: nn.Module, teacher: nn.Module, layers=None) -> nn.ModuleDict:
+    """A 1x1 conv per tapped layer (default: the teacher's arch's taps) from the student's width to the teacher's
+    (training only, dropped at export); keyed by :func:`adapter_key`."""
+    layers = layers if layers is not None else feature_layers(teacher)
+    return nn.ModuleDict({adapter_key(n): nn.Conv2d(student.get_submodule(n).out_channels,
+                                                    teacher.get_submodule(n).out_channels, 1) for n in layers})
 
 
 def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 0.0, feature_weight: float = 0.1,
@@ -83,7 +102,7 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
     ``isp-l1`` where the batch carries each sample's ISP (synthetic data), else ``l1-gamma`` (shadows weighted as
     the sRGB render weights them), and has no chroma term. Logs each term.
     """
-    from darkc.compress.prune import output_distance
+    from darkc.compress.finetune import output_distance
     from darkc.losses import MSSSIMLoss
 
     if output == "raw" and chroma_weight > 0:
@@ -100,8 +119,9 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
     teacher = teacher.eval().requires_grad_(False)
     ms_ssim = MSSSIMLoss()
     use_feat = "features" in kd
-    tap_t = FeatureTap(teacher) if use_feat else None
-    tap_s = FeatureTap(student) if use_feat else None
+    layers = feature_layers(teacher) if use_feat else ()
+    tap_t = FeatureTap(teacher, layers) if use_feat else None
+    tap_s = FeatureTap(student, layers) if use_feat else None
 
     def objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         x = batch["input"]
@@ -122,8 +142,8 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
         if use_feat:
             adapters = model.extra["adapters"]
             feats = []
-            for name, s_f, t_f in zip(FEATURE_LAYERS, tap_s.take(), t_feats):
-                feats.append(F.l1_loss(adapters[name](s_f), t_f) / (t_f.abs().mean() + 1e-6))
+            for name, s_f, t_f in zip(layers, tap_s.take(), t_feats):
+                feats.append(F.l1_loss(adapters[adapter_key(name)](s_f), t_f) / (t_f.abs().mean() + 1e-6))
             term = feature_weight * torch.stack(feats).mean()
             loss = loss + term
             logs["kd_features"] = float(term.detach())
@@ -152,7 +172,7 @@ def distill_data(data, cfa: str, *, patch: int, seed: int, images=None, unlabell
     """
     from torch.utils.data import Dataset
 
-    from darkc.compress.prune import RawFolderInputs
+    from darkc.compress.finetune import RawFolderInputs
     from darkc.models.builder import io_kind
 
     spec = spec if spec is not None else {"cfa": cfa}
@@ -354,8 +374,8 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
               "model_output": output, "noise_input": noise,
               "init": init, "data": data_desc, "steps": summary["steps"], "wall_s": summary["wall_s"],
               "device": summary["device"], "best": summary["best"],
-              "teacher_stats": _measure(teacher, cfa, latency_shape, latency_runs),
-              "student": _measure(final, cfa, latency_shape, latency_runs),
+              "teacher_stats": _measure(teacher, cfa, latency_shape, latency_runs, tspec["in_channels"]),
+              "student": _measure(final, cfa, latency_shape, latency_runs, tspec["in_channels"]),
               "latency": None if latency_shape is None else {
                   "raw": f"{latency_size[0]}x{latency_size[1]}", "threads": 1, "runs": latency_runs,
                   "runtime": f"torch {torch.__version__} CPU"}}
@@ -394,7 +414,7 @@ def format_report(report: dict, fmt: str = "table") -> str:
     t, s = report["teacher_stats"], report["student"]
     rows = [("params", _si(t["params"]), _si(s["params"]), f"{t['params'] / s['params']:.1f}x fewer")]
     for res in t["macs"]:
-        rows.append((f"MACs @{res} (conv, packed, padded to 16)", _si(t["macs"][res]), _si(s["macs"][res]),
+        rows.append((f"MACs @{res} (conv, packed, padded)", _si(t["macs"][res]), _si(s["macs"][res]),
                      f"{t['macs'][res] / s['macs'][res]:.1f}x fewer"))
     if "latency_ms" in s:
         lat = report["latency"]

@@ -1,20 +1,14 @@
-"""``darkc prune``: structured channel pruning of the SID U-Net with Torch-Pruning's dependency graph.
+"""``darkc prune``: the stage: prune a checkpoint to a ratio or a cost budget, fine-tune, measure, write the artifact.
 
-The dependency graph (which layers must lose the same channels: the U-Net's concatenated skips, the
-transposed convs, the inputs of the next conv) is Torch-Pruning's ``DependencyGraph``, built by its
-``BasePruner`` (alias ``MetaPruner``); this module only chooses the policy: importance criterion, scope,
-ratio or budget, and fine-tuning between iterative steps. The head ``conv10`` (``3 * scale**2`` channels
-before the PixelShuffle of sRGB models, the CFA's 4 / 9 raw channels of raw-output models) is never pruned; nor
-is the input (packed raw, plus the noise-std channel of noise-conditioned models). Ten lines of use::
+The pruning itself (Torch-Pruning's dependency graph, the policy, the output head its arch's adapter names, which is
+never pruned, rescaling after a step) is :mod:`darkc.compress.pruning`; the fine-tuning inputs and objective are
+:mod:`darkc.compress.finetune`. This module adds the budget search (a MAC budget, or any cost function), the report
+and the artifact. Ten lines of use::
 
-    from darkc.compress.prune import prune, prune_model
-    from darkc.models import build_model, normalize_spec
+    from darkc.compress.prune import prune
 
     report = prune("runs/teacher", "runs/pruned", target_macs="5G@1920x1080", steps=3, finetune_iters=500)
     print(report["after"]["macs"], report["after"]["psnr"])
-
-    spec = normalize_spec({"arch": "sid-unet", "widths": [32, 64, 128, 256, 512]})
-    model, spec = prune_model(build_model(spec), spec, ratio=0.5)       # in place, L1, uniform, round_to 8
 """
 from __future__ import annotations
 
@@ -32,28 +26,22 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import torch_pruning as tp
 from torch import nn
-from torch.utils.data import Dataset
 
+from darkc.compress.finetune import OffsetInputs, finetune_inputs, match_parent_objective
+from darkc.compress.pruning import IMPORTANCES, MAX_LAYER_RATIO, SCOPES, check_prunable, prune_model, pruner_name
 from darkc.errors import DarkcError, atomic_dir
+from darkc.models.adapter import get_adapter
 from darkc.provenance import portable
 
-IMPORTANCES = ("l1", "l2", "taylor", "random")
-SCOPES = ("uniform", "global")
 #: Raw frame sizes (W, H) the report states MACs at: a 1080p frame and the Sony A7S II sensor of SID.
 REPORT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((1920, 1080), (4240, 2832))
-#: No layer loses more than this fraction of its channels (and none drops below ``round_to``).
-MAX_LAYER_RATIO = 0.9
 #: A budget is met when the achieved cost lies within this fraction of the requested value.
 BUDGET_TOLERANCE = 0.05
-RAW_EXTS = {".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".nrw"}
 REPORT_JSON = "prune_report.json"
 REPORT_MD = "prune_report.md"
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-_PRUNER = getattr(tp.pruner, "BasePruner", None) or tp.pruner.MetaPruner
 
 
 # ---------------------------------------------------------------- budgets
@@ -117,206 +105,6 @@ def macs_budget(macs: float, resolution: tuple[int, int], cfa: str, channels: in
 
     shape = packed_shape(cfa, resolution, channels)
     return Budget(float(macs), lambda m: float(count_macs(m, shape)), f"MACs@{resolution[0]}x{resolution[1]}")
-
-
-# ---------------------------------------------------------------- the pruning policy on torch-pruning
-def make_importance(name: str) -> tp.importance.Importance:
-    """Torch-Pruning's criterion for ``name``: l1 / l2 weight magnitude, first-order Taylor, random."""
-    if name == "l1":
-        return tp.importance.MagnitudeImportance(p=1)
-    if name == "l2":
-        return tp.importance.MagnitudeImportance(p=2)
-    if name == "taylor":
-        return tp.importance.TaylorImportance()
-    if name == "random":
-        return tp.importance.RandomImportance()
-    raise DarkcError(f"--importance {name!r} is unknown; use one of {list(IMPORTANCES)}")
-
-
-def check_prunable(model: nn.Module, spec: dict, where: str = "model") -> None:
-    """Raise :class:`DarkcError` unless ``model`` is a U-Net with per-layer widths and a fixed ``conv10`` head
-    (``3 * scale**2`` channels before the PixelShuffle of sRGB models, ``out_channels`` raw channels of raw ones)."""
-    from darkc.models.builder import io_kind
-
-    head = getattr(model, "conv10", None)
-    scale = spec.get("scale")
-    if not isinstance(head, nn.Conv2d) or "channels" not in spec or not hasattr(model, "channels"):
-        raise DarkcError(f"{where}: arch {spec.get('arch')!r} has no fixed head 'conv10' and per-layer "
-                         f"'channels', so pruning would have to cut its output head; darkc prune handles "
-                         f"'sid-unet' models")
-    if io_kind(spec)[0] == "raw":
-        if head.out_channels != spec.get("out_channels"):
-            raise DarkcError(f"{where}: head conv10 has {head.out_channels} output channels but the raw output has "
-                             f"{spec.get('out_channels')}; re-save the model from its spec")
-    elif not isinstance(scale, int) or head.out_channels != 3 * scale * scale:
-        raise DarkcError(f"{where}: head conv10 has {head.out_channels} output channels but the PixelShuffle "
-                         f"needs 3 * {scale}**2; re-save the model from its spec")
-
-
-def _floor_width(width: int, round_to: int, max_layer_ratio: float) -> int:
-    """Fewest channels a layer of ``width`` may keep: a multiple of ``round_to`` and at least
-    ``(1 - max_layer_ratio) * width``; layers already at or below that are left alone."""
-    floor = max(round_to, math.ceil(width * (1 - max_layer_ratio) / round_to) * round_to)
-    return min(width, floor)
-
-
-def _taylor_gradients(model: nn.Module, x: torch.Tensor) -> None:
-    """Gradients for first-order Taylor importance, data-free: of the mean squared output.
-
-    The distillation loss is zero while the model equals its teacher, so it carries no signal;
-    the output energy ranks channels by how much they move the output.
-    """
-    model.zero_grad(set_to_none=True)
-    with torch.enable_grad():
-        model(x).pow(2).mean().backward()
-
-
-def _prune_step(pruner, floors: dict[nn.Module, int]) -> None:
-    """One ``pruner.step`` in interactive mode, capping every group at its layer's floor width.
-
-    Torch-Pruning rounds the kept channels *down* to ``round_to`` and, in global mode, ranks all layers
-    against one threshold; either can ask to remove a whole layer, which its ``check_pruning_group`` then
-    skips silently (the layer keeps all its channels). Letting such groups through and trimming them to
-    the floor here keeps every layer alive and the cost monotone in the ratio.
-    """
-    dg = pruner.DG
-    check = dg.check_pruning_group
-    dg.check_pruning_group = lambda group: True
-    try:
-        for group in pruner.step(interactive=True):
-            dep, idxs = group[0]
-            layer = dep.target.module
-            width = dg.get_out_channels(layer)
-            floor = floors.get(layer, width)
-            if width - len(idxs) < floor:
-                if width <= floor:
-                    continue
-                full = dg.get_pruning_group(layer, dep.handler, list(range(width)))
-                imp = pruner.estimate_importance(full)
-                group = dg.get_pruning_group(layer, dep.handler, torch.argsort(imp)[: width - floor].tolist())
-            if check(group):
-                group.prune()
-    finally:
-        dg.check_pruning_group = check
-
-
-def _layer_outputs(model: nn.Module, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
-    outs: dict[str, torch.Tensor] = {}
-    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o)) for n in names]
-    try:
-        model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return outs
-
-
-@torch.no_grad()
-def match_activations(model: nn.Module, parent: nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Rescale a pruned U-Net's layers so their activations have the unpruned parent's scale on ``x``.
-
-    Removing 3/4 of a layer's input channels shrinks its output; over the U-Net's 23 layers the pruned
-    SID teacher's head output fell to 6 % of its parent's std (conv10: 0.010 vs 0.160 on synthetic inputs)
-    and distillation from it settled on grey output. Layer by layer in forward order, weights and bias are
-    multiplied by parent std / pruned std (LeakyReLU is positively homogeneous, so each layer's shape is
-    kept); the head (never pruned) then gets each output channel's mean and std. A raw-output model's head is
-    its residual (added to the noisy input), matched the same way; a fresh one's is zero and stays zero.
-    Returns the factors.
-    """
-    from darkc.models.sid_unet import LAYERS
-
-    was = model.training, parent.training
-    model.eval()
-    parent.eval()
-    ref = _layer_outputs(parent, x, LAYERS)
-    factors = {}
-    for name in LAYERS[:-1]:
-        cur = _layer_outputs(model, x, [name])[name]
-        r = float(ref[name].std() / cur.std().clamp_min(1e-12))
-        layer = getattr(model, name)
-        layer.weight.mul_(r)
-        layer.bias.mul_(r)
-        factors[name] = r
-    head = _layer_outputs(model, x, ["conv10"])["conv10"]
-    want = ref["conv10"]
-    a = want.std((0, 2, 3)) / head.std((0, 2, 3)).clamp_min(1e-12)
-    model.conv10.bias.copy_(a * model.conv10.bias + want.mean((0, 2, 3)) - a * head.mean((0, 2, 3)))
-    model.conv10.weight.mul_(a[:, None, None, None])
-    factors["conv10"] = float(a.mean())
-    model.train(was[0])
-    parent.train(was[1])
-    return factors
-
-
-def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l1", scope: str = "uniform",
-                round_to: int = 8, example_input: torch.Tensor | None = None, *, steps: int = 1,
-                after_step: Callable[[int, nn.Module, dict], None] | None = None,
-                max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0, rescale: bool = True) -> tuple[nn.Module, dict]:
-    """Prune ``model`` **in place** to ``ratio`` with Torch-Pruning, keeping ``conv10`` and the output shape.
-
-    Args:
-        model: a U-Net with per-layer widths (``SIDUNet``); pass a copy to keep the original.
-        spec: its normalised spec; the returned spec carries the new ``channels``.
-        ratio: fraction of channels removed, in (0, 1): per layer (``uniform``) or of all prunable
-            channels ranked together (``global``); reached over ``steps`` equal increments.
-        importance: ``l1`` | ``l2`` | ``taylor`` | ``random`` (see :func:`make_importance`).
-        scope: ``uniform`` (``global_pruning=False``) or ``global`` (``global_pruning=True``).
-        round_to: every pruned layer keeps a multiple of this many channels (at least ``round_to``).
-        example_input: packed raw (N, C, h, w), h and w multiples of 16, in [0, 1]; traces the graph and
-            (``taylor``) gives the gradients. Default: uniform noise (1, C, 32, 32).
-        steps: iterative pruning steps (Torch-Pruning's ``iterative_steps``).
-        after_step: called as ``after_step(k, model, spec)`` after step ``k`` (1-based), e.g. to fine-tune.
-        max_layer_ratio: no layer loses more than this fraction of its channels.
-        seed: seeds the random criterion and the default example input.
-        rescale: after each step, :func:`match_activations` to the unpruned model on ``example_input``
-            (pass real packed raw there for this to mean something).
-
-    Returns:
-        ``(model, spec)``: the same module, pruned, and its updated spec.
-    """
-    from darkc.models import normalize_spec
-
-    check_prunable(model, spec)
-    if not 0 < ratio < 1 or scope not in SCOPES or round_to < 1 or steps < 1:
-        raise DarkcError(f"prune_model: need 0 < ratio < 1, scope in {list(SCOPES)}, round_to >= 1, steps >= 1; "
-                         f"got ratio {ratio}, scope {scope!r}, round_to {round_to}, steps {steps}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if example_input is None:
-            example_input = torch.rand(1, model.conv1_1.in_channels, 32, 32)
-        example_input = example_input.to(next(model.parameters()).device)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            out_shape = tuple(model(example_input).shape)
-        before = dict(model.channels)
-        head = model.conv10.out_channels
-        parent = copy.deepcopy(model).requires_grad_(False) if rescale else None
-        pruner = _PRUNER(model, example_input, importance=make_importance(importance),
-                         global_pruning=scope == "global", pruning_ratio=ratio, max_pruning_ratio=max_layer_ratio,
-                         iterative_steps=steps, ignored_layers=[model.conv10], round_to=round_to)
-        floors = {getattr(model, n): _floor_width(w, round_to, max_layer_ratio) for n, w in before.items()}
-        for k in range(1, steps + 1):
-            if importance == "taylor":
-                _taylor_gradients(model, example_input)
-            _prune_step(pruner, floors)
-            model.zero_grad(set_to_none=True)
-            if parent is not None:
-                match_activations(model, parent, example_input)
-            spec = normalize_spec({**spec, "channels": dict(model.channels)})
-            if after_step is not None:
-                after_step(k, model, spec)
-                model.eval()
-        with torch.no_grad():
-            shape = tuple(model(example_input).shape)
-    model.train(was_training)
-    odd = {n: c for n, c in model.channels.items() if c != before[n] and c % round_to}
-    if shape != out_shape or model.conv10.out_channels != head or odd:
-        raise RuntimeError(f"torch-pruning left an inconsistent model: output {shape} (was {out_shape}), "
-                           f"conv10 {model.conv10.out_channels} (was {head}), not multiples of {round_to}: {odd}")
-    from darkc.models import count_params
-    spec["params"] = count_params(model)
-    return model, spec
 
 
 def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: str = "l1", scope: str = "uniform",
@@ -383,129 +171,6 @@ def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: st
                      f"{round_to}; nearest: {', '.join(near)}; ask for one of those, or use {hint}a lower --round-to")
 
 
-# ---------------------------------------------------------------- fine-tuning data (inputs only)
-class _Inputs(Dataset):
-    """The packed inputs of another index-deterministic dataset, shifted by ``offset`` items."""
-
-    def __init__(self, dataset, offset: int = 0):
-        self.dataset, self.offset = dataset, offset
-
-    def __len__(self) -> int:
-        return 10**9
-
-    def __getitem__(self, i: int) -> dict:
-        return {"input": self.dataset[self.offset + i]["input"]}
-
-
-class RawFolderInputs(Dataset):
-    """Random packed crops of the raw files under a folder, amplified by a random SID ratio.
-
-    Item ``i`` (a pure function of seed and ``i``): dict(input=(C, patch/s, patch/s) float32 in [0, 1]), followed
-    with ``noise_input="std-map"`` by the noise-std channel from each file's level
-    (:func:`darkc.data.noise_level.level_of_file`: its DNG NoiseProfile, a known profile, else estimated).
-    """
-
-    def __init__(self, folder: str | Path, cfa: str, patch: int = 256, ratios=(100, 250, 300), seed: int = 0,
-                 cache: int = 4, noise_input: str = "none"):
-        from darkc.data.datasets import check_patch
-        from darkc.data.raw import read_raw
-
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DarkcError(f"--data {folder} is neither 'synthetic' nor a folder of raw files")
-        self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in RAW_EXTS and p.is_file())
-        if not self.files:
-            raise DarkcError(f"--data {folder} holds no raw files ({', '.join(sorted(RAW_EXTS))}); "
-                             f"pass a folder of camera raws or use 'synthetic'")
-        first = read_raw(self.files[0])
-        if first.cfa != cfa:
-            raise DarkcError(f"--data {self.files[0]} is a {first.cfa} raw but the model takes {cfa}; "
-                             f"pass raws of the model's sensor type")
-        self.cfa, self.patch = cfa, check_patch(patch, cfa)
-        self.ratios, self.seed, self.noise_input = tuple(ratios), seed, noise_input
-        self._cache: dict[int, np.ndarray] = {0: first.packed()}
-        self._cache_size = cache
-        self._levels: dict[int, object] = {}
-
-    def __len__(self) -> int:
-        return 10**9
-
-    def _packed(self, k: int) -> np.ndarray:
-        from darkc.data.raw import read_raw
-
-        if k not in self._cache:
-            frame = read_raw(self.files[k])
-            if frame.cfa != self.cfa:
-                raise DarkcError(f"--data {self.files[k]} is a {frame.cfa} raw but the model takes {self.cfa}")
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[k] = frame.packed()
-        return self._cache[k]
-
-    def __getitem__(self, i: int) -> dict:
-        from darkc.data import cfa as cfa_mod
-        from darkc.data.raw import amplify
-
-        rng = np.random.default_rng([self.seed, i, 17])
-        k = int(rng.integers(len(self.files)))
-        packed = self._packed(k)
-        p = self.patch // cfa_mod.scale(self.cfa)
-        h, w = packed.shape[1:]
-        if h < p or w < p:
-            raise DarkcError(f"--data {self.files[k]} is smaller than the fine-tuning patch ({self.patch} px); "
-                             f"lower --patch")
-        y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-        ratio = float(self.ratios[int(rng.integers(len(self.ratios)))])
-        inp = amplify(np.ascontiguousarray(packed[:, y:y + p, x:x + p]), ratio)
-        if self.noise_input != "none":
-            from darkc.data.noise_level import condition, level_of_file
-
-            if k not in self._levels:
-                self._levels[k] = level_of_file(self.files[k])
-            inp = condition(inp, ratio, self._levels[k], self.noise_input)
-        return {"input": torch.from_numpy(np.ascontiguousarray(inp, np.float32))}
-
-
-def _finetune_data(data, spec: dict, patch: int, seed: int):
-    """Inputs of the model of ``spec``: 'synthetic' -> :func:`darkc.data.datasets.model_pairs` (the sensors, noise
-    input and inputs it trains on); a folder -> its raws (with the noise channel it takes); a Dataset as is."""
-    from darkc.models.builder import io_kind
-
-    if isinstance(data, Dataset):
-        return data
-    if str(data) == "synthetic":
-        from darkc.data.datasets import model_pairs
-        from darkc.data.sources import training_images
-
-        return model_pairs(spec, training_images(), patch=patch, seed=seed, targets=False)
-    return RawFolderInputs(data, spec["cfa"], patch=patch, seed=seed, noise_input=io_kind(spec)[1])
-
-
-def output_distance(output: str = "srgb") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """How a student's output is compared with its teacher's: L1 for sRGB outputs; for raw outputs the
-    ``l1-gamma`` loss (:class:`darkc.losses.GammaL1Loss`), which weights shadow errors as the sRGB render does
-    (a plain L1 on linear raw counts an error in the dark regions, what these models exist for, least)."""
-    if output == "raw":
-        from darkc.losses import get_loss
-
-        return get_loss("l1-gamma")
-    return F.l1_loss
-
-
-def distill_objective(teacher: nn.Module, output: str = "srgb"):
-    """``fit`` objective: :func:`output_distance` between the model's output and the (frozen) teacher's on the same
-    inputs."""
-    distance = output_distance(output)
-
-    def objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        x = batch["input"]
-        with torch.no_grad():
-            target = teacher.to(x.device)(x)
-        return distance(model(x), target), {}
-
-    return objective
-
-
 # ---------------------------------------------------------------- measuring
 def _si(value: float) -> str:
     for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
@@ -536,11 +201,12 @@ def host_latency_ms(model: nn.Module, shape: tuple[int, int, int], runs: int = 3
     return statistics.median(times)
 
 
-def _measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int) -> dict:
-    """Params, MACs at :data:`REPORT_RESOLUTIONS` (the model's own input channels) and host latency."""
+def _measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int, channels: int | None = None) -> dict:
+    """Params, MACs at :data:`REPORT_RESOLUTIONS` (``channels`` input channels, default the model's
+    ``in_channels`` attribute, else the CFA's) and host latency."""
     from darkc.models import count_macs, count_params
 
-    channels = getattr(model, "in_channels", None)
+    channels = channels or getattr(model, "in_channels", None)
     res = {"params": count_params(model),
            "macs": {f"{w}x{h}": count_macs(model, packed_shape(cfa, (w, h), channels)) for w, h in REPORT_RESOLUTIONS}}
     if latency_shape is not None:
@@ -653,14 +319,14 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
 
     dataset = None
     if finetune_iters > 0 or importance == "taylor" or rescale:
-        dataset = _finetune_data(data, spec, patch, seed)
+        dataset = finetune_inputs(data, spec, patch, seed)
         example = torch.stack([dataset[i]["input"] for i in range(4 if rescale else 2)])
     else:
         example = torch.rand(1, spec["in_channels"], 32, 32, generator=torch.Generator().manual_seed(seed))
 
     model.eval()
-    before = _measure(model, cfa, latency_shape, latency_runs)
-    channels_before = dict(model.channels)
+    before = _measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
+    channels_before = get_adapter(spec).widths(model)
     search = None
     policy = dict(importance=importance, scope=scope, round_to=round_to, max_layer_ratio=max_layer_ratio, seed=seed)
     if budget is not None:
@@ -677,8 +343,8 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         cfg = TrainConfig(steps=finetune_iters, batch_size=batch_size, lr=lr, min_lr=lr * 0.1, val_every=10**9,
                           ckpt_every=finetune_iters, seed=seed + k, log_every=max(1, finetune_iters // 20))
         with tempfile.TemporaryDirectory(prefix="darkc-prune-finetune-") as tmp:
-            summary = fit(m, s, _Inputs(dataset, (k - 1) * finetune_iters * batch_size), tmp, cfg,
-                          objective=distill_objective(teacher, spec["output"]), progress=progress,
+            summary = fit(m, s, OffsetInputs(dataset, (k - 1) * finetune_iters * batch_size), tmp, cfg,
+                          objective=match_parent_objective(teacher, spec["output"]), progress=progress,
                           provenance={"stage": "prune-finetune", "step": k})
         finetune_log.append({"step": k, "iters": finetune_iters, "wall_s": summary["wall_s"],
                              "loss": summary["history"][-1]["loss"] if summary["history"] else None})
@@ -686,7 +352,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     model, spec = prune_model(model, spec, ratio, example_input=example, steps=steps, rescale=rescale,
                               after_step=finetune if finetune_iters > 0 else None, **policy)
     model.eval()
-    after = _measure(model, cfa, latency_shape, latency_runs)
+    after = _measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
     if search is not None:
         search["achieved"] = float(budget.cost_fn(model))
         search["deviation"] = search["achieved"] / budget.value - 1
@@ -701,7 +367,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
                                                    "data": options["data"] if dataset is not None else None})
     macs_key = "1920x1080"
     provenance = {"stage": "prune", "parent": str(model_ref), "command": command, **options,
-                  "max_layer_ratio": max_layer_ratio, "pruner": _pruner_name(),
+                  "max_layer_ratio": max_layer_ratio, "pruner": pruner_name(),
                   "params_before": before["params"], "params_after": after["params"],
                   f"macs_{macs_key}_before": before["macs"][macs_key],
                   f"macs_{macs_key}_after": after["macs"][macs_key],
@@ -713,7 +379,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
               "latency": None if latency_shape is None else {
                   "raw": f"{latency_size[0]}x{latency_size[1]}", "packed_padded": list(_padded(model, latency_shape)),
                   "threads": 1, "runs": latency_runs, "runtime": f"torch {torch.__version__} CPU"},
-              "channels": {"before": channels_before, "after": dict(model.channels)}, "finetune": finetune_log}
+              "channels": {"before": channels_before, "after": get_adapter(spec).widths(model)}, "finetune": finetune_log}
 
     from darkc.models import save_checkpoint
     with atomic_dir(out) as tmp:
@@ -733,16 +399,6 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         (tmp / REPORT_JSON).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         (tmp / REPORT_MD).write_text(format_report(record, "md"), encoding="utf-8")
     return report
-
-
-def _pruner_name() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("torch-pruning")     # tp.__version__ of 1.6.1 still says 1.6.0
-    except PackageNotFoundError:
-        v = tp.__version__
-    return f"torch-pruning {v} {_PRUNER.__name__}"
 
 
 def _padded(model: nn.Module, shape) -> tuple[int, int, int]:
@@ -779,7 +435,8 @@ def format_report(report: dict, fmt: str = "table") -> str:
     if "eval" in report:
         e = report["eval"]
         notes.append(f"PSNR/SSIM on {e['data']} ({b.get('eval_pairs')} pairs); {e['protocol']}")
-    notes.append("MACs: conv + transposed conv multiply-accumulates per raw frame, packed and padded to 16")
+    notes.append("MACs: conv + transposed conv multiply-accumulates per raw frame, packed and padded to the model's "
+                 "size multiple")
     if fmt == "md":
         lines = ["# darkc prune report", "", head, "", "| " + " | ".join(table[0]) + " |", "|---|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in table[1:]]

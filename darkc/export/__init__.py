@@ -139,8 +139,8 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         target: ``onnx`` or ``tflite`` (the latter through ``darkc.export.tflite`` when installed).
         precision: ``fp32``; ``fp16`` (float16 weights and activations, float32 I/O); ``int8`` (ONNX Runtime
             static QDQ, see :mod:`darkc.compress.quantize`).
-        input_size: ``dynamic`` (H and W symbolic; ONNX only) or ``HxW`` in raw pixels, packing to multiples of 16
-            (raw multiples of 32 for Bayer, 48 for X-Trans).
+        input_size: ``dynamic`` (H and W symbolic; ONNX only) or ``HxW`` in raw pixels, packing to multiples of the
+            model's size multiple (16 for the SID U-Net: raw multiples of 32 for Bayer, 48 for X-Trans).
         calib: int8 only: ``synthetic`` or a folder of dark raw files.
         calib_method: int8 only: ``minmax`` / ``percentile`` / ``entropy``.
         samples: int8 only: calibration samples (default 32).
@@ -165,7 +165,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     from darkc.compress.quantize import (DEFAULT_CALIB_SIZE, DEFAULT_SAMPLES, calibration_inputs, check_count,
                                          check_method, check_reduce_range)
     from darkc.data import cfa as cfa_mod
-    from darkc.models import load_checkpoint, read_spec, resolve_model_ref
+    from darkc.models import load_checkpoint, read_spec, resolve_model_ref, size_multiple_of
 
     # ---- options and model, before anything is written
     if target not in TARGETS:
@@ -175,8 +175,6 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     reduce_range = check_reduce_range(reduce_range)
     samples = check_count(DEFAULT_SAMPLES if samples is None else samples, "--samples")
     calib_size = check_count(DEFAULT_CALIB_SIZE if calib_size is None else calib_size, "--calib-size")
-    if calib_size % 16:
-        raise DarkcError(f"--calib-size {calib_size} must be a multiple of 16 packed px (e.g. {DEFAULT_CALIB_SIZE})")
     if io != "float" and (target != "tflite" or precision != "int8"):
         raise DarkcError(f"--io {io!r} is for --target tflite --precision int8; other exports have float32 "
                          f"input and output (leave --io out)")
@@ -189,7 +187,11 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         raise DarkcError(f"{model} is already an exported {kind} model; export from its PyTorch checkpoint "
                          f"directory (model.safetensors + model.json)")
     spec = read_spec(src_dir)
-    fixed = parse_input_size(input_size, spec["cfa"])
+    multiple = size_multiple_of(spec)
+    if calib_size % multiple:
+        raise DarkcError(f"--calib-size {calib_size} must be a multiple of {multiple} packed px (the model's size "
+                         f"multiple; e.g. {-(-DEFAULT_CALIB_SIZE // multiple) * multiple})")
+    fixed = parse_input_size(input_size, spec["cfa"], multiple)
     packing = cfa_mod.scale(spec["cfa"])        # raw px per packed px (the output's scale is 1 for raw models)
     if target == "tflite" and fixed is None:
         raise DarkcError("--target tflite needs a fixed --input-size HxW in raw px (e.g. 1024x1024; darkc tiles larger "

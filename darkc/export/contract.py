@@ -61,7 +61,9 @@ def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32",
     packing = dict(_PACKING[cfa])
     if noise == "std-map":
         packing["channels"] = [*packing["channels"], "noise_std"]
-    multiple = 16
+    from darkc.models import size_multiple_of
+
+    multiple = size_multiple_of(spec)
     if output == "raw":
         out_desc = (f"the clean packed raw, same size, packing and channel order as the input's CFA channels "
                     f"({len(_PACKING[cfa]['channels'])}), normalised and amplified like the input: render it with the "

@@ -5,7 +5,8 @@ and clipped to [0, 1], then the noise-std channel for noise-conditioned models) 
 float32 sRGB at ``scale`` times the input size) or, for raw-output models, ``clean_raw`` (the clean packed raw,
 same size and CFA channels as the input). H and W are
 dynamic (symbolic ``height``/``width``) unless a fixed size is asked for; fixed sizes are given in raw pixels
-(``1088x1920``) and must pack to multiples of 16 (raw multiples of 32 for Bayer, 48 for X-Trans).
+(``1088x1920``) and must pack to multiples of the model's size multiple (16 for the SID U-Net: raw multiples of 32
+for Bayer, 48 for X-Trans).
 
 The TorchScript exporter (``dynamo=False``) is used: the torch.export-based one needs ``onnxscript``, which darkc
 does not depend on, and gives nothing this plain conv net needs. Opset :data:`OPSET`.
@@ -44,13 +45,14 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def parse_input_size(value: str | None, cfa: str = "bayer", multiple: int = 16) -> tuple[int, int] | None:
+def parse_input_size(value: str | None, cfa: str, multiple: int) -> tuple[int, int] | None:
     """``--input-size`` -> packed (h, w), or None for ``dynamic``.
 
     Args:
         value: ``"dynamic"`` (or None), or ``"HxW"`` in raw pixels, e.g. ``"1088x1920"``.
         cfa: ``bayer`` (2 raw px per packed px) or ``xtrans`` (3).
-        multiple: packed H and W must be multiples of this (16 for the SID U-Net: four 2x poolings).
+        multiple: packed H and W must be multiples of this: the model's size multiple (:func:`darkc.models.size_multiple_of`;
+            16 for the SID U-Net: four 2x poolings).
 
     Raises:
         DarkcError: not ``dynamic`` nor ``HxW``, or a size that does not pack to multiples of ``multiple``; the

@@ -136,22 +136,27 @@ def split_pixel_shuffle(model, in_channels: int):
     import torch
     from torch import nn
 
-    shuffle = getattr(model, "pixel_shuffle", None)
-    if not isinstance(shuffle, nn.PixelShuffle):
+    from darkc.models import adapter_of
+
+    adapter = adapter_of(model)
+    found = adapter.pixel_shuffle(model)            # by module type, wherever the network keeps it
+    if found is None:
         return None, None
+    name, shuffle = found
     r = int(shuffle.upscale_factor)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 3 * r * r]
     if not convs:
         return None, None
     body = copy.deepcopy(model).eval()
-    body.pixel_shuffle = nn.Identity()
+    parent, _, leaf = name.rpartition(".")
+    setattr(body.get_submodule(parent) if parent else body, leaf, nn.Identity())
     head = [m for m in body.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 3 * r * r][-1]
     perm = [c * r * r + dy * r + dx for dy in range(r) for dx in range(r) for c in range(3)]
     with torch.no_grad():
         head.weight.copy_(head.weight[perm].clone())
         if head.bias is not None:
             head.bias.copy_(head.bias[perm].clone())
-        side = 2 * int(getattr(model, "size_multiple", 16))
+        side = 2 * adapter.size_multiple(model)
         x = torch.rand(1, in_channels, side, side, generator=torch.Generator().manual_seed(0))
         want = model.eval()(x).permute(0, 2, 3, 1)
         got = _depth_to_space_nhwc(body(x).permute(0, 2, 3, 1), r)

@@ -67,8 +67,9 @@ def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
     return parse_resolution(text, what)
 
 
-def packed_hw(raw_wh: tuple[int, int], cfa: str, multiple: int = 16) -> tuple[int, int]:
-    """Packed ``(h, w)`` a raw ``(W, H)`` frame runs at: packed, then padded up to ``multiple`` (16 for the U-Net)."""
+def packed_hw(raw_wh: tuple[int, int], cfa: str, multiple: int) -> tuple[int, int]:
+    """Packed ``(h, w)`` a raw ``(W, H)`` frame runs at: packed, then padded up to the model's size ``multiple``
+    (:attr:`Subject.multiple`; 16 for the SID U-Net)."""
     from darkc.compress.prune import packed_shape
 
     _, h, w = packed_shape(cfa, raw_wh)
@@ -92,6 +93,7 @@ class Subject:
         record: ``model.json``'s export record of this file (precision, target, options), or {}.
         notes: how files were obtained (exports made for this run).
         output, noise_input: the model's output kind (``srgb`` / ``raw``) and noise input (``none`` / ``std-map``).
+        multiple: packed H and W must be multiples of this (the arch adapter's size multiple).
     """
 
     ref: str
@@ -108,6 +110,7 @@ class Subject:
     notes: list[str] = field(default_factory=list)
     output: str = "srgb"
     noise_input: str = "none"
+    multiple: int = 16
 
     def shape(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
         h, w = hw
@@ -131,7 +134,7 @@ def _record_beside(path: Path) -> tuple[Path | None, dict]:
 def load_subject(model, runtime: str | None = None) -> Subject:
     """Resolve MODEL and the host runtime; a DarkcError for a non-model or a runtime that cannot run it."""
     from darkc.data import cfa as cfa_mod
-    from darkc.models import io_kind, read_spec, resolve_model_ref
+    from darkc.models import io_kind, read_spec, resolve_model_ref, size_multiple_of
 
     if runtime is not None and runtime not in RUNTIMES:
         raise DarkcError(f"--runtime {runtime!r} is unknown; use one of {', '.join(RUNTIMES)}")
@@ -147,11 +150,12 @@ def load_subject(model, runtime: str | None = None) -> Subject:
         checkpoint, record = _record_beside(path)
         return Subject(str(model), kind, path, own, runner.cfa, cfa_mod.scale(runner.cfa), runner.in_channels,
                        runner.layout, runner.fixed_size, checkpoint, record, output=runner.output,
-                       noise_input=runner.noise_input)
+                       noise_input=runner.noise_input, multiple=runner.multiple)
     spec = read_spec(path)
     output, noise = io_kind(spec)
     return Subject(str(model), kind, path, runtime or "ort", spec["cfa"], cfa_mod.scale(spec["cfa"]),
-                   spec["in_channels"], "nchw", None, path, output=output, noise_input=noise)
+                   spec["in_channels"], "nchw", None, path, output=output, noise_input=noise,
+                   multiple=size_multiple_of(spec))
 
 
 def export_cached(checkpoint: Path, target: str, precision: str, input_size: str, note: str,

@@ -107,9 +107,14 @@ def _cpu_name() -> str:
 
 
 def _worker_env(threads: int) -> dict:
+    """The worker's environment: darkc's own root and the folders architecture plugins were imported from on its
+    PYTHONPATH (its torch runtime loads the checkpoint, whose ``model.json`` names the plugin), thread counts."""
+    from darkc.models import plugin_paths
+
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    paths = [root, *(p for p in plugin_paths() if p != root)]
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1",
                TF_CPP_MIN_LOG_LEVEL="3")
     return env
@@ -392,15 +397,15 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
     threads = parse_threads(threads)
     subject = load_subject(model, runtime)
     if size is None:
-        hw = subject.fixed or packed_hw(DEFAULT_SIZE, subject.cfa)
+        hw = subject.fixed or packed_hw(DEFAULT_SIZE, subject.cfa, subject.multiple)
     else:
-        hw = packed_hw(parse_size(size) if isinstance(size, str) else tuple(size), subject.cfa)
+        hw = packed_hw(parse_size(size) if isinstance(size, str) else tuple(size), subject.cfa, subject.multiple)
         if subject.fixed is not None and subject.fixed != hw and HOST in devices:
             raise DarkcError(f"{subject.path} is fixed at {raw_size(subject, subject.fixed)} raw px (HxW) but --size "
                              f"asks for {size}; pass --size {subject.fixed[1] * subject.scale}x"
                              f"{subject.fixed[0] * subject.scale} or re-export at that size")
     arm_hw = packed_hw(parse_size(arm_size, "--arm-size") if isinstance(arm_size, str) else
-                       tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa)
+                       tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa, subject.multiple)
     main_file = host_file(subject, hw) if HOST in devices else subject.path
     cost = _cost(subject, main_file, hw)
     dtype = precision_of(subject, cost["dtype"]) if subject.kind in ("onnx", "tflite") else "fp32"

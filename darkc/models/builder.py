@@ -11,14 +11,16 @@ fields, and keys it does not know (``params``, ``format_version``, later stages'
 from __future__ import annotations
 
 import copy
+import functools
 
 from torch import nn
 
 from darkc.errors import DarkcError
+from darkc.models.adapter import Adapter
 from darkc.models.mobile_unet import build_mobile_unet, normalize_mobile_spec
-from darkc.models.registry import get_arch, list_archs, register_arch
-from darkc.models.sid_unet import (DEFAULT_WIDTHS, WIDTH_LAYERS, SIDUNet, channels_to_widths,
-                                   widths_to_channels)
+from darkc.models.registry import list_archs, register_arch, resolve_arch
+from darkc.models.sid_unet import (DEFAULT_WIDTHS, FEATURE_LAYERS, HEAD, SIZE_MULTIPLE, WIDTH_LAYERS, SIDUNet,
+                                   channels_to_widths, widths_to_channels)
 
 #: Colour filter arrays: how raw is packed into channels and how far the head upsamples.
 CFAS: dict[str, dict] = {
@@ -47,7 +49,7 @@ def io_kind(spec: dict) -> tuple[str, str]:
 NORMALISATION = ("black-level subtracted, divided by (white - black), multiplied by the exposure ratio, "
                  "clipped to [0, 1]")
 
-_ORDER = ("arch", "cfa", "in_channels", "out_channels", "scale", "widths", "channels", "input", "output",
+_ORDER = ("arch", "arch_import", "cfa", "in_channels", "out_channels", "scale", "widths", "channels", "input", "output",
           "output_space", "provenance")
 
 
@@ -76,7 +78,9 @@ def normalize_spec(spec: dict, where: str = "model spec") -> dict:
     spec = copy.deepcopy(spec)
     if "arch" not in spec:
         raise DarkcError(f"{where}: field 'arch' is missing; add one of {list_archs()}")
-    entry = get_arch(spec["arch"], where)
+    entry = resolve_arch(spec, where)
+    if entry.source and entry.source != spec["arch"]:
+        spec["arch_import"] = entry.source      # reloads wherever the plugin's package is importable
 
     cfa = spec.setdefault("cfa", "bayer")
     if cfa not in CFAS:
@@ -122,6 +126,8 @@ def normalize_spec(spec: dict, where: str = "model spec") -> dict:
 
     if entry.normalize is not None:
         spec = entry.normalize(spec, where)
+    else:
+        _check_generic_widths(spec, where)
     return {**{k: spec[k] for k in _ORDER if k in spec}, **{k: v for k, v in spec.items() if k not in _ORDER}}
 
 
@@ -158,7 +164,25 @@ def normalize_unet_widths(spec: dict, where: str) -> dict:
     return spec
 
 
-@register_arch("sid-unet", normalize=normalize_unet_widths)
+def _check_generic_widths(spec: dict, where: str) -> None:
+    """``channels`` of an arch without its own normalize: per-layer output widths (module name -> positive int),
+    checked against the network when it is built; ``size_multiple`` a positive int."""
+    channels = spec.get("channels")
+    if channels is not None:
+        if not isinstance(channels, dict) or not all(isinstance(k, str) and _is_pos_int(v) for k, v in channels.items()):
+            raise DarkcError(f"{where}: field 'channels' must map layer names to positive integer widths, got "
+                             f"{channels!r}; re-save the model")
+    multiple = spec.get("size_multiple")
+    if multiple is not None and not _is_pos_int(multiple):
+        raise DarkcError(f"{where}: field 'size_multiple' is {multiple!r}; it must be a positive integer (packed px)")
+
+
+#: The SID U-Net's adapter: everything declared, nothing traced.
+sid_adapter = functools.partial(Adapter, head=HEAD, feature_taps=FEATURE_LAYERS, size_multiple=SIZE_MULTIPLE,
+                                activations=("leaky_relu",), width_layers=WIDTH_LAYERS, native_widths=True)
+
+
+@register_arch("sid-unet", normalize=normalize_unet_widths, adapter=sid_adapter)
 def sid_unet(spec: dict) -> nn.Module:
     """The SID U-Net (Chen et al. 2018) with the spec's per-layer widths."""
     return SIDUNet(spec["in_channels"], spec["scale"], spec["channels"], output=spec["output"],
@@ -175,4 +199,23 @@ def build_model(spec: dict, where: str = "model spec") -> nn.Module:
         DarkcError: the spec is invalid (see :func:`normalize_spec`).
     """
     spec = normalize_spec(spec, where)
-    return get_arch(spec["arch"], where).build(spec)
+    entry = resolve_arch(spec, where)
+    try:
+        model = entry.build(spec)
+    except DarkcError:
+        raise
+    except Exception as exc:
+        if entry.source is None:        # darkc's own archs: a bug, not bad input
+            raise
+        raise DarkcError(f"{where}: building arch {spec['arch']!r} failed ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}); fix the spec or the build function") from None
+    if not isinstance(model, nn.Module):
+        raise DarkcError(f"{where}: the build function of arch {spec['arch']!r} returned {type(model).__name__}, "
+                         f"not an nn.Module")
+    adapter = entry.adapter(spec)
+    if spec.get("channels") and not adapter.native_widths:
+        adapter.set_widths(model, spec["channels"], where)
+    if not isinstance(getattr(model, "size_multiple", None), int):
+        model.size_multiple = adapter.size_multiple(model)      # inference, MAC counts and exports read it
+    model.darkc_adapter = adapter                               # stages holding only the module ask it
+    return model

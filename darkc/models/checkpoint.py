@@ -16,6 +16,7 @@ from torch import nn
 
 from darkc.errors import DarkcError, atomic_dir, one_line
 from darkc.provenance import portable
+from darkc.models.adapter import get_adapter
 from darkc.models.builder import build_model, normalize_spec
 from darkc.models.complexity import count_params
 
@@ -41,15 +42,21 @@ def _first_mismatch(expected: dict[str, tuple], found: dict[str, tuple]) -> str 
     return None
 
 
-def _layer_widths(model: nn.Module, names) -> dict[str, int]:
-    widths = {}
-    for name in names:
-        layer = getattr(model, name, None)
-        if not hasattr(layer, "out_channels"):
-            raise DarkcError(f"save_checkpoint: the model has no conv layer '{name}' that its spec's "
-                             f"'channels' names; pass the spec the model was built from")
-        widths[name] = layer.out_channels
-    return widths
+def _layer_widths(model: nn.Module, spec: dict) -> dict[str, int]:
+    """The model's per-layer widths as its arch's adapter reads them (what ``channels`` stores)."""
+    adapter = get_adapter(spec, "save_checkpoint spec")
+    for name in adapter.width_layers(model):
+        if not hasattr(_submodule(model, name), "out_channels"):
+            raise DarkcError(f"save_checkpoint: the model has no conv layer '{name}' that its arch "
+                             f"{spec.get('arch')!r} names; pass the spec the model was built from")
+    return adapter.widths(model)
+
+
+def _submodule(model: nn.Module, name: str):
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def save_checkpoint(model: nn.Module, spec: dict, dir: str | os.PathLike,
@@ -79,8 +86,11 @@ def save_checkpoint(model: nn.Module, spec: dict, dir: str | os.PathLike,
         raise DarkcError(f"{dest} exists and is not a directory; pick a directory path for the checkpoint")
 
     spec = normalize_spec(spec, "save_checkpoint spec")
-    if "channels" in spec:
-        spec["channels"] = _layer_widths(model, spec["channels"])
+    adapter = get_adapter(spec, "save_checkpoint spec")
+    if "channels" in spec or not adapter.native_widths:
+        spec["channels"] = _layer_widths(model, spec)
+        if not adapter.native_widths:       # rebuilt by cutting a fresh net down to these; it needs its multiple
+            spec["size_multiple"] = adapter.size_multiple(model)
         spec = normalize_spec(spec, "save_checkpoint spec")
 
     tensors = {}

@@ -38,6 +38,10 @@ LEVELS: tuple[tuple[str, ...], ...] = (
 WIDTH_LAYERS: tuple[str, ...] = tuple(name for level in LEVELS for name in level)
 #: All learnable layers in forward order; these names are the safetensors keys (``<name>.weight``/``.bias``).
 LAYERS: tuple[str, ...] = WIDTH_LAYERS + ("conv10",)
+#: Decoder layers whose outputs feature distillation matches (one per upsampling level).
+FEATURE_LAYERS: tuple[str, ...] = ("conv6_2", "conv7_2", "conv8_2", "conv9_2")
+#: The output head: never pruned (``3 * scale**2`` channels before the PixelShuffle, or the raw channels).
+HEAD: tuple[str, ...] = ("conv10",)
 #: Level widths of the published network.
 DEFAULT_WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
 #: Packed height and width must be a multiple of this (four 2x poolings).
