@@ -17,6 +17,7 @@ from torch import nn
 
 from darkc.errors import DarkcError
 from darkc.models.adapter import Adapter
+from darkc.models.mobile_unet import SIZE_MULTIPLE as MOBILE_SIZE_MULTIPLE, WIDTH_LAYERS as MOBILE_WIDTH_LAYERS
 from darkc.models.mobile_unet import build_mobile_unet, normalize_mobile_spec
 from darkc.models.registry import list_archs, register_arch, resolve_arch
 from darkc.models.sid_unet import (DEFAULT_WIDTHS, FEATURE_LAYERS, HEAD, SIZE_MULTIPLE, WIDTH_LAYERS, SIDUNet,
@@ -189,7 +190,12 @@ def sid_unet(spec: dict) -> nn.Module:
                    raw_channels=spec["out_channels"] if spec["output"] == "raw" else None)
 
 
-register_arch("mobile-unet", normalize=normalize_mobile_spec)(build_mobile_unet)
+#: The mobile U-Net's adapter: stage-level widths (a stage's output width; its inner widths follow from the block
+#: type), the final conv ``head``, the four decoder stages as feature taps, ReLU only.
+mobile_adapter = functools.partial(Adapter, head=("head",), feature_taps=("dec3", "dec2", "dec1", "dec0"),
+                                   size_multiple=MOBILE_SIZE_MULTIPLE, activations=("relu",),
+                                   width_layers=MOBILE_WIDTH_LAYERS, native_widths=True)
+register_arch("mobile-unet", normalize=normalize_mobile_spec, adapter=mobile_adapter)(build_mobile_unet)
 
 
 def build_model(spec: dict, where: str = "model spec") -> nn.Module:
