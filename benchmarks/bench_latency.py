@@ -37,7 +37,8 @@ from darkc.errors import DarkcError, atomic_path, sha256_file
 from darkc.provenance import portable
 from darkc.latency import bench, write_report
 from darkc.latency.report import plot, quality_from_eval
-from darkc.latency.artifact import export_cached, packed_hw, parse_size
+from darkc.latency.artifact import export_cached
+from darkc.sizes import padded_hw, parse_resolution
 from darkc.models import available_pretrained, build_model, read_spec, save_checkpoint
 from darkc.models.pretrained import pretrained_dir
 
@@ -47,7 +48,7 @@ HALF_WIDTHS = [16, 32, 64, 128, 256]
 
 
 def _raw_hw(size: tuple[int, int], cfa: str = "bayer") -> str:
-    h, w = packed_hw(size, cfa)
+    h, w = padded_hw(size, cfa)
     return f"{h * 2}x{w * 2}"
 
 
@@ -116,7 +117,7 @@ def scaling(path: Path, arm_sizes: list[str], device: str) -> dict:
     subject = load_subject(str(path))
     rows = []
     for s in arm_sizes:
-        hw = packed_hw(parse_size(s), subject.cfa)
+        hw = padded_hw(parse_resolution(s, "--size"), subject.cfa)
         f, runtime, hw, _ = arm_file(subject, hw, "int8" if "int8" in path.name else "fp32")
         shape = (1, hw[0], hw[1], subject.in_channels)
         c = arm.count_instructions(f, runtime, shape, arm.PROFILES[device])
@@ -294,7 +295,7 @@ def main(argv=None) -> int:
     if not names:
         print("error: no shipped model found in darkc/models/pretrained; nothing to bench", file=sys.stderr)
         return 1
-    size = parse_size(a.size)
+    size = parse_resolution(a.size, "--size")
     devices = [d for d in a.devices.split(",") if d]
     files: dict[str, Path] = {}
     for name in names:
@@ -319,7 +320,7 @@ def main(argv=None) -> int:
         if not a.quick:
             extra["calibration"] = calibration(results, pairs)
             first = files[f"{names[0]} fp32"]
-            arm_w, arm_h = parse_size(a.arm_size)
+            arm_w, arm_h = parse_resolution(a.arm_size, "--arm-size")
             extra["scaling"] = scaling(first, [a.arm_size, f"{arm_w * 2}x{arm_h * 2}"], "cortex-a78")
     except DarkcError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -311,8 +311,7 @@ def diagnose(exported, model, samples, fmt, out) -> None:
 def quantize(model, input_size, calib, calib_method, samples, calib_size, calib_ratio, reduce_range, no_check,
              out) -> None:
     """INT8 ONNX (ONNX Runtime static QDQ) with its calibration record; same as export --precision int8."""
-    from .compress.quantize import quantize as run
-    from .export import command_line, format_report
+    from .export import command_line, format_report, quantize as run
     ctx = click.get_current_context()
     report = run(model, calib=calib, out=out, method=calib_method, samples=samples, input_size=input_size,
                  calib_size=calib_size, calib_ratio=calib_ratio, reduce_range=reduce_range, check=not no_check,

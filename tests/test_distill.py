@@ -79,7 +79,7 @@ def test_student_distance_to_teacher_falls(teacher_dir, tmp_path):
     assert sspec["widths"] == STUDENT_WIDTHS
     prov = sspec["provenance"]
     assert prov["stage"] == "distill" and prov["parent"] == portable_text(str(teacher_dir)) != str(teacher_dir) and prov["init"].startswith("checkpoint")
-    assert prov["train"]["step"] == 80 and "darkc distill --teacher" in prov["command"]
+    assert prov["train"]["step"] == 80 and "darkc distill --model" in prov["command"]
     assert report["student"]["params"] < report["teacher_stats"]["params"]
     assert json.loads((tmp_path / "student" / REPORT_JSON).read_text())["steps"] == 80
 

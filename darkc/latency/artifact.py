@@ -60,21 +60,6 @@ def exporter_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
-    """``'1920x1080'`` -> raw ``(W, H)``."""
-    from darkc.compress.prune import parse_resolution
-
-    return parse_resolution(text, what)
-
-
-def packed_hw(raw_wh: tuple[int, int], cfa: str, multiple: int = 16) -> tuple[int, int]:
-    """Packed ``(h, w)`` a raw ``(W, H)`` frame runs at: packed, then padded up to ``multiple`` (16 for the U-Net)."""
-    from darkc.compress.prune import packed_shape
-
-    _, h, w = packed_shape(cfa, raw_wh)
-    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
-
-
 @dataclass
 class Subject:
     """The model under test.

@@ -11,18 +11,10 @@ import os
 from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
+from darkc.fmt import si
 from darkc.provenance import portable
 
 FORMATS = ("table", "md", "json")
-
-
-def _si(v: float | None, unit: str = "") -> str:
-    if v is None:
-        return "-"
-    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{suf}{unit}"
-    return f"{v:.3g}{unit}"
 
 
 def model_label(result: dict) -> str:
@@ -50,14 +42,14 @@ def rows(result: dict) -> list[dict]:
         elif d["kind"] == "arm-cpu":
             p = d["profile"]
             m = d["measured_resolution"]
-            row["detail"] = (f"{_si(d['instructions'])} instr (counted at packed {m['packed']} on QEMU -cpu "
+            row["detail"] = (f"{si(d['instructions'])} instr (counted at packed {m['packed']} on QEMU -cpu "
                              f"{p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']} @ {p['clock_ghz']} GHz; "
                              f"roofline {d['roofline_ms']:.1f} ms")
             if d.get("parity"):
                 row["detail"] += f"; aarch64 vs x86 output PSNR {d['parity'].get('psnr_db', float('nan')):.1f} dB"
         else:
-            row["detail"] = (f"{_si(d['cycles'])} cycles @ {d['clock_hz'] / 1e6:.0f} MHz; SRAM {_si(d['sram_bytes'], 'B')}"
-                             f", DRAM {_si(d['dram_bytes'], 'B')}, flash {_si(d['flash_bytes'], 'B')}; NPU ops "
+            row["detail"] = (f"{si(d['cycles'])} cycles @ {d['clock_hz'] / 1e6:.0f} MHz; SRAM {si(d['sram_bytes'], 'B')}"
+                             f", DRAM {si(d['dram_bytes'], 'B')}, flash {si(d['flash_bytes'], 'B')}; NPU ops "
                              f"{d['npu_share'] * 100:.1f} %" + (f" (CPU: {', '.join(f['op'] for f in d['fallbacks'])})"
                                                                  if d["fallbacks"] else ""))
             if d.get("caveat"):
