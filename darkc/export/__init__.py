@@ -51,7 +51,7 @@ WEIGHTS_FILE = "model.safetensors"
 _BOOKKEEPING = ("provenance", "params", "format_version", "weights_dtype")
 
 __all__ = ["INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "PRECISIONS", "RAW_OUTPUT_NAME", "TARGETS",
-           "THRESHOLDS", "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract",
+           "THRESHOLDS", "check_parity", "export", "export_onnx", "format_report", "input_contract",
            "output_name",
            "parse_input_size", "psnr", "quantize", "read_contract", "to_fp16", "torch_to_onnx"]
 
@@ -287,18 +287,6 @@ def _onnx_contract(spec: dict, fixed: tuple[int, int] | None) -> dict:
     return input_contract(spec, "NCHW", [1, spec["in_channels"], h, w],
                           output_shape=[1, spec["out_channels"], h * s if h > 0 else -1, w * s if w > 0 else -1],
                           input_name=INPUT_NAME, output_name=output_name(spec))
-
-
-def command_line(command_path: str, params: dict) -> str:
-    """The command as recorded in provenance: ``darkc export --model runs/a --precision int8 ...``."""
-    parts = [command_path]
-    for key, value in params.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            parts.append(flag)
-        elif value not in (None, False):
-            parts += [flag, str(value)]
-    return " ".join(parts)
 
 
 def format_report(report: dict) -> str:

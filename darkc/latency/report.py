@@ -183,7 +183,7 @@ def write_report(results: list[dict], prefix: str | os.PathLike, title: str = "d
                  extra: dict | None = None) -> dict:
     """``prefix.md``, ``prefix.json`` and ``prefix.png``; returns their paths."""
     prefix = Path(prefix)
-    results = portable(results)                         # no absolute machine paths on disk
+    results, title = portable(results), portable(title)      # no absolute machine paths on disk
     payload = portable({"title": title, "models": results, **(extra or {})})
     md, js, png = prefix.with_suffix(".md"), prefix.with_suffix(".json"), prefix.with_suffix(".png")
     with atomic_path(js) as tmp:
