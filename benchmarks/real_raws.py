@@ -5,8 +5,10 @@
 writes ``benchmarks/results/real_raws/report.md``, ``report.json`` and one ``<file>.png`` per raw file (crops at
 100 %: LibRaw's render | each model | LibRaw + NLM).
 
-Raw files: with no ``--raw``, the known raws that Debian/PyPI packages install (:data:`SOURCES`; install the
-package, e.g. ``apt-get install rawtran-doc``); none is shipped in this repository. ``--raw FILE`` adds any other.
+Raw files: the known raws that Debian packages ship (:data:`SOURCES`), each found where its package installs it or
+else extracted from the pinned package version (``apt-get download``) into ``$DARKC_CACHE/real_raws`` (default
+``~/.cache/darkc/real_raws``), its SHA-256 checked either way; none is shipped in this repository. ``--raw FILE``
+adds any other file, ``--no-sources`` leaves the packaged ones out.
 
 Per file, on one crop (``--crop`` px of the frame, at the source's chosen centre, with 96 packed px of context
 around it so that the crop equals a whole-frame pass of the SID U-Net, see :mod:`darkc.inference`):
@@ -24,11 +26,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import io
 import json
 import math
+import os
 import platform
 import re
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +49,7 @@ from darkc.data.noise import expose
 from darkc.data.noise_level import level_of_file, level_of_profile
 from darkc.data.profiles import get_profile
 from darkc.data.raw import amplify, read_raw, render_packed, render_raw
-from darkc.errors import DarkcError, atomic_path
+from darkc.errors import DarkcError, atomic_path, one_line
 from darkc.evaluate import nlm_denoise
 from darkc.inference import enhance_packed, load_runner, model_input
 from darkc.metrics import psnr, ssim
@@ -50,25 +58,138 @@ from darkc.models.pretrained import pretrained_for_cfa
 
 @dataclasses.dataclass(frozen=True)
 class RawSource:
-    """A real camera raw that a package installs."""
+    """A real camera raw that a Debian package ships."""
     name: str
     camera: str
     exposure: str
-    package: str            # how to get it: the install command
-    version: str            # package version it was measured with
-    path: str               # where the package installs it
+    package: str            # Debian binary package
+    version: str            # the package version it is pinned to (and was measured with)
+    path: str               # where the package installs it (also its path inside the .deb)
+    sha256: str             # of the file itself
     licence: str
     centre: tuple           # (y, x) of the crop centre as fractions of the frame
 
+    @property
+    def install(self) -> str:
+        return f"apt-get install {self.package}"
 
-#: Real raws obtainable offline. Searched (Dec 2026): every file of Debian bookworm main (apt-file, camera-raw
-#: extensions) holds one camera raw, this one; PyPI sdists/wheels of raw tools (rawpy, cxx-image-io, flashraw,
-#: colour-hdri, dngparser, azotea, algol-bayer, newrawpy, process-raw, openisp, oh-dng, ...) ship none.
+
+#: Real raws obtainable offline (Debian, PyPI and npm are the registries reachable here); the search and every candidate
+#: rejected are in :data:`REJECTED` (printed in the report).
 SOURCES = (
     RawSource("canon-eos30d", "Canon EOS 30D (8 MP APS-C Bayer RGGB, 12 bit)", "1/400 s, f/22, ISO 640, daylight",
-              "apt-get install rawtran-doc", "1.1-1", "/usr/share/doc/rawtran/IMG_5952.CR2",
+              "rawtran-doc", "1.1-1", "/usr/share/doc/rawtran/IMG_5952.CR2",
+              "9f4958fb43824fdc1defb6b262f8bacedb1879041b2d5f60dc5225ee1049d554",
               "GPL-3+ (debian/copyright of rawtran-doc: Files: *, (c) 2008-2019 Filip Hroch)", (0.45, 0.25)),
 )
+
+
+#: Where else a real raw was looked for (Dec 2026), and why none is used: (where, what is there, why not).
+#: "Decodes" means rawpy with LibRaw 0.22.2 (the project's reader).
+REJECTED = (
+    ("Debian bookworm and trixie main binary packages (every path in Contents-amd64/-all with a camera-raw extension)",
+     "one camera raw: rawtran-doc's IMG_5952.CR2", "used (canon-eos30d)"),
+    ("Debian source exiv2 0.27.6-1, test/data/", "Canon-R6-pruned.CR3 (492 KB), IMG_1361.dng (Apple iPhone 12 Pro, "
+     "64 KB), exiv2-canon-powershot-s40.crw and fuzzing PoCs (.crw/.raf/.rw2, <= 10 KB)",
+     "image data stripped: LibRaw I/O errors, or a 4032x3024 frame of zeros (IMG_1361.dng)"),
+    ("Debian source libimage-exiftool-perl 12.57+dfsg-1, t/images/", "CanonRaw.cr2/.cr3/.crw, Nikon.nef, FujiFilm.raf, "
+     "Panasonic.rw2 (DMC-LX3), DNG.dng (Canon EOS 350D), PhaseOne.iiq, Minolta.mrw, Sigma x3f (0.2-52 KB)",
+     "image data stripped: LibRaw I/O/data errors, or a header-sized frame that is all zeros (DNG.dng) or 99.8 % "
+     "zeros (Panasonic.rw2)"),
+    ("Debian source kimageformats 5.103.0-2 and kf6-kimageformats 6.30.0-1, autotests/read/raw/",
+     "RAW_KODAK_C330_FORMAT_NONE_YRGB.raw (Kodak EasyShare C330, 2.2 MB)",
+     "LibRaw decodes it to 1216x912 four-channel pixels interpolated from the camera's YUV data, not a CFA mosaic"),
+    ("Debian source tracker-miners 3.4.3-1, tests/functional-tests/test-extraction-data/images/",
+     "raw-cr2.cr2 (40 KB)", "truncated: LibRaw I/O error"),
+    ("Debian sources exempi 2.6.3, libextractor 1.11, vips 8.14.1, munipack 0.6.2, c-munipack 2.1.39, rawtran 1.1",
+     "no camera raw (rawtran: the same IMG_5952.CR2)", "-"),
+    ("Debian sources digikam 7.9.0, openimageio 2.4.7.1, rawtherapee 5.9, shotwell, siril, exiv2 0.28.x",
+     "not checked", "the Debian mirror reachable here answered 404 for their source tarballs"),
+    ("PyPI dngpy 0.1.3 sdist, extern/sample_files/ (Adobe DNG SDK 1.7.1 samples)",
+     "03_jxl_bayer_raw_integer.dng: Sony ILCE-7RM4 Bayer mosaic 10240x7168; the others linear or synthetic "
+     "('Test Camera')", "JPEG XL compressed (LibRaw: unsupported file format), and the Adobe licence agreement the "
+     "files refer to is not in the package"),
+    ("PyPI hachoir 3.4.0 sdist, tests/files/", "canon.raw.cr2 (98 KB)", "truncated: LibRaw unsupported file"),
+    ("PyPI imagecodecs 2026.11.11 sdist, tests/data/ljpeg/", "dng0-7.ljp",
+     "single lossless-JPEG tiles, not a raw file"),
+    ("PyPI, no raw file in the newest sdist or wheel", "rawpy 0.28.0 (only 0.27+ have an sdist; its test raws are not "
+     "in it), rawpy-demosaic, odmrawpy, newrawpy, cxx-image-io, flashraw, colour-hdri, colour-demosaicing, demosaic, "
+     "dngparser, muimg, muraw, pidng, numpy2dng, miniraw, phaios-core, picamraw, pibayer, lica-raw, azotea, "
+     "algol-bayer, process-raw, openisp, oh-dng, iiq2img, fastai-rawpy, exifread, exif, pyexiv2, lensfunpy, rawkit, "
+     "pillow-raw-opener, getthumbnail, myarwreader, rafina, make-arq", "-"),
+    ("npm (also reachable here), newest tarball", "exifr, tiff, utif2, dcraw, libraw-wasm, raw-decoder, "
+     "exiftool-vendored.pl: no raw file", "-"),
+)
+
+# ---------------------------------------------------------------- getting the packaged raws
+def cache_dir() -> Path:
+    """Where packaged raws are extracted: ``$DARKC_CACHE/real_raws``, default ``~/.cache/darkc/real_raws``."""
+    return Path(os.environ.get("DARKC_CACHE") or Path.home() / ".cache" / "darkc") / "real_raws"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def locate(src: RawSource, cache: Path | None = None, download: bool = True) -> Path:
+    """The file of ``src`` with its pinned SHA-256: the installed copy, else the cached one (``<cache>/<name>/<file
+    name>``), else (``download``) extracted from the pinned package version into the cache. A cached file with
+    another hash is an error (it is not silently replaced)."""
+    installed = Path(src.path)
+    if installed.is_file() and sha256_of(installed) == src.sha256:
+        return installed
+    cached = (cache or cache_dir()) / src.name / installed.name
+    if cached.is_file():
+        got = sha256_of(cached)
+        if got != src.sha256:
+            raise DarkcError(f"{cached}: sha256 {got[:16]}... is not the pinned {src.sha256[:16]}... of {src.package} "
+                             f"{src.version}: delete the file to extract it again")
+        return cached
+    if not download:
+        raise DarkcError(f"{src.name}: {src.path} is not installed and not in {cached.parent}: run `{src.install}`")
+    data = _extract_from_deb(src)
+    with atomic_path(cached) as tmp:
+        tmp.write_bytes(data)
+    return cached
+
+
+def _extract_from_deb(src: RawSource) -> bytes:
+    """The bytes of ``src.path`` inside the .deb that ``apt-get download PACKAGE=VERSION`` fetches (nothing is
+    installed), hash-checked."""
+    def run(cmd, cwd):
+        try:
+            return subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=900, check=False)
+        except FileNotFoundError as exc:
+            raise DarkcError(f"{src.name}: `{cmd[0]}` not found ({src.package} is a Debian package): get "
+                             f"{src.path} from that package and pass it with --raw, or use --no-sources") from exc
+
+    with tempfile.TemporaryDirectory(prefix="darkc-realraw-") as tmp:
+        res = run(["apt-get", "download", f"{src.package}={src.version}"], tmp)
+        debs = sorted(Path(tmp).glob(f"{src.package}_*.deb"))
+        if res.returncode != 0 or not debs:
+            why = (res.stderr.decode(errors="replace").strip().splitlines() or ["no .deb written"])[-1]
+            raise DarkcError(f"{src.name}: `apt-get download {src.package}={src.version}` failed ({why}): run "
+                             f"`apt-get update` first, or `{src.install}`")
+        res = run(["dpkg-deb", "--fsys-tarfile", str(debs[0])], tmp)
+        if res.returncode != 0:
+            why = one_line(res.stderr.decode(errors="replace"))
+            raise DarkcError(f"{debs[0].name}: dpkg-deb cannot read it ({why})")
+    with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
+        try:
+            member = tar.getmember("." + src.path)
+        except KeyError:
+            raise DarkcError(f"{src.package} {src.version} has no {src.path}: fix its entry in SOURCES") from None
+        data = tar.extractfile(member).read()
+    got = hashlib.sha256(data).hexdigest()
+    if got != src.sha256:
+        raise DarkcError(f"{src.package} {src.version}: {src.path} has sha256 {got[:16]}..., not the pinned "
+                         f"{src.sha256[:16]}...: check the file, then re-pin its entry in SOURCES")
+    return data
+
 
 RATIOS = (100, 250, 300)
 #: Packed px of context around a crop: the SID U-Net's reach is ~95 packed px, so a crop with this much context
@@ -322,7 +443,8 @@ def report_md(report: dict) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Ran on {report['host']['machine']} CPU, {report['host']['threads']} torch thread(s), Python "
-        f"{report['host']['python']}; {report['seconds']:.0f} s in all.",
+        f"{report['host']['python']}; {report['seconds']:.0f} s in all (wall time on a host shared with other "
+        "jobs, so inflated by their load).",
         "",
         "How it is counted. One crop per file (`crop_px` = y, x, h, w in frame px), run with 96 packed px of "
         "context so it equals a whole-frame `darkc enhance` (tiling argument of `darkc/inference.py`); crops keep "
@@ -349,8 +471,11 @@ def report_md(report: dict) -> str:
     for f in report["files"]:
         src = f["source"]
         lines += [f"## {f['name']}: {src['camera']}", "",
-                  f"Source: package `{src['package']}` {src['version']}, file `{src['path']}`; {src['exposure']}; "
-                  f"licence {src['licence']}. Not shipped here: get it with `{src['install']}`.", "",
+                  f"Source: package `{src['package']}` {src['version']}, file `{src['path']}`"
+                  + (f" (sha256 `{src['sha256'][:16]}...`)" if src.get("sha256") else "")
+                  + f"; {src['exposure']}; licence {src['licence']}. Not shipped here: "
+                  + (f"extracted from the package into the cache at run time (or `{src['install']}`)."
+                     if src.get("sha256") else "given with --raw."), "",
                   f"Crop {f['crop_px']} (frame px), {f['cfa']}. LibRaw's own render: checker "
                   f"{_fmt_checker(f['libraw_checker'])}.", "",
                   "### (a) as-is vs LibRaw's render", "",
@@ -373,6 +498,11 @@ def report_md(report: dict) -> str:
                              f"{m['colour']['cast']:.4f} |")
         lines += ["", f"![{f['name']}]({f['png']})", "",
                   "Crops: the centre 256 x 256 px of the crop at 100 %, 8-bit sRGB as rendered (no brightening).", ""]
+    lines += ["## Where else a real raw was looked for", "",
+              "Package registries reachable offline only (Debian, PyPI, npm); `REJECTED` in `benchmarks/real_raws.py`. "
+              "Decoded with rawpy "
+              "(LibRaw 0.22.2).", "", "| where | what is there | why not used |", "|---|---|---|"]
+    lines += [f"| {where} | {what} | {why} |" for where, what, why in REJECTED]
     return "\n".join(lines) + "\n"
 
 
@@ -384,7 +514,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", help="shipped name or artifact dir/.onnx/.tflite; repeatable "
                     "(default: teacher)")
-    ap.add_argument("--raw", action="append", default=[], help="a raw file to add (default: the packaged SOURCES)")
+    ap.add_argument("--raw", action="append", default=[], help="a raw file to add to the packaged SOURCES; repeatable")
+    ap.add_argument("--no-sources", action="store_true",
+                    help="leave the packaged SOURCES out (measure --raw files only)")
     ap.add_argument("--out", default="benchmarks/results/real_raws")
     ap.add_argument("--crop", type=int, default=512, help="crop side in frame px (default 512)")
     ap.add_argument("--ratio", type=float, default=1.0, help="ratio for the as-is run (default 1)")
@@ -406,18 +538,17 @@ def _run(args, models: list) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     items = []
-    for src in SOURCES:
-        if Path(src.path).is_file():
-            items.append((src.name, Path(src.path), {"camera": src.camera, "exposure": src.exposure,
-                          "package": src.package.split()[-1], "version": src.version, "path": src.path,
-                          "licence": src.licence, "install": src.package}, src.centre))
+    for src in () if args.no_sources else SOURCES:
+        path = locate(src)
+        items.append((src.name, path, {"camera": src.camera, "exposure": src.exposure, "package": src.package,
+                      "version": src.version, "path": src.path, "sha256": src.sha256, "licence": src.licence,
+                      "install": src.install}, src.centre))
     for raw in args.raw:
         p = Path(raw)
         items.append((_safe(p.stem), p, {"camera": "given with --raw", "exposure": "-", "package": "-",
                       "version": "-", "path": p.name, "licence": "-", "install": "-"}, (0.5, 0.5)))
     if not items:
-        raise DarkcError("no real raw file found: install one with " + " or ".join(f"`{s.package}`" for s in SOURCES)
-                         + ", or pass --raw FILE")
+        raise DarkcError("no raw file to measure: pass --raw FILE, or drop --no-sources")
     out_dir = Path(args.out)
     files = []
     bar = tqdm(total=len(items) * len(models) * (1 + len(RATIOS)), desc="real raws", unit="run")
@@ -431,7 +562,7 @@ def _run(args, models: list) -> int:
         files.append({"name": name, "source": source, "png": png, **entry})
     bar.close()
     command = "python benchmarks/real_raws.py " + " ".join(f"--model {m}" for m in models) \
-        + "".join(f" --raw {Path(r).name}" for r in args.raw) \
+        + "".join(f" --raw {Path(r).name}" for r in args.raw) + (" --no-sources" if args.no_sources else "") \
         + (f" --crop {args.crop}" if args.crop != 512 else "") \
         + (f" --ratio {args.ratio:g}" if args.ratio != 1 else "") \
         + (f" --profile {args.profile}" if args.profile != "canon-g7x-like" else "") \

@@ -1,6 +1,9 @@
 """benchmarks/real_raws.py: its measures (checkerboard amplitude, colour cast) on inputs with known answers, and
 its crop/render path on a tiny synthetic DNG, so a report on real raws cannot come from a broken measure."""
+import dataclasses
 import importlib.util
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -163,3 +166,102 @@ def test_plan_crop_keeps_the_context_inside_the_frame(rr):
     assert (crop.h, crop.w) == (128, 128)
     assert crop.y >= rr.CONTEXT and crop.x + crop.w + rr.CONTEXT <= 700
     assert crop.wy == crop.y - rr.CONTEXT and crop.wx + crop.ww == crop.x + crop.w + rr.CONTEXT
+
+
+# ---------------------------------------------------------------- getting the packaged raws (a fake apt-get)
+def _source(rr, sha, path="/usr/share/doc/darkc-fake/shot.raw"):
+    return rr.RawSource("fake-cam", "Fake", "-", "darkc-fake-raws", "1.0-1", path, sha, "-", (0.5, 0.5))
+
+
+@pytest.fixture
+def fake_apt(tmp_path, monkeypatch):
+    """A real .deb (built with dpkg-deb) holding one file, and an ``apt-get`` on PATH whose ``download PKG=VER``
+    copies it into the working directory, as the real one does. Returns the file's bytes."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dpkg-deb") is None:
+        pytest.fail("dpkg-deb is missing: it comes with every Debian system (apt-get install dpkg)")
+    data = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text("Package: darkc-fake-raws\nVersion: 1.0-1\nArchitecture: all\n"
+                                             "Maintainer: darkc <darkc@example.org>\nDescription: test\n")
+    (root / "usr/share/doc/darkc-fake").mkdir(parents=True)
+    (root / "usr/share/doc/darkc-fake/shot.raw").write_bytes(data)
+    deb = tmp_path / "darkc-fake-raws_1.0-1_all.deb"
+    subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "--build", str(root), str(deb)], check=True,
+                   capture_output=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {log}\n'
+                                     f'[ "$1 $2" = "download darkc-fake-raws=1.0-1" ] || exit 100\ncp {deb} .\n')
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return data, log
+
+
+def test_locate_extracts_the_pinned_file_from_the_package_once(rr, fake_apt, tmp_path):
+    import hashlib
+
+    data, log = fake_apt
+    src = _source(rr, hashlib.sha256(data).hexdigest())
+    cache = tmp_path / "cache"
+    got = rr.locate(src, cache)
+    assert got == cache / "fake-cam" / "shot.raw" and got.read_bytes() == data
+    assert rr.locate(src, cache) == got                       # second call: from the cache, no download
+    assert log.read_text().splitlines() == ["download darkc-fake-raws=1.0-1"]
+
+
+def test_locate_refuses_a_package_file_with_another_hash_and_caches_nothing(rr, fake_apt, tmp_path):
+    src = _source(rr, "0" * 64)
+    cache = tmp_path / "cache"
+    with pytest.raises(rr.DarkcError, match="not the pinned 0000000000000000"):
+        rr.locate(src, cache)
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_locate_names_the_fix_for_a_missing_member_and_a_failed_download(rr, fake_apt, tmp_path):
+    import hashlib
+
+    data, _ = fake_apt
+    with pytest.raises(rr.DarkcError, match="has no /usr/share/doc/darkc-fake/other.raw"):
+        rr.locate(_source(rr, hashlib.sha256(data).hexdigest(), "/usr/share/doc/darkc-fake/other.raw"), tmp_path)
+    other = dataclasses.replace(_source(rr, "0" * 64), version="9.9-9")
+    with pytest.raises(rr.DarkcError, match=r"apt-get download darkc-fake-raws=9\.9-9` failed.*apt-get update"):
+        rr.locate(other, tmp_path)
+
+
+def test_locate_refuses_a_cached_file_with_another_hash(rr, tmp_path):
+    (tmp_path / "fake-cam").mkdir()
+    (tmp_path / "fake-cam" / "shot.raw").write_bytes(b"not the file")
+    with pytest.raises(rr.DarkcError, match="fake-cam/shot.raw: sha256 .* delete the file"):
+        rr.locate(_source(rr, "0" * 64), tmp_path, download=False)
+    (tmp_path / "fake-cam" / "shot.raw").unlink()
+    with pytest.raises(rr.DarkcError, match="is not installed .*`apt-get install darkc-fake-raws`"):
+        rr.locate(_source(rr, "0" * 64), tmp_path, download=False)
+
+
+def test_every_packaged_source_is_pinned(rr):
+    for src in rr.SOURCES:
+        assert re.fullmatch("[0-9a-f]{64}", src.sha256), src.name
+        assert src.path.startswith("/") and "=" not in src.package and src.version, src.name
+
+
+def test_report_states_each_file_source_and_lists_the_rejected_candidates(rr, tiny_dng):
+    entry = rr.measure_file(tiny_dng, [IdentityRaw()], ratios=(100,), crop_px=64, profile_name="sony-a7s2-like")
+    entry.pop("images")
+    src = rr.SOURCES[0]
+    packaged = {"camera": src.camera, "exposure": src.exposure, "package": src.package, "version": src.version,
+                "path": src.path, "sha256": src.sha256, "licence": src.licence, "install": src.install}
+    given = {"camera": "given with --raw", "exposure": "-", "package": "-", "version": "-", "path": "tiny.dng",
+             "licence": "-", "install": "-"}
+    report = {"command": "x", "seconds": 1.0, "host": {"machine": "m", "threads": 1, "python": "3"},
+              "files": [{"name": "a", "source": packaged, "png": "a.png", **entry},
+                        {"name": "b", "source": given, "png": "b.png", **entry}]}
+    md = rr.report_md(report)
+    assert f"(sha256 `{src.sha256[:16]}...`)" in md and "extracted from the package into the cache" in md
+    assert "Not shipped here: given with --raw." in md
+    rows = md.split("## Where else a real raw was looked for")[1].strip().splitlines()
+    assert len([r for r in rows if r.startswith("| ") and not r.startswith("| where")]) == len(rr.REJECTED)
