@@ -287,7 +287,7 @@ def test_pipeline_runs_a_raw_noise_teacher_end_to_end(raw_model, tmp_path, monke
     assert set(res["stages"].values()) == {"ran"}
     _, spec = load_checkpoint(out / "02-distill")
     assert (spec["output"], spec["input"]["noise"]) == ("raw", "std-map")
-    runner = load_runner(out / "03-quantize" / "model-int8.onnx")
+    runner = load_runner(out / "03-quantize" / "model.onnx")           # one file: model.<ext>
     assert (runner.output, runner.in_channels) == ("raw", 5)
     report = json.loads((out / "report.json").read_text())
     scores = {r["model"]: r for r in report["rows"] if "psnr" in r}
