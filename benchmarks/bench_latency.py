@@ -38,7 +38,8 @@ from darkc.provenance import portable
 from darkc.latency import bench, write_report
 from darkc.latency.bench import bench_npus
 from darkc.latency.report import plot, quality_from_eval
-from darkc.latency.artifact import export_cached, packed_hw, parse_size
+from darkc.latency.artifact import export_cached
+from darkc.sizes import padded_hw, parse_resolution
 from darkc.models import available_pretrained, build_model, read_spec, save_checkpoint
 from darkc.models.pretrained import pretrained_dir
 
@@ -52,7 +53,7 @@ def _raw_hw(size: tuple[int, int], checkpoint: Path) -> str:
     """Raw HxW of a ``size`` frame packed and padded to the checkpoint's size multiple (Bayer: 2 raw px per packed)."""
     from darkc.models import read_spec, size_multiple_of
 
-    h, w = packed_hw(size, "bayer", size_multiple_of(read_spec(checkpoint)))
+    h, w = padded_hw(size, "bayer", size_multiple_of(read_spec(checkpoint)))
     return f"{h * 2}x{w * 2}"
 
 
@@ -132,7 +133,7 @@ def scaling(path: Path, arm_sizes: list[str], device: str) -> dict:
     subject = load_subject(str(path))
     rows = []
     for s in arm_sizes:
-        hw = packed_hw(parse_size(s), subject.cfa, subject.multiple)
+        hw = padded_hw(parse_resolution(s, "--size"), subject.cfa, subject.multiple)
         f, runtime, hw, _ = arm_file(subject, hw, "int8" if "int8" in path.name else "fp32")
         shape = (1, hw[0], hw[1], subject.in_channels)
         c = arm.count_instructions(f, runtime, shape, arm.PROFILES[device])
@@ -279,8 +280,9 @@ def npu_only(a, quality: dict[str, str], argv) -> int:
     entries: dict[str, dict] = {}
     unfit: dict[str, dict] = {}
     for label in sorted({lab for lab, _ in wanted}):
-        path, _ = export_cached(_checkpoint_of(label, Path(a.work) if a.work else None), "tflite", "int8",
-                                _raw_hw(parse_size(payload["size"])), "the latency report", io="int8")
+        ckpt = _checkpoint_of(label, Path(a.work) if a.work else None)
+        path, _ = export_cached(ckpt, "tflite", "int8", _raw_hw(parse_resolution(payload["size"], "--size"), ckpt),
+                                "the latency report", io="int8")
         devs = [d for lab, d in sorted(wanted) if lab == label]
         entries[label], unfit[label] = npu_entries(path, devs, payload["size"])
         print(f"{label}: " + ", ".join(f"{d} {v['latency_ms']:.1f} ms" for d, v in entries[label].items())
@@ -372,7 +374,7 @@ def main(argv=None) -> int:
     if not names:
         print("error: no shipped model found in darkc/models/pretrained; nothing to bench", file=sys.stderr)
         return 1
-    size = parse_size(a.size)
+    size = parse_resolution(a.size, "--size")
     devices = [d for d in a.devices.split(",") if d]
     files: dict[str, Path] = {}
     for name in names:
@@ -397,7 +399,7 @@ def main(argv=None) -> int:
         if not a.quick:
             extra["calibration"] = calibration(results, pairs)
             first = files[f"{names[0]} fp32"]
-            arm_w, arm_h = parse_size(a.arm_size)
+            arm_w, arm_h = parse_resolution(a.arm_size, "--arm-size")
             extra["scaling"] = scaling(first, [a.arm_size, f"{arm_w * 2}x{arm_h * 2}"], "cortex-a78")
     except DarkcError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -40,7 +40,9 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from darkc.compress.prune import _measure, packed_shape, parse_resolution, prune
+    from darkc.compress.prune import prune
+    from darkc.sizes import packed_shape, parse_resolution
+    from darkc.timing import measure
     from darkc.errors import atomic_path
     from darkc.provenance import portable
     from darkc.evaluate import evaluate
@@ -53,7 +55,7 @@ def main(argv=None) -> int:
 
     def score(ref) -> dict:
         model, spec = load_checkpoint(resolve_model_ref(ref)[1])
-        m = _measure(model.float().eval(), spec["cfa"], packed_shape(spec["cfa"], lat) if lat else None,
+        m = measure(model.float().eval(), spec["cfa"], packed_shape(spec["cfa"], lat) if lat else None,
                      args.latency_runs)
         res = evaluate(str(ref), "synthetic", limit=args.eval_limit, threads=1, progress=progress)
         return {**m, "psnr": res["psnr"], "ssim": res["ssim"], "per_ratio": res["per_ratio"], "pairs": res["n"]}

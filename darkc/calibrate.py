@@ -79,7 +79,7 @@ def _tiff_meta(path: Path) -> dict:
 
 
 def _info(path: Path) -> FrameInfo:
-    from .data.raw import _open as open_raw
+    from .data.raw import open_raw
 
     with open_raw(path) as raw:
         try:
@@ -105,7 +105,7 @@ def _info(path: Path) -> FrameInfo:
 
 
 def _load(path: Path) -> np.ndarray:
-    from .data.raw import _open as open_raw
+    from .data.raw import open_raw
 
     with open_raw(path) as raw:
         return raw.raw_image_visible.astype(np.float64)

@@ -29,6 +29,44 @@ def _write_or_print(text: str, out: str | None) -> None:
         click.echo(text)
 
 
+def stage_options(name: str):
+    """The options of stage ``name``, generated from its config dataclass (:mod:`darkc.stages`)."""
+    from .stages import cli_options, stage
+
+    return cli_options(stage(name).Config)
+
+
+model_option = click.option("--model", default="teacher", show_default=True,
+                            help="what the stage starts from: shipped name or artifact folder")
+
+
+def out_option(what: str, dir_only: bool = True):
+    return click.option("-o", "--out", required=True, type=click.Path(file_okay=not dir_only), help=what)
+
+
+def report_options(files: str, unless: str):
+    """``--format`` (what is printed) and ``-o DIR`` (the report folder) of a command with another mode."""
+    def decorate(fn):
+        fn = click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+                          help=f"report folder: {files} (required unless {unless})")(fn)
+        return click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table",
+                            show_default=True, help="what is printed (the report files hold every format)")(fn)
+    return decorate
+
+
+def _run_stage(name: str, model: str, out: str, params: dict, fmt: str | None = None, progress: bool = True) -> None:
+    """Build the stage's config from the parsed options, run it, print its summary."""
+    from .stages import config_from_cli, stage
+
+    mod = stage(name)
+    report = mod.run(model, out, config_from_cli(mod.Config, params), progress=progress)
+    text = mod.summary(report, fmt) if fmt else mod.summary(report)
+    if text:
+        click.echo(text)
+    if fmt:
+        click.echo(f"wrote {', '.join(report['report_files'])}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="darkc")
 def cli() -> None:
@@ -117,32 +155,27 @@ def train(out, data, images, arch, widths, cfa, profile, output_kind, noise_inpu
 @cli.command(name="eval")
 @click.option("--model", "models", multiple=True, help="shipped name, artifact folder, .onnx or .tflite (default "
               "teacher); repeat it with --gallery")
-@click.option("--data", default="synthetic", show_default=True, help="'synthetic' (reference set) or a SID folder/list")
-@click.option("--baselines", is_flag=True, help="also score the classical pipelines on the same pairs")
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
-@click.option("--threads", type=int, default=None)
-@click.option("--limit", type=int, default=None, help="only the first N pairs")
-@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the report here")
+@stage_options("eval")
+@report_options("eval_report.md, eval_report.json", "--gallery")
 @click.option("--gallery", default=None, type=click.Path(dir_okay=False), help="write OUT.png instead: crops of the "
               "amplified input, --baselines, each --model and the reference, labelled with PSNR/SSIM")
 @click.option("--images", default=None, help="--gallery: pair IDs to show, e.g. 10001_00,10003_01 (default: best, "
               "median, worst by the first --model)")
-def eval_cmd(models, data, baselines, fmt, threads, limit, out, gallery, images) -> None:
+def eval_cmd(models, fmt, out, gallery, images, **params) -> None:
     """PSNR/SSIM per ratio and overall, worst image; torch, ONNX and TFLite models alike."""
-    from .evaluate import evaluate, format_result
     models = list(models) or ["teacher"]
     if gallery:
         from .gallery import make_gallery
-        rep = make_gallery(models, gallery, data, baselines=baselines, threads=threads,
+        rep = make_gallery(models, gallery, params["data"], baselines=params["baselines"], threads=params["threads"],
                            images=images.split(",") if images else None)
         click.echo(f"wrote {gallery} ({len(rep['images'])} pairs x {len(rep['images'][0]['panels'])} panels) and "
                    f"its numbers {Path(gallery).with_suffix('.json')}")
         return
     if images or len(models) > 1:
         raise DarkcError("--images and a repeated --model go with --gallery OUT.png; pass one --model to score it")
-    model = models[0]
-    res = evaluate(model, data, baselines=baselines, threads=threads, limit=limit, progress=fmt != "json" or bool(out))
-    _write_or_print(format_result(res, fmt), out)
+    if out is None:
+        raise DarkcError("darkc eval needs -o DIR for its report (eval_report.md, eval_report.json)")
+    _run_stage("eval", models[0], out, params, fmt=fmt, progress=fmt != "json")
 
 
 @cli.command()
@@ -168,127 +201,31 @@ def enhance(raw, out, model, ratio, bits, quality, tile, overlap, threads) -> No
 
 
 @cli.command()
-@click.option("--model", default="teacher", show_default=True, help="shipped name or checkpoint folder (any arch)")
-@click.option("--ratio", type=float, default=None, help="fraction of channels removed, in (0, 1)")
-@click.option("--target-macs", default=None, help="MAC budget per raw frame instead of --ratio, e.g. 5G@1920x1080")
-@click.option("--importance", type=click.Choice(["l1", "l2", "taylor", "random"]), default="l1", show_default=True)
-@click.option("--scope", type=click.Choice(["uniform", "global"]), default="uniform", show_default=True,
-              help="same ratio per layer, or one global ranking")
-@click.option("--round-to", type=int, default=8, show_default=True, help="pruned widths are multiples of this")
-@click.option("--steps", type=int, default=1, show_default=True, help="iterative pruning steps")
-@click.option("--finetune-iters", type=int, default=0, show_default=True,
-              help="fine-tuning iterations after each step, against the unpruned model's output")
-@click.option("--data", default="synthetic", show_default=True, help="fine-tuning inputs: 'synthetic' or a folder of raws")
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--patch", type=int, default=256, show_default=True, help="fine-tuning patch side in raw px")
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-rescale", is_flag=True,
-              help="keep the pruned layers' weights as they are (default: rescale each layer to the parent's "
-                   "activation scale on 4 inputs from --data)")
-@click.option("--no-eval", is_flag=True, help="skip PSNR/SSIM of the parent and the pruned model")
-@click.option("--eval-limit", type=int, default=None, help="only the first N validation pairs")
-@click.option("--latency-size", default="1920x1080", show_default=True, help="raw WxH for host latency, or 'none'")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="pruned artifact folder")
-def prune(model, ratio, target_macs, importance, scope, round_to, steps, finetune_iters, data, batch_size, patch,
-          lr, seed, no_rescale, no_eval, eval_limit, latency_size, out) -> None:
+@model_option
+@stage_options("prune")
+@out_option("pruned artifact folder")
+def prune(model, out, **params) -> None:
     """Prune channels (Torch-Pruning), fine-tune against the original, report size/MACs/latency/quality."""
-    from .compress.prune import format_report, prune as run
-    report = run(model, out, ratio=ratio, target_macs=target_macs, importance=importance, scope=scope,
-                 round_to=round_to, steps=steps, finetune_iters=finetune_iters, data=data, batch_size=batch_size,
-                 patch=patch, lr=lr, seed=seed, evaluate=not no_eval, eval_limit=eval_limit,
-                 latency_size=latency_size, rescale=not no_rescale)
-    click.echo(format_report(report))
-    click.echo(f"wrote {out} (report: prune_report.md, prune_report.json)")
+    _run_stage("prune", model, out, params)
 
 
 @cli.command()
-@click.option("--teacher", default="teacher", show_default=True, help="shipped name or checkpoint folder")
-@click.option("--student", default=None, type=click.Path(), help="student init: a checkpoint (e.g. darkc prune output)")
-@click.option("--student-widths", default=None, help="fresh student with these 5 level widths, e.g. 8,16,32,64,128")
-@click.option("--student-arch", default=None, help="architecture of a fresh student (default: the teacher's): a "
-              "built-in name, a 'darkc.archs' entry point or an import path package.module:build")
-@click.option("--data", default="synthetic", show_default=True,
-              help="'synthetic', a SID-layout folder, or a folder of raw files (unlabelled)")
-@click.option("--unlabelled", default=None, type=click.Path(), help="folder of raw captures without ground truth")
-@click.option("--images", multiple=True, type=click.Path(), help="clean photo folders for synthetic data")
-@click.option("--profile", default=None, help="camera profile name or file (darkc calibrate) for synthetic data")
-@click.option("--kd", default="output", show_default=True, help="distillation terms: output, features or both")
-@click.option("--gt-weight", type=float, default=0.0, show_default=True, help="weight of the ground-truth L1 term")
-@click.option("--feature-weight", type=float, default=0.1, show_default=True)
-@click.option("--beta", type=float, default=0.99, show_default=True, help="L1 share of the output term (rest MS-SSIM)")
-@click.option("--chroma-weight", type=float, default=0.0, show_default=True,
-              help="weight of an L1 term on the output's chroma vs the teacher's (keeps small students off grey)")
-@click.option("--steps", type=int, default=2000, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--patch", type=int, default=512, show_default=True, help="patch side in raw px")
-@click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("--val-every", type=int, default=500, show_default=True, help="0: no validation")
-@click.option("--ckpt-every", type=int, default=250, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None)
-@click.option("--resume", is_flag=True, help="continue the run in -o")
-@click.option("--no-eval", is_flag=True, help="skip the reference-set evaluation of teacher and student")
-@click.option("--eval-limit", type=int, default=None, help="only the first N validation pairs")
-@click.option("--latency-size", default="1920x1080", show_default=True, help="raw WxH for host latency, or 'none'")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="student run / artifact folder")
-def distill(teacher, student, student_widths, student_arch, data, unlabelled, images, profile, kd, gt_weight,
-            feature_weight, beta, chroma_weight, steps, batch_size, patch, lr, val_every, ckpt_every, seed, threads, resume,
-            no_eval, eval_limit, latency_size, out) -> None:
-    """Distil the teacher into a compact student (output and feature KD, with or without ground truth)."""
-    from .compress.distill import distill as run, format_report
-    report = run(teacher, out, student=student, student_widths=_ints(student_widths, "--student-widths"),
-                 student_arch=student_arch, data=data, unlabelled=unlabelled, images=list(images), kd=kd,
-                 gt_weight=gt_weight, feature_weight=feature_weight, beta=beta, chroma_weight=chroma_weight,
-                 steps=steps, batch_size=batch_size, patch=patch, lr=lr, val_every=val_every, ckpt_every=ckpt_every,
-                 seed=seed, threads=threads, resume=resume, evaluate=not no_eval, eval_limit=eval_limit, latency_size=latency_size,
-                 profile=profile)
-    if "teacher_stats" in report:
-        click.echo(format_report(report))
-        click.echo(f"wrote {out} (report: distill_report.md, distill_report.json)")
-
-
-def _int8_options(fn):
-    """Calibration options shared by ``export`` (with --precision int8) and ``quantize``."""
-    for opt in reversed([
-        click.option("--calib", default="synthetic", show_default=True,
-                     help="int8: 'synthetic' or a folder of dark raw files (SID short/ names give the ratio)"),
-        click.option("--calib-method", default="minmax", show_default=True, help="int8: minmax | percentile | entropy"),
-        click.option("--samples", type=int, default=32, show_default=True, help="int8: calibration samples"),
-        click.option("--calib-size", type=int, default=256, show_default=True,
-                     help="int8: packed side of calibration samples (dynamic graphs; fixed ones use their size)"),
-        click.option("--calib-ratio", type=float, default=None, help="int8: exposure ratio for raws without SID names"),
-        click.option("--reduce-range", default="auto", show_default=True,
-                     help="int8: 7-bit weights: auto (on for x86 CPUs without VNNI) | on | off"),
-    ]):
-        fn = opt(fn)
-    return fn
+@model_option
+@click.option("--teacher", "teacher", default=None, hidden=True, help="deprecated spelling of --model")
+@stage_options("distill")
+@out_option("student run / artifact folder")
+def distill(model, teacher, out, **params) -> None:
+    """Distil the teacher (--model) into a compact student (output and feature KD, with or without ground truth)."""
+    _run_stage("distill", teacher or model, out, params)
 
 
 @cli.command()
-@click.option("--model", required=True, help="checkpoint folder or shipped name")
-@click.option("--target", default="onnx", show_default=True, help="onnx | tflite")
-@click.option("--precision", default="fp32", show_default=True, help="fp32 | fp16 | int8")
-@click.option("--input-size", default="dynamic", show_default=True,
-              help="'dynamic' or HxW in raw px, e.g. 1088x1920 (must pack to multiples of 16)")
-@_int8_options
-@click.option("--io", default="float", show_default=True,
-              help="tflite int8: dtype of the model's input and output, float | int8")
-@click.option("--int8-activation", default="leaky_relu", show_default=True,
-              help="tflite int8: LeakyReLU as leaky_relu (fast on XNNPACK) | prelu (same result on every kernel)")
-@click.option("--no-check", is_flag=True, help="keep the export even if it differs from PyTorch beyond the threshold")
-@click.option("-o", "--out", default=None, type=click.Path(),
-              help="artifact folder, or FILE.onnx / FILE.tflite in one (default: the model's own folder)")
-def export(model, target, precision, input_size, calib, calib_method, samples, calib_size, calib_ratio, reduce_range,
-           io, int8_activation, no_check, out) -> None:
+@model_option
+@stage_options("export")
+@out_option("artifact folder, or FILE.onnx / FILE.tflite in one", dir_only=False)
+def export(model, out, **params) -> None:
     """Export to ONNX (or TFLite) at fp32/fp16/int8, checked against PyTorch; writes an artifact folder."""
-    from .export import command_line, export as run, format_report
-    ctx = click.get_current_context()
-    report = run(model, out, target=target, precision=precision, input_size=input_size, calib=calib,
-                 calib_method=calib_method, samples=samples, calib_size=calib_size, calib_ratio=calib_ratio,
-                 reduce_range=reduce_range, io=io, int8_activation=int8_activation, check=not no_check,
-                 command=command_line(ctx.command_path, ctx.params))
-    click.echo(format_report(report))
+    _run_stage("export", model, out, params)
 
 
 @cli.command()
@@ -305,22 +242,12 @@ def diagnose(exported, model, samples, fmt, out) -> None:
 
 
 @cli.command()
-@click.option("--model", required=True, help="checkpoint folder or shipped name")
-@click.option("--input-size", default="dynamic", show_default=True, help="'dynamic' or HxW in raw px")
-@_int8_options
-@click.option("--no-check", is_flag=True, help="keep the model even if it differs from PyTorch beyond the threshold")
-@click.option("-o", "--out", default=None, type=click.Path(),
-              help="INT8 artifact folder, or FILE.onnx in one (default: the model's own folder)")
-def quantize(model, input_size, calib, calib_method, samples, calib_size, calib_ratio, reduce_range, no_check,
-             out) -> None:
-    """INT8 ONNX (ONNX Runtime static QDQ) with its calibration record; same as export --precision int8."""
-    from .compress.quantize import quantize as run
-    from .export import command_line, format_report
-    ctx = click.get_current_context()
-    report = run(model, calib=calib, out=out, method=calib_method, samples=samples, input_size=input_size,
-                 calib_size=calib_size, calib_ratio=calib_ratio, reduce_range=reduce_range, check=not no_check,
-                 command=command_line(ctx.command_path, ctx.params))
-    click.echo(format_report(report))
+@model_option
+@stage_options("quantize")
+@out_option("INT8 artifact folder, or FILE.onnx / FILE.tflite in one", dir_only=False)
+def quantize(model, out, **params) -> None:
+    """INT8 ONNX / TFLite with its calibration record; the same as export --precision int8."""
+    _run_stage("quantize", model, out, params)
 
 
 @cli.command()
@@ -366,48 +293,27 @@ def video(input, out, model, temporal, strength, domain, ratio, fps, png, metric
 
 
 @cli.command()
-@click.argument("model", required=False)
-@click.option("--runtime", type=click.Choice(["ort", "litert", "torch"]), default=None,
-              help="host runtime (default: the file's own; ort for a checkpoint)")
-@click.option("--threads", default="1", show_default=True, help="thread counts, e.g. 1,2,4: on the host, and on ARM "
-              "(a core profile runs t threads on t such cores; a cluster such as cortex-a78x4 takes counts up to its "
-              "size)")
-@click.option("--size", default=None, help="raw WxH the latency is for (default: the model's fixed size, else "
-              "1920x1080)")
-@click.option("--device", "devices", default="host", show_default=True,
-              help="comma-separated: host, cortex-a55, cortex-a78, cortex-x3, ARM clusters (cortex-a78x4, "
-              "cortex-x3+a715x2, cortex-a76@2.84+a76@2.42x3), ethos-u55-256, ethos-u65-512, ...")
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
-@click.option("--runs", type=int, default=10, show_default=True, help="timed host runs per thread count")
-@click.option("--warmup", type=int, default=2, show_default=True, help="untimed host runs first")
-@click.option("--arm-size", default="128x128", show_default=True, help="raw WxH the ARM emulator runs at "
-              "(latency is scaled by pixels to --size)")
-@click.option("--arm-repeats", type=int, default=1, show_default=True, help="emulator runs per core (spread)")
-@click.option("--no-parity", is_flag=True, help="skip the aarch64 vs host output comparison")
-@click.option("--npu-sram", type=float, default=None, help="Ethos-U: SRAM of the system in KiB (default: the "
-              "family's reference size: U55 2048, U65/U85 512); the frame is tiled to fit it")
-@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
-              help="also write PREFIX.md, PREFIX.json and PREFIX.png")
+@click.argument("model_arg", metavar="[MODEL]", required=False)
+@click.option("--model", default=None, help="shipped name, artifact folder, .onnx or .tflite (MODEL, the "
+              "positional spelling, is deprecated)")
+@stage_options("bench")
+@report_options("bench_report.md, .json, .png", "--setup-arm alone")
 @click.option("--setup-arm", is_flag=True, help="build the emulated ARM setup (QEMU 10 + aarch64 userland, cached "
-              "under ~/.cache/darkc/arm; idempotent) and exit, or continue with MODEL")
-def bench(model, runtime, threads, size, devices, fmt, runs, warmup, arm_size, arm_repeats, no_parity, npu_sram,
-          out, setup_arm) -> None:
+              "under ~/.cache/darkc/arm; idempotent) and exit, or continue with --model")
+def bench(model_arg, model, fmt, out, setup_arm, **params) -> None:
     """Latency on the host (measured), emulated ARM cores and Ethos-U NPUs (estimated), every figure labelled."""
-    from .latency import bench as run, format_result, write_report
+    model = model or model_arg
     if setup_arm:
         from .latency.arm import run_setup
         click.echo(f"emulated ARM setup ready in {run_setup()}", err=True)
         if model is None:
             return
     if model is None:
-        raise DarkcError("darkc bench needs MODEL (a .onnx, a .tflite, a checkpoint folder or a shipped name), "
+        raise DarkcError("darkc bench needs --model (a .onnx, a .tflite, a checkpoint folder or a shipped name), "
                          "or --setup-arm alone")
-    res = run(model, devices=devices, size=size, threads=_ints(threads, "--threads"), runs=runs, warmup=warmup,
-              runtime=runtime, arm_size=arm_size, arm_repeats=arm_repeats, parity=not no_parity, npu_sram=npu_sram)
-    click.echo(format_result(res, fmt))
-    if out:
-        paths = write_report([res], out, title=f"darkc bench {model}")
-        click.echo(f"wrote {paths['md']} ({paths['json']}, {paths['png']})", err=True)
+    if out is None:
+        raise DarkcError("darkc bench needs -o DIR for its report (bench_report.md, .json, .png)")
+    _run_stage("bench", model, out, params, fmt=fmt)
 
 
 @cli.command()
@@ -443,7 +349,7 @@ def _lock_output(callback, artifact_file: bool = False):
 
 for _command in cli.commands.values():
     if any(p.name == "out" for p in _command.params):
-        _command.callback = _lock_output(_command.callback, artifact_file=_command.name == "export")
+        _command.callback = _lock_output(_command.callback, artifact_file=_command.name in ("export", "quantize"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,9 +111,9 @@ NLM_STRENGTH = 2.0
 def libraw_baseline(short_path, ratio: float) -> np.ndarray:
     """Baseline (a): amplify the short exposure by ``ratio`` in the raw domain (above black, clipped
     at white), then LibRaw renders it exactly like the target. (H, W, 3) float32, canonical phase."""
-    from .data.raw import _open, render_open
+    from .data.raw import open_raw, render_open
 
-    with _open(short_path) as raw:
+    with open_raw(short_path) as raw:
         vis = raw.raw_image_visible
         black = np.asarray(raw.black_level_per_channel, np.float32)[raw.raw_colors_visible]
         amp = black + (vis.astype(np.float32) - black) * float(ratio)

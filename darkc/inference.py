@@ -34,9 +34,8 @@ from tqdm import tqdm
 from .data import cfa as cfa_mod
 from .data.raw import check_finite
 from .errors import DarkcError, one_line
+from .sizes import DEFAULT_MULTIPLE, size_multiple
 
-#: Packed H and W of the SID U-Net must be multiples of this; runners of other nets may set their own.
-DEFAULT_MULTIPLE = 16
 #: Largest window side in packed px; memory grows with its square, not with the frame (a 24 MP frame through
 #: the full SID U-Net peaks near 1.3 GiB RSS with 1024, ~3 GiB in one whole-frame pass).
 DEFAULT_TILE = 1024
@@ -107,7 +106,7 @@ class TorchRunner(Runner):
         super().__init__(name, spec["cfa"], spec.get("output", "srgb"), (spec.get("input") or {}).get("noise", "none"))
         self._torch = torch
         self.model = model.eval()
-        self.multiple = int(getattr(model, "size_multiple", DEFAULT_MULTIPLE))
+        self.multiple = size_multiple(model)
         threads = _check_threads(threads)
         if threads is not None:
             torch.set_num_threads(threads)
@@ -270,9 +269,9 @@ class TFLiteRunner(Runner):
     def _run_one(self, x: np.ndarray) -> np.ndarray:
         x = _to_layout(x, self.layout)
         self._resize(tuple(x.shape))
-        self.interpreter.set_tensor(self._in["index"], _quantize(x, self._in))
+        self.interpreter.set_tensor(self._in["index"], quantize_tensor(x, self._in))
         self.interpreter.invoke()
-        y = _dequantize(self.interpreter.get_tensor(self._out["index"]), self._out)
+        y = dequantize_tensor(self.interpreter.get_tensor(self._out["index"]), self._out)
         return np.ascontiguousarray(_from_layout(y, self.layout))
 
 
@@ -281,7 +280,9 @@ def _quant_params(detail: dict) -> tuple[float, int]:
     return float(scale), int(zero)
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def quantize_tensor(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float ``x`` as the dtype of a TFLite tensor ``detail`` (``get_input_details()`` entry): cast, or scaled,
+    shifted by the zero point, rounded and clipped for an integer tensor."""
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":
         return x.astype(dtype, copy=False)
@@ -293,7 +294,8 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.rint(x / scale) + zero, info.min, info.max).astype(dtype)
 
 
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+def dequantize_tensor(y: np.ndarray, detail: dict) -> np.ndarray:
+    """A TFLite tensor ``y`` of ``detail`` (``get_output_details()`` entry) as float32."""
     if np.dtype(y.dtype).kind == "f":
         return y.astype(np.float32, copy=False)
     scale, zero = _quant_params(detail)

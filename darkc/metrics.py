@@ -16,13 +16,12 @@ different numbers.
 from __future__ import annotations
 
 import math
-from typing import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "psnr_torch", "ssim_torch", "ssim_map_torch", "summarize", "deltae", "checkerboard",
+__all__ = ["psnr", "ssim", "psnr_torch", "ssim_torch", "ssim_map_torch", "psnr_db", "deltae", "checkerboard",
            "CHECKER_BLOCK"]
 
 SSIM_WIN_SIZE = 7
@@ -70,13 +69,19 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
 
     Returns:
         float: PSNR in dB. ``float('inf')`` when the images are identical (zero error); averaging such a
-        value into a report makes the mean infinite, which :func:`summarize` reports as is.
+        value into a report makes the mean infinite.
 
     Raises:
         ValueError: If the shapes differ, are not 2-D or 3-D, or a value is not finite.
     """
     a, b = _check_numpy_pair(a, b, data_range)
-    mse = float(np.mean((a - b) ** 2))
+    return psnr_db(float(np.mean((a - b) ** 2)), data_range)
+
+
+def psnr_db(mse: float, data_range: float = 1.0) -> float:
+    """PSNR in dB of a mean squared error ``mse`` at peak ``data_range``: ``10 log10(range^2 / mse)``;
+    ``float('inf')`` for ``mse == 0``. The one PSNR formula of darkc (:func:`psnr`, export parity and the
+    emulated-ARM parity of ``darkc bench`` use it)."""
     if mse == 0.0:
         return float("inf")
     return float(10.0 * np.log10(data_range**2 / mse))
@@ -210,32 +215,6 @@ def ssim_torch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> tor
     """
     x, y = _check_torch_pair(x, y, data_range, min_side=SSIM_WIN_SIZE)
     return ssim_map_torch(x, y, data_range).flatten(1).mean(1)
-
-
-def summarize(values: Iterable[float] | np.ndarray | torch.Tensor, higher_is_better: bool = True) -> dict:
-    """Summary of per-image metric values for a report.
-
-    Args:
-        values: Per-image values (list, numpy array or tensor), e.g. PSNRs of a test set. ``inf`` (an
-            identical pair's PSNR) is allowed and propagates into ``mean`` and ``max``.
-        higher_is_better (bool): True for PSNR/SSIM (worst = smallest); False for losses/errors.
-
-    Returns:
-        dict: ``mean``, ``min``, ``max`` (floats) and ``worst_index`` (int, position of the worst value;
-        the first one on ties).
-
-    Raises:
-        ValueError: If ``values`` is empty or contains NaN.
-    """
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy()
-    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64).ravel()
-    if arr.size == 0:
-        raise ValueError("cannot summarize an empty list of values")
-    if np.isnan(arr).any():
-        raise ValueError(f"values contain NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}")
-    worst = int(np.argmin(arr) if higher_is_better else np.argmax(arr))
-    return {"mean": float(arr.mean()), "min": float(arr.min()), "max": float(arr.max()), "worst_index": worst}
 
 
 def deltae(a: np.ndarray, b: np.ndarray) -> float:

@@ -17,18 +17,18 @@ again, a distillation left half-way resumes from its checkpoints, and every stag
 again. ``--from STAGE`` re-runs from that stage on. The run's report (``report.md``, ``report.json``,
 ``report.png``: quality vs latency per device) is written at the end.
 
-Recipe keys (all optional except ``pipeline.teacher``)::
+Recipe keys (all optional except ``pipeline.teacher``): a stage's table takes exactly the fields of its config
+dataclass (``darkc.stages.<stage>.Config``, the same options as ``darkc <stage>``, see :func:`recipe_schema`),
+plus what the chain itself decides::
 
-    [pipeline]
-    teacher = "teacher"                 # shipped name or checkpoint folder
-    name = "sid-mobile"
-    [prune]      ratio | target_macs, importance, scope, round_to, steps, finetune_iters, batch_size, patch, lr, rescale
-    [distill]    init ("pruned" | "scratch"), student_widths, kd, gt_weight, feature_weight, beta, chroma_weight, steps,
-                 batch_size, patch, lr, data, threads
-    [quantize]   targets (["onnx", "tflite"]), input_size, calib, calib_method, samples
-    [export]     targets, precisions (["fp32", "fp16"]), input_size
-    [bench]      devices (["host", ...]), size ("1920x1080"), threads, runs
-    [eval]       limit, models (["teacher", "pruned", "student", "onnx-int8", ...])
+    [pipeline]   teacher = "teacher" (shipped name or checkpoint folder), name, seed, threads
+    [distill]    init = "pruned" | "scratch": start from the [prune] output (default when [prune] is there) or
+                 from ``student_widths`` / ``student``
+    [eval]       models = ["teacher", "pruned", "student", "onnx-int8", ...]: which of the run's models to score
+
+Where a table leaves a key out, the stage's default applies, except :data:`CHAIN_DEFAULTS`: the chain's seed and
+threads come from [pipeline], and prune/distill skip their own evaluation and host timing (the run's eval and
+bench stages measure every model).
 """
 from __future__ import annotations
 
@@ -45,25 +45,29 @@ from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path, replace_dir, sha256_file
 from darkc.provenance import portable, run_root
+from darkc.stages import STAGES
+from darkc.stages.export import SUFFIX
 
-STAGES = ("prune", "distill", "quantize", "export", "bench", "eval")
 MANIFEST = "manifest.json"
 REPORT = "report"
+#: Keys the chain adds to a stage's table (not options of the stage itself), with their types.
+CHAIN_KEYS: dict[str, dict[str, type]] = {"distill": {"init": str}, "eval": {"models": list}}
+#: Values the chain gives a stage where its table is silent (see the module docstring).
+CHAIN_DEFAULTS: dict[str, dict] = {"prune": {"evaluate": False, "latency_size": "none"},
+                                   "distill": {"evaluate": False, "latency_size": "none"}}
+PIPELINE_KEYS: dict[str, type] = {"teacher": str, "name": str, "seed": int, "threads": int}
 
-#: Allowed keys per recipe table, with their types (a tuple = any of these).
-SCHEMA: dict[str, dict[str, type | tuple]] = {
-    "pipeline": {"teacher": str, "name": str, "seed": int, "threads": int},
-    "prune": {"ratio": float, "target_macs": str, "importance": str, "scope": str, "round_to": int, "steps": int,
-              "finetune_iters": int, "batch_size": int, "patch": int, "lr": float, "data": str, "rescale": bool},
-    "distill": {"init": str, "student_widths": list, "kd": str, "gt_weight": float, "feature_weight": float,
-                "beta": float, "chroma_weight": float, "steps": int, "batch_size": int, "patch": int, "lr": float, "data": str,
-                "val_every": int, "ckpt_every": int},
-    "quantize": {"targets": list, "input_size": str, "calib": str, "calib_method": str, "samples": int},
-    "export": {"targets": list, "precisions": list, "input_size": str},
-    "bench": {"devices": list, "size": str, "threads": int, "runs": int},
-    "eval": {"limit": int, "models": list},
-}
-TARGET_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
+
+def recipe_schema() -> dict[str, dict[str, type]]:
+    """Allowed keys per recipe table with their types (a stage's list fields as ``list``), generated from the
+    stage config dataclasses (:mod:`darkc.stages`) plus :data:`CHAIN_KEYS`."""
+    from darkc.stages import recipe_keys, stage
+
+    schema = {"pipeline": dict(PIPELINE_KEYS)}
+    for name in STAGES:
+        keys = {k: (list if o.many else o.base) for k, o in recipe_keys(stage(name).Config).items()}
+        schema[name] = {**keys, **CHAIN_KEYS.get(name, {})}
+    return schema
 
 
 # ---------------------------------------------------------------- recipe
@@ -87,6 +91,8 @@ def load_recipe(path: str | os.PathLike) -> dict:
     """Read and check a recipe; any unknown table/key, wrong type or bad value is a DarkcError with its line."""
     import tomllib
 
+    from darkc.stages import check_value, stage
+
     path = Path(path)
     if not path.is_file():
         raise DarkcError(f"recipe {path} does not exist; pass a TOML recipe such as recipes/sid-mobile.toml")
@@ -103,23 +109,23 @@ def load_recipe(path: str | os.PathLike) -> dict:
         line = _line_of(text, table, key)
         return f"{path}:{line}" if line else str(path)
 
+    tables = ("pipeline", *STAGES)
     for table, body in recipe.items():
-        if table not in SCHEMA:
-            raise DarkcError(f"{where(table)}: unknown stage/table [{table}]; use {', '.join(SCHEMA)}")
+        if table not in tables:
+            raise DarkcError(f"{where(table)}: unknown stage/table [{table}]; use {', '.join(tables)}")
         if not isinstance(body, dict):
             raise DarkcError(f"{where(table)}: '{table}' must be a table [{table}]")
+        own = PIPELINE_KEYS if table == "pipeline" else CHAIN_KEYS.get(table, {})
         for key, value in body.items():
-            if key not in SCHEMA[table]:
-                raise DarkcError(f"{where(table, key)}: unknown key '{key}' in [{table}]; "
-                                 f"valid keys: {', '.join(SCHEMA[table])}")
-            want = SCHEMA[table][key]
-            if want is bool:
-                ok = isinstance(value, bool)
+            if key in own:
+                want = own[key]
+                if not isinstance(value, want) or isinstance(value, bool):
+                    raise DarkcError(f"{where(table, key)}: [{table}] {key} = {value!r} must be a {want.__name__}")
+            elif table == "pipeline":
+                raise DarkcError(f"{where(table, key)}: unknown key '{key}' in [pipeline]; "
+                                 f"valid keys: {', '.join(PIPELINE_KEYS)}")
             else:
-                ok = isinstance(value, want) and not isinstance(value, bool) or (
-                    want is float and isinstance(value, int) and not isinstance(value, bool))
-            if not ok:
-                raise DarkcError(f"{where(table, key)}: [{table}] {key} = {value!r} must be a {want.__name__}")
+                check_value(stage(table).Config, key, value, where(table, key), table)
     pipe = recipe.get("pipeline", {})
     if "teacher" not in pipe:
         raise DarkcError(f"{where('pipeline') if 'pipeline' in recipe else path}: the recipe needs "
@@ -140,25 +146,28 @@ def _check_values(recipe: dict, where) -> None:
             raise DarkcError(f"{where('prune', 'ratio')}: [prune] ratio {p['ratio']} must lie in (0, 1)")
     d = recipe.get("distill")
     if d is not None:
-        init = d.get("init", "pruned" if p is not None else "scratch")
+        init = d.get("init", "pruned" if p is not None and "student" not in d else "scratch")
         if init not in ("pruned", "scratch"):
             raise DarkcError(f"{where('distill', 'init')}: [distill] init must be 'pruned' or 'scratch'")
         if init == "pruned" and p is None:
             raise DarkcError(f"{where('distill', 'init')}: [distill] init = 'pruned' needs a [prune] table")
-        if init == "scratch" and "student_widths" not in d:
-            raise DarkcError(f"{where('distill')}: [distill] from scratch needs student_widths = [...]")
+        if init == "pruned" and "student" in d:
+            raise DarkcError(f"{where('distill', 'student')}: [distill] student and init = 'pruned' both name the "
+                             f"student's start; keep one")
+        if init == "scratch" and "student_widths" not in d and "student" not in d:
+            raise DarkcError(f"{where('distill')}: [distill] from scratch needs student_widths = [...] or student")
         bad = [k for k in d.get("kd", "output").split(",") if k.strip() not in KD_KINDS]
         if bad:
             raise DarkcError(f"{where('distill', 'kd')}: [distill] kd {d['kd']!r}: use output and/or features")
     for table in ("quantize", "export"):
         t = recipe.get(table)
         if t is not None:
-            bad = [x for x in t.get("targets", ["onnx"]) if x not in TARGET_SUFFIX]
+            bad = [x for x in t.get("targets", []) if x not in SUFFIX]
             if bad:
                 raise DarkcError(f"{where(table, 'targets')}: [{table}] targets {bad} unknown; use onnx, tflite")
     e = recipe.get("export")
     if e is not None:
-        bad = [x for x in e.get("precisions", ["fp32"]) if x not in ("fp32", "fp16")]
+        bad = [x for x in e.get("precisions", []) if x not in ("fp32", "fp16")]
         if bad:
             raise DarkcError(f"{where('export', 'precisions')}: [export] precisions {bad}: use fp32/fp16 "
                              f"(INT8 files come from [quantize])")
@@ -179,7 +188,7 @@ def _check_feasible(recipe: dict) -> dict:
     model, spec = load_checkpoint(path)
     p = recipe.get("prune") or {}
     if "target_macs" in p:
-        from darkc.compress.prune import packed_shape, parse_budget
+        from darkc.sizes import packed_shape, parse_budget
         from darkc.models import build_model, count_macs, get_adapter, normalize_spec
 
         macs, res = parse_budget(p["target_macs"])
@@ -248,16 +257,22 @@ class _Run:
 
     # the models each stage produces, for bench/eval: name -> path
     def models(self) -> dict[str, str]:
-        found = {"teacher": self.recipe["pipeline"]["teacher"]}
+        return {name: path for name, (path, _) in self.produced().items()}
+
+    def produced(self) -> dict[str, tuple[str, dict | None]]:
+        """name -> (path, export record or None for a checkpoint); exported files are named ``<target>-<precision>``
+        from their records in ``model.json`` (not from their file names)."""
+        found = {"teacher": (self.recipe["pipeline"]["teacher"], None)}
         if "prune" in self.dirs and (self.dirs["prune"] / "model.json").is_file():
-            found["pruned"] = str(self.dirs["prune"])
+            found["pruned"] = (str(self.dirs["prune"]), None)
         if "distill" in self.dirs and (self.dirs["distill"] / "model.json").is_file():
-            found["student"] = str(self.dirs["distill"])
+            found["student"] = (str(self.dirs["distill"]), None)
         for stage in ("quantize", "export"):
-            if stage in self.dirs:
-                for f in sorted(self.dirs[stage].iterdir()) if self.dirs[stage].is_dir() else []:
-                    if f.suffix in (".onnx", ".tflite"):
-                        found[f"{f.suffix[1:]}-{f.stem.split('-', 1)[-1] if '-' in f.stem else 'fp32'}"] = str(f)
+            spec = _load_json(self.dirs.get(stage), "model.json")
+            exports = (spec.get("provenance") or {}).get("exports") or {}
+            for file, rec in sorted(exports.items()):
+                if (self.dirs[stage] / file).is_file():
+                    found[f"{rec['target']}-{rec['precision']}"] = (str(self.dirs[stage] / file), rec)
         return found
 
     def student(self) -> str:
@@ -267,72 +282,65 @@ class _Run:
             return str(self.dirs["prune"])
         return self.recipe["pipeline"]["teacher"]
 
-    def run_prune(self, tmp: Path) -> dict:
-        from darkc.compress.prune import prune
+    def config(self, stage: str, **chain):
+        """The stage's config: its recipe table, then ``chain`` and :data:`CHAIN_DEFAULTS` where the table is silent."""
+        from darkc.stages import config_from_table, stage as stage_module
 
-        o = self.opts["prune"]
-        rep = prune(self.teacher["path"], tmp, seed=self.seed, evaluate=False, latency_size=None,
-                    progress=self.progress, **o)
+        return config_from_table(stage_module(stage).Config, self.opts[stage],
+                                 {**CHAIN_DEFAULTS.get(stage, {}), **chain})
+
+    def run_prune(self, tmp: Path) -> dict:
+        from darkc.stages import prune
+
+        rep = prune.run(self.teacher["path"], tmp, self.config("prune", seed=self.seed), progress=self.progress)
         return {"params": rep["after"]["params"], "macs": rep["after"]["macs"], "command": rep["command"]}
 
     def run_distill(self, tmp: Path) -> dict:
-        from darkc.compress.distill import distill
+        from darkc.stages import distill
 
-        o = dict(self.opts["distill"])
-        init = o.pop("init", "pruned" if "prune" in self.dirs else "scratch")
+        o = self.opts["distill"]
+        init = o.get("init", "pruned" if "prune" in self.dirs and "student" not in o else "scratch")
+        chain = {"seed": self.seed, "threads": self.threads, "resume": (tmp / "train_state.json").is_file()}
         if init == "pruned":
-            o["student"] = str(self.dirs["prune"])
-        resume = (tmp / "train_state.json").is_file()
-        rep = distill(self.teacher["path"], tmp, seed=self.seed, threads=self.threads, evaluate=False,
-                      latency_size=None, progress=self.progress, resume=resume, **o)
+            chain["student"] = str(self.dirs["prune"])
+        rep = distill.run(self.teacher["path"], tmp, self.config("distill", **chain), progress=self.progress)
         return {"params": rep["student"]["params"], "macs": rep["student"]["macs"], "command": rep["command"],
                 "wall_s": rep["wall_s"], "best": rep["best"]}
 
-    def _exports(self, tmp: Path, targets, precisions, opts: dict) -> dict:
-        from darkc.export import export
-
-        files = {}
-        for target in targets:
-            for precision in precisions:
-                name = f"model-{precision}{TARGET_SUFFIX[target]}"
-                rep = export(self.student(), tmp / name, target=target, precision=precision, **opts)
-                files[name] = {"parity": rep.get("parity"), "size_bytes": (tmp / name).stat().st_size}
-        return {"files": files}
+    def _files(self, rep: dict) -> dict:
+        return {"files": {Path(r["file"]).name: {"target": r["target"], "precision": r["precision"],
+                                                 "parity": r.get("parity"), "size_bytes": r["bytes"]}
+                          for r in rep["files"]}}
 
     def run_quantize(self, tmp: Path) -> dict:
-        o = dict(self.opts["quantize"])
-        targets = o.pop("targets", ["onnx", "tflite"])
-        return self._exports(tmp, targets, ["int8"], o)
+        from darkc.stages import quantize
+
+        return self._files(quantize.run(self.student(), tmp, self.config("quantize"), progress=self.progress))
 
     def run_export(self, tmp: Path) -> dict:
-        o = dict(self.opts["export"])
-        targets, precisions = o.pop("targets", ["onnx", "tflite"]), o.pop("precisions", ["fp32"])
-        return self._exports(tmp, targets, precisions, o)
+        from darkc.stages import export
+
+        return self._files(export.run(self.student(), tmp, self.config("export"), progress=self.progress))
 
     def run_bench(self, tmp: Path) -> dict:
-        from darkc.latency import bench
-        from darkc.latency.bench import bench_npus
+        import dataclasses
 
-        o = self.opts["bench"]
+        from darkc.stages import bench
+
+        config = self.config("bench")
         results = {}
-        for name, path in self.models().items():
-            devices = _devices_for(path, o.get("devices", ["host"]))
+        for name, (path, record) in self.produced().items():
+            devices = _devices_for(record, config.devices)
             if not devices:
                 continue
-            npus = [d for d in devices if d.startswith("ethos-u")]
-            others = [d for d in devices if d not in npus] or npus
-            results[name] = bench(path, devices=others, size=o.get("size", "1920x1080"),
-                                  threads=[o.get("threads", 1)], runs=o.get("runs", 5))
-            if others is not npus:
-                # an Ethos-U device no tile of which fits its SRAM is listed with the reason, not fatal
-                entries, results[name]["npu_unfit"] = bench_npus(path, npus, o.get("size", "1920x1080"))
-                results[name]["devices"].update(entries)
+            rep = bench.run(path, tmp / name, dataclasses.replace(config, devices=devices), progress=self.progress)
+            results[name] = {k: v for k, v in rep.items() if k not in ("report_files",)}
         with atomic_path(tmp / "bench.json") as t:
             Path(t).write_text(json.dumps(portable(results, self.out), indent=1, default=str))
         return {"models": list(results)}
 
     def run_eval(self, tmp: Path) -> dict:
-        from darkc.evaluate import evaluate
+        from darkc.stages import evaluate
 
         o = self.opts["eval"]
         models = self.models()
@@ -340,25 +348,21 @@ class _Run:
         unknown = [m for m in chosen if m not in models]
         if unknown:
             raise DarkcError(f"[eval] models {unknown} are not produced by this recipe; choose from {list(models)}")
+        config = self.config("eval", threads=self.threads)
         results = {}
         for name in chosen:
-            res = evaluate(models[name], "synthetic", limit=o.get("limit"), threads=self.threads,
-                           progress=self.progress)
+            res = evaluate.run(models[name], tmp / name, config, progress=self.progress)
             results[name] = {k: res[k] for k in ("psnr", "ssim", "deltae", "checker", "raw_psnr", "per_ratio", "n") if k in res}
         with atomic_path(tmp / "eval.json") as t:
             Path(t).write_text(json.dumps(results, indent=1))
         return {"models": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in results.items()}}
 
 
-def _devices_for(path: str, devices: list[str]) -> list[str]:
-    """NPU targets only take integer TFLite files; ARM CPU profiles and host take any exported file."""
-    is_int8_tflite = path.endswith("-int8.tflite")
-    out = []
-    for d in devices:
-        if d.startswith("ethos-u") and not is_int8_tflite:
-            continue
-        out.append(d)
-    return out
+def _devices_for(record: dict | None, devices: list[str]) -> list[str]:
+    """NPU targets only take integer TFLite files (by the export record, not the file name); ARM CPU profiles and
+    host take any model."""
+    int8_tflite = bool(record) and record.get("target") == "tflite" and record.get("precision") == "int8"
+    return [d for d in devices if int8_tflite or not d.startswith("ethos-u")]
 
 
 def run_pipeline(recipe_path, out_dir, *, from_stage: str | None = None, progress: bool = True) -> dict:
@@ -448,7 +452,11 @@ def write_report(run: _Run) -> dict:
                                   for s, d in run.dirs.items()}}, run.out)
     report = {"run": portable(str(run.out)), **report}       # the folder itself, not "RUN"
     devices = sorted({d for r in rows for d in r["latency_ms"]}, key=lambda d: (d != "host", d))
-    bench_opts = run.opts.get("bench", {})
+    from darkc.stages.bench import Config as BenchConfig
+
+    bench_cfg = run.config("bench") if "bench" in run.dirs else BenchConfig()
+    frame = (f"one {_frame_size(rows, bench_cfg.size)} raw frame" if bench_cfg.size or any(r.get("resolution") for r in rows)
+             else "one raw frame at each model's fixed input size (1920x1080 for dynamic-size models)")
     lines = [f"# darkc pipeline report: {Path(run.recipe['_path']).name}", "",
              f"Run folder `{portable(str(run.out))}` (`RUN` in the records); stages: {', '.join(run.stages)}. PSNR/SSIM "
              f"on the reference validation set (float sRGB vs LibRaw-rendered long exposure"
@@ -457,9 +465,9 @@ def write_report(run: _Run) -> dict:
              + "); latency as measured or estimated by `darkc bench` "
              "(each device's method is in `bench.json`: host = real runs, ARM = emulated instruction counts turned "
              "into time by a core profile, Ethos-U = Vela's estimate; none is a phone measurement).", "",
-             f"Latency and MACs for one {_frame_size(rows, bench_opts)} raw frame, "
-             f"{bench_opts.get('threads', 1)} thread(s); MACs: conv + transposed conv, from the graph; runtime: "
-             f"what ran each model on the host and on the emulated ARM cores (Ethos-U: Vela).", "",
+             f"Latency and MACs for {frame}, {','.join(map(str, bench_cfg.threads))} thread(s); MACs: conv + "
+             f"transposed conv, from the graph; runtime: what ran each model on the host and on the emulated ARM "
+             f"cores (Ethos-U: Vela).", "",
              "| model | runtime | GMACs | PSNR | SSIM | " + " | ".join(f"{d} ms" for d in devices) + " |",
              "|---|---|---|---|---|" + "---|" * len(devices)]
     for r in rows:
@@ -489,14 +497,13 @@ def _runtime_label(devices: dict) -> str:
     return " / ".join(sorted(n for n in names if n)) or "-"
 
 
-def _frame_size(rows: list[dict], bench_opts: dict) -> str:
+def _frame_size(rows: list[dict], asked: str | None) -> str:
     """The raw frame size the bench ran (bench.json, padded to the models' size multiple) or the asked one."""
     sizes = sorted({r["resolution"] for r in rows if r.get("resolution")})
     if sizes:
-        asked = bench_opts.get("size")
         padded = f" (the asked {asked}, padded to the size multiple)" if asked and [asked] != sizes else ""
         return " / ".join(sizes) + padded
-    return bench_opts.get("size", "1920x1080")
+    return asked or "1920x1080"
 
 
 def _load_json(folder: Path | None, name: str) -> dict:

@@ -108,3 +108,20 @@ def portable(record, run: str | os.PathLike | None = None):
     if isinstance(record, tuple):
         return tuple(portable(v, run) for v in record)
     return record
+
+
+def command_line(stage: str, model, options: dict, out) -> str:
+    """The shell command ``darkc STAGE --model MODEL --opt value ... -o OUT`` recorded in provenance, the one way
+    every stage writes it. ``options`` are keyed by flag (``--no-eval``) or by name (``eval_limit`` ->
+    ``--eval-limit``); None and False are left out, True is a bare flag, lists and tuples are comma-joined."""
+    import shlex
+
+    args = ["darkc", stage, "--model", str(model)]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = key if key.startswith("-") else "--" + key.replace("_", "-")
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        args += [flag] if value is True else [flag, str(value)]
+    return shlex.join(args + ["-o", str(out)])

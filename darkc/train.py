@@ -69,7 +69,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 # ---------------------------------------------------------------- distributed helpers
-def _world() -> tuple[int, int]:
+def rank_world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: ``(0, 1)`` outside torch.distributed."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -82,7 +83,7 @@ def init_distributed() -> tuple[int, int]:
         dist.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return _world()
+    return rank_world()
 
 
 def default_device() -> torch.device:
@@ -421,7 +422,7 @@ def train(out_dir: str | os.PathLike, *, arch: str = "sid-unet", widths: list[in
             "data": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(data).items()}}
     summary = fit(model, spec, ds, out_dir, cfg, objective=supervised_objective(loss), val_frames=val,
                   resume=resume, progress=progress, provenance=prov)
-    rank, _ = _world()
+    rank, _ = rank_world()
     if rank == 0:
         final_src = Path(out_dir) / ("best" if (cfg.keep_best and summary["best"]) else "last")
         final, fspec = load_checkpoint(final_src)

@@ -46,7 +46,7 @@ def test_distill_with_a_corrupt_raw(corrupt_set, tmp_path, capsys):
     data, victim = corrupt_set
     teacher = tiny_checkpoint(tmp_path / "t", {"arch": "sid-unet", "cfa": "bayer", "widths": [4, 4, 4, 4, 4]})
     out = tmp_path / "d"
-    assert main(["distill", "--teacher", str(teacher), "--student-widths", "4,4,4,4,4", "--data", str(data),
+    assert main(["distill", "--model", str(teacher), "--student-widths", "4,4,4,4,4", "--data", str(data),
                  "--steps", "1", "--batch-size", "1", "--patch", "64", "--val-every", "0", "--no-eval",
                  "--latency-size", "none", "--threads", "1", "-o", str(out)]) == 1
     one_line_error(capsys, victim.name)

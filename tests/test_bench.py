@@ -206,13 +206,15 @@ def test_arm_bench_entry_is_labelled_scaled_and_matches_host_output(plain, arm_s
 
 
 # ---------------------------------------------------------------- CLI and reports
-def test_cli_json_has_an_entry_per_device(tiny, capsys):
-    rc = main(["bench", str(tiny / "model.onnx"), "--size", "64x64", "--runs", "2", "--warmup", "0",
-               "--format", "json"])
+def test_cli_json_has_an_entry_per_device(tiny, capsys, tmp_path):
+    rc = main(["bench", "--model", str(tiny / "model.onnx"), "--size", "64x64", "--runs", "2", "--warmup", "0",
+               "--format", "json", "-o", str(tmp_path / "b")])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert list(out["devices"]) == ["host"] and out["devices"]["host"]["latency_ms"] > 0
-    assert main(["bench", str(tiny), "--device", "ethos-u55-256"]) == 1
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bench_report.json", "bench_report.md",
+                                                                   "bench_report.png"]
+    assert main(["bench", "--model", str(tiny), "--device", "ethos-u55-256", "-o", str(tmp_path / "e")]) == 1
     assert "error: " in capsys.readouterr().err
 
 

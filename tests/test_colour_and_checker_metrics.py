@@ -65,10 +65,10 @@ def tiny_model(tmp_path_factory):
 
 
 def test_eval_reports_deltae_and_checker_per_ratio_and_for_baselines(synth_bayer, tiny_model, tmp_path):
-    out = tmp_path / "r.json"
+    out = tmp_path / "r"
     assert main(["eval", "--model", str(tiny_model), "--data", str(synth_bayer.list_file), "--baselines",
                  "--format", "json", "-o", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = json.loads((out / "eval_report.json").read_text())
     assert {"psnr", "ssim", "deltae", "checker"} <= set(res)
     for r in res["per_ratio"].values():
         assert {"psnr", "ssim", "deltae", "checker"} <= set(r)

@@ -80,7 +80,7 @@ def test_student_distance_to_teacher_falls(teacher_dir, tmp_path):
     assert sspec["widths"] == STUDENT_WIDTHS
     prov = sspec["provenance"]
     assert prov["stage"] == "distill" and prov["parent"] == portable_text(str(teacher_dir)) != str(teacher_dir) and prov["init"].startswith("checkpoint")
-    assert prov["train"]["step"] == 80 and "darkc distill --teacher" in prov["command"]
+    assert prov["train"]["step"] == 80 and "darkc distill --model" in prov["command"]
     assert report["student"]["params"] < report["teacher_stats"]["params"]
     assert json.loads((tmp_path / "student" / REPORT_JSON).read_text())["steps"] == 80
 
@@ -163,14 +163,14 @@ def test_student_of_another_cfa_is_refused(teacher_dir, tmp_path):
 
 def test_cli_distill(teacher_dir, tmp_path, synth_bayer, capsys):
     out = tmp_path / "cli"
-    rc = main(["distill", "--teacher", str(teacher_dir), "--student-widths", "4,4,8,8,16", "--data",
+    rc = main(["distill", "--model", str(teacher_dir), "--student-widths", "4,4,8,8,16", "--data",
                str(synth_bayer.dir), "--steps", "2", "--batch-size", "1", "--patch", "64", "--val-every", "0",
                "--no-eval", "--latency-size", "none", "--threads", "1", "-o", str(out)])
     assert rc == 0, capsys.readouterr()
     text = capsys.readouterr().out
     assert "distilled" in text and "MACs" in text
     assert (out / "model.safetensors").is_file() and (out / "distill_report.md").is_file()
-    rc = main(["distill", "--teacher", str(teacher_dir), "--kd", "nope", "-o", str(tmp_path / "bad")])
+    rc = main(["distill", "--model", str(teacher_dir), "--kd", "nope", "-o", str(tmp_path / "bad")])
     assert rc == 1 and "error:" in capsys.readouterr().err
 
 

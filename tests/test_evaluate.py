@@ -82,18 +82,19 @@ def test_format_result(synth_bayer, tiny_model):
 
 
 def test_cli_eval_json(synth_bayer, tiny_model, tmp_path, capsys):
-    out = tmp_path / "r.json"
+    out = tmp_path / "r"
     assert main(["eval", "--model", str(tiny_model), "--data", str(synth_bayer.dir), "--format", "json",
                  "-o", str(out)]) == 0
-    data = json.loads(out.read_text())
+    data = json.loads((out / "eval_report.json").read_text())
+    assert (out / "eval_report.md").read_text().startswith("# darkc eval")
     assert data["n"] == 6 and set(data["per_ratio"]) == {"x100", "x250", "x300"}
 
 
 def test_cli_eval_bad_inputs(tmp_path, capsys, tiny_model):
-    assert main(["eval", "--model", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 1
+    assert main(["eval", "--model", str(tmp_path / "nope"), "--data", str(tmp_path), "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nope" in err and len(err.strip().splitlines()) == 1
-    assert main(["eval", "--model", str(tiny_model), "--data", str(tmp_path)]) == 1
+    assert main(["eval", "--model", str(tiny_model), "--data", str(tmp_path), "-o", str(tmp_path / "o")]) == 1
     assert "no SID list" in capsys.readouterr().err
 
 

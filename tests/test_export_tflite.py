@@ -145,7 +145,7 @@ def test_load_runner_enhance_and_eval_take_the_tflite(tiny, art, capsys):
     assert rgb.shape == (3, 160, 192) and np.isfinite(rgb).all()
     ref = enhance_packed(load_runner(str(tiny)), packed, progress=False)
     assert _psnr(rgb, ref) > 30
-    assert main(["eval", "--model", str(out / "model.tflite"), "--limit", "1", "--format", "json"]) == 0
+    assert main(["eval", "--model", str(out / "model.tflite"), "--limit", "1", "--format", "json", "-o", str(out / "ev")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 1 and np.isfinite(result["psnr"])
 

@@ -132,7 +132,7 @@ def test_kill_during_train_checkpoint_then_resume(tmp_path, synth_bayer):
 
 def test_kill_during_distill_then_resume(teacher, tmp_path, synth_bayer):
     out = tmp_path / "d"
-    args = ["distill", "--teacher", teacher, "--student-widths", "4,4,4,4,4", "--data", synth_bayer.dir,
+    args = ["distill", "--model", teacher, "--student-widths", "4,4,4,4,4", "--data", synth_bayer.dir,
             "--batch-size", "1", "--patch", "64", "--val-every", "0", "--ckpt-every", "1", "--no-eval",
             "--latency-size", "none", "--threads", "1", "-o", out]
     killed([*args, "--steps", "3"], out / "train_state.json", nth=2)

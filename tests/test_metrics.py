@@ -7,7 +7,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from darkc.metrics import psnr, psnr_torch, ssim, ssim_torch, summarize
+from darkc.metrics import psnr, psnr_torch, ssim, ssim_torch
 
 
 def _noisy(img, sigma, seed):
@@ -108,12 +108,3 @@ def test_non_finite_and_too_small_raise():
         ssim(np.zeros((6, 8, 3)), np.zeros((6, 8, 3)))
 
 
-def test_summarize():
-    s = summarize([30.0, 25.5, 40.0])
-    assert s == {"mean": pytest.approx(31.8333333), "min": 25.5, "max": 40.0, "worst_index": 1}
-    assert summarize(torch.tensor([0.1, 0.3, 0.2]), higher_is_better=False)["worst_index"] == 1
-    assert summarize(np.array([20.0, math.inf]))["mean"] == math.inf
-    with pytest.raises(ValueError, match="empty"):
-        summarize([])
-    with pytest.raises(ValueError, match="NaN at index 1"):
-        summarize([1.0, float("nan")])

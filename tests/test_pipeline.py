@@ -81,7 +81,8 @@ def test_tiny_recipe_end_to_end_then_skip_then_rerun_from_deleted_stage(tmp_path
         assert m["outputs"] and m["versions"]["torch"] and m["command"].startswith("darkc pipeline")
     student, spec = load_checkpoint(out / "02-distill")
     assert spec["provenance"]["stage"] == "distill" and spec["widths"] == [8, 8, 8, 8, 8]
-    assert (out / "03-quantize" / "model-int8.onnx").is_file() and (out / "04-export" / "model-fp32.onnx").is_file()
+    assert (out / "03-quantize" / "model.onnx").is_file() and (out / "04-export" / "model.onnx").is_file()
+    assert (out / "03-quantize" / "quantize_report.json").is_file() and (out / "01-prune" / "prune_report.md").is_file()
     report = json.loads((out / "report.json").read_text())
     assert {r["model"] for r in report["rows"] if "psnr" in r} == {"teacher", "student", "onnx-int8"}
     assert (out / "report.md").is_file() and (out / "report.png").stat().st_size > 1000
@@ -96,7 +97,7 @@ def test_tiny_recipe_end_to_end_then_skip_then_rerun_from_deleted_stage(tmp_path
     assert len(records) >= 8 and not [f for f in records if str(tmp_path) in f.read_text()]
     assert "--student RUN/01-prune " in spec["provenance"]["command"]
     assert spec["provenance"]["command"].endswith("-o RUN/02-distill")
-    assert {r["path"] for r in report["rows"]} >= {"RUN/01-prune", "RUN/02-distill", "RUN/03-quantize/model-int8.onnx"}
+    assert {r["path"] for r in report["rows"]} >= {"RUN/01-prune", "RUN/02-distill", "RUN/03-quantize/model.onnx"}
     mtimes = {d: (out / d / "manifest.json").stat().st_mtime_ns for d in stage_dirs(out)}
 
     # second run: no work

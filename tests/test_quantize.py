@@ -1,4 +1,4 @@
-"""Tests for darkc/compress/quantize.py: calibration data, the CPU decision, INT8 QDQ export and `darkc quantize`."""
+"""Tests for darkc/export/onnx_int8.py and calibration.py: calibration data, the CPU decision, INT8 QDQ export and `darkc quantize`."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,10 @@ import torch
 from onnx import numpy_helper
 
 from darkc.cli import main
-from darkc.compress.quantize import (calibration_inputs, cpu_int8_info, find_raw_files, quantize, quantize_onnx)
+from darkc.data.files import find_raw_files
+from darkc.export import quantize
+from darkc.export.calibration import calibration_inputs
+from darkc.export.onnx_int8 import cpu_int8_info, quantize_onnx
 from darkc.export import export, torch_to_onnx
 from darkc.inference import load_runner
 from darkc.models import load_checkpoint
@@ -144,7 +147,7 @@ def test_calibration_from_a_sid_folder(synth_bayer):
     assert all(0 <= x.min() and x.max() <= 1 for x in inputs)
     assert len(rec["files"]) == 5 and all("/short/" in f["file"] for f in rec["files"])
     assert sorted({f["ratio"] for f in rec["files"]}) == [100.0, 250.0, 300.0]
-    assert len(find_raw_files(synth_bayer.dir)) == 6                       # long/ references left out
+    assert len(find_raw_files(synth_bayer.dir, skip_references=True)) == 6                      # long/ references left out
 
 
 def test_calibration_folder_errors(synth_bayer, tmp_path):

@@ -75,7 +75,7 @@ def test_onnx_export_has_raw_output_contract_and_int8_parity(raw_model, tmp_path
 def test_calibration_and_parity_inputs_carry_the_models_noise_channel():
     """Synthetic samples: the last channel is the std-map of the sample's own signal (std**2 linear in the mean,
     positive gain); a plain model's samples have no such channel."""
-    from darkc.compress.quantize import calibration_inputs
+    from darkc.export.calibration import calibration_inputs
     from darkc.export.parity import parity_inputs
 
     spec = normalize_spec(RAW_SPEC)
@@ -88,7 +88,7 @@ def test_calibration_and_parity_inputs_carry_the_models_noise_channel():
 
 
 def test_folder_calibration_takes_each_files_noise_profile(synth_bayer):
-    from darkc.compress.quantize import calibration_inputs
+    from darkc.export.calibration import calibration_inputs
     from darkc.data.noise_level import level_of_file, std_map
 
     inputs, record = calibration_inputs(synth_bayer.dir / "Sony" / "short", "bayer", 2, (32, 32),
@@ -287,7 +287,7 @@ def test_pipeline_runs_a_raw_noise_teacher_end_to_end(raw_model, tmp_path, monke
     assert set(res["stages"].values()) == {"ran"}
     _, spec = load_checkpoint(out / "02-distill")
     assert (spec["output"], spec["input"]["noise"]) == ("raw", "std-map")
-    runner = load_runner(out / "03-quantize" / "model-int8.onnx")
+    runner = load_runner(out / "03-quantize" / "model.onnx")           # one file: model.<ext>
     assert (runner.output, runner.in_channels) == ("raw", 5)
     report = json.loads((out / "report.json").read_text())
     scores = {r["model"]: r for r in report["rows"] if "psnr" in r}

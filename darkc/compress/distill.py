@@ -31,7 +31,7 @@ from torch import nn
 
 from darkc.errors import DarkcError, atomic_path
 from darkc.models.adapter import adapter_of
-from darkc.provenance import portable
+from darkc.provenance import command_line, portable
 
 KD_KINDS = ("output", "features")
 REPORT_JSON = "distill_report.json"
@@ -265,12 +265,6 @@ def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict
     return model, spec, init
 
 
-def _equivalent_command(teacher_ref, out_dir, opts: dict) -> str:
-    from darkc.compress.prune import command_line
-
-    return command_line(["darkc", "distill", "--teacher", str(teacher_ref)], opts, out_dir)
-
-
 def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_arch: str | None = None,
             data="synthetic", unlabelled: str | None = None, images=None, kd=("output",), gt_weight: float = 0.0,
             feature_weight: float = 0.1, beta: float = 0.99, chroma_weight: float = 0.0, steps: int = 2000, batch_size: int = 4,
@@ -297,7 +291,8 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
         evaluate, eval_limit: score teacher and student on the reference validation set.
         latency_size: raw ``'WxH'`` for host latency (torch CPU, 1 thread); None skips it.
     """
-    from darkc.compress.prune import _measure, packed_shape, parse_resolution
+    from darkc.sizes import packed_shape, parse_resolution
+    from darkc.timing import measure
     from darkc.models import io_kind, load_checkpoint, resolve_model_ref, save_checkpoint
     from darkc.train import TrainConfig, fit
 
@@ -347,7 +342,7 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
                "feature_weight": feature_weight if "features" in kd else None, "beta": beta,
                "chroma_weight": chroma_weight or None, "steps": steps,
                "batch_size": batch_size, "patch": patch, "lr": lr, "seed": seed}
-    command = _equivalent_command(teacher_ref, out, options)
+    command = command_line("distill", teacher_ref, options, out)
     prov = {"stage": "distill", "parent": str(teacher_ref), "command": command, "init": init, "data": data_desc,
             **{k: v for k, v in options.items() if k not in ("data", "unlabelled")},
             "teacher_provenance_command": (tspec.get("provenance") or {}).get("command")}
@@ -361,8 +356,8 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
             if tap is not None:
                 tap.remove()
 
-    from darkc.train import _world
-    if _world()[0] != 0:
+    from darkc.train import rank_world
+    if rank_world()[0] != 0:
         return {"summary": summary}
     final_src = out / ("best" if summary["best"] else "last")
     final, fspec = load_checkpoint(final_src)
@@ -374,8 +369,8 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
               "model_output": output, "noise_input": noise,
               "init": init, "data": data_desc, "steps": summary["steps"], "wall_s": summary["wall_s"],
               "device": summary["device"], "best": summary["best"],
-              "teacher_stats": _measure(teacher, cfa, latency_shape, latency_runs, tspec["in_channels"]),
-              "student": _measure(final, cfa, latency_shape, latency_runs, tspec["in_channels"]),
+              "teacher_stats": measure(teacher, cfa, latency_shape, latency_runs),
+              "student": measure(final, cfa, latency_shape, latency_runs),
               "latency": None if latency_shape is None else {
                   "raw": f"{latency_size[0]}x{latency_size[1]}", "threads": 1, "runs": latency_runs,
                   "runtime": f"torch {torch.__version__} CPU"}}
@@ -409,12 +404,12 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
 
 def format_report(report: dict, fmt: str = "table") -> str:
     """Teacher vs student: params, MACs, latency, PSNR/SSIM vs ground truth and vs the teacher."""
-    from darkc.compress.prune import _si
+    from darkc.fmt import si
 
     t, s = report["teacher_stats"], report["student"]
-    rows = [("params", _si(t["params"]), _si(s["params"]), f"{t['params'] / s['params']:.1f}x fewer")]
+    rows = [("params", si(t["params"]), si(s["params"]), f"{t['params'] / s['params']:.1f}x fewer")]
     for res in t["macs"]:
-        rows.append((f"MACs @{res} (conv, packed, padded)", _si(t["macs"][res]), _si(s["macs"][res]),
+        rows.append((f"MACs @{res} (conv, packed, padded)", si(t["macs"][res]), si(s["macs"][res]),
                      f"{t['macs'][res] / s['macs'][res]:.1f}x fewer"))
     if "latency_ms" in s:
         lat = report["latency"]

@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import re
-import shlex
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,17 +27,16 @@ from torch import nn
 from darkc.compress.finetune import OffsetInputs, finetune_inputs, match_parent_objective
 from darkc.compress.pruning import IMPORTANCES, MAX_LAYER_RATIO, SCOPES, check_prunable, prune_model, pruner_name
 from darkc.errors import DarkcError, atomic_dir
+from darkc.fmt import si
 from darkc.models.adapter import get_adapter
-from darkc.provenance import portable
-
-#: Raw frame sizes (W, H) the report states MACs at: a 1080p frame and the Sony A7S II sensor of SID.
-REPORT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((1920, 1080), (4240, 2832))
+from darkc.provenance import command_line, portable
+from darkc.sizes import packed_shape, parse_budget, parse_resolution
+from darkc.timing import measure
 #: A budget is met when the achieved cost lies within this fraction of the requested value.
 BUDGET_TOLERANCE = 0.05
 REPORT_JSON = "prune_report.json"
 REPORT_MD = "prune_report.md"
 
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
 # ---------------------------------------------------------------- budgets
@@ -58,44 +53,6 @@ class Budget:
     cost_fn: Callable[[nn.Module], float]
     label: str = "cost"
     tolerance: float = BUDGET_TOLERANCE
-
-
-def parse_resolution(text: str, what: str = "resolution") -> tuple[int, int]:
-    """``'1920x1080'`` -> ``(1920, 1080)``: a raw frame's width and height in pixels."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", str(text))
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise DarkcError(f"{what} {text!r} is not WIDTHxHEIGHT in raw pixels; write e.g. 1920x1080")
-    return int(m.group(1)), int(m.group(2))
-
-
-def parse_budget(text: str) -> tuple[float, tuple[int, int]]:
-    """``'5G@1920x1080'`` -> ``(5e9, (1920, 1080))``: MACs per frame and the raw frame size (W, H).
-
-    Suffixes K, M, G, T (powers of 1000, case-insensitive; a trailing ``MACs`` is allowed); without
-    ``@WxH`` the frame is 1920x1080.
-    """
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([kmgt]?)(?:macs?)?\s*(?:@(.+))?", str(text),
-                     flags=re.IGNORECASE)
-    if not m:
-        raise DarkcError(f"--target-macs {text!r} is not a MAC budget; write e.g. 5G@1920x1080 or 800M@1280x720 "
-                         f"(MACs per raw frame of WIDTHxHEIGHT px)")
-    value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-    if not value > 0 or not math.isfinite(value):
-        raise DarkcError(f"--target-macs {text!r}: the MAC budget must be positive")
-    res = parse_resolution(m.group(3), "--target-macs resolution") if m.group(3) else (1920, 1080)
-    return value, res
-
-
-def packed_shape(cfa: str, resolution: tuple[int, int], channels: int | None = None) -> tuple[int, int, int]:
-    """Packed input ``(C, H, W)`` of a raw frame of ``resolution = (W, H)`` px (before padding to 16); ``channels``
-    overrides C (a model's ``in_channels``, e.g. with the noise-std channel), default the CFA's."""
-    from darkc.data import cfa as cfa_mod
-
-    w, h = resolution
-    s = cfa_mod.scale(cfa)
-    if w < s or h < s:
-        raise DarkcError(f"frame {w}x{h} is smaller than one {cfa} packing tile")
-    return channels or cfa_mod.channels(cfa), h // s, w // s
 
 
 def macs_budget(macs: float, resolution: tuple[int, int], cfa: str, channels: int | None = None) -> Budget:
@@ -130,8 +87,8 @@ def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: st
     value, tol = float(budget.value), budget.tolerance
     full = float(budget.cost_fn(model))
     if value >= full:
-        raise DarkcError(f"budget {_si(value)} {budget.label} is at or above the model's own "
-                         f"{_si(full)}; nothing to prune - ask for less than {_si(full)}")
+        raise DarkcError(f"budget {si(value)} {budget.label} is at or above the model's own "
+                         f"{si(full)}; nothing to prune - ask for less than {si(full)}")
     trials: list[dict] = []
 
     def cost(ratio: float) -> float:
@@ -143,9 +100,9 @@ def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: st
     lo, hi = 0.0, max_layer_ratio
     floor_cost = cost(hi)
     if floor_cost > value * (1 + tol):
-        raise DarkcError(f"budget {_si(value)} {budget.label} is below what the minimum widths allow: with every "
+        raise DarkcError(f"budget {si(value)} {budget.label} is below what the minimum widths allow: with every "
                          f"layer at max({round_to}, {1 - max_layer_ratio:.0%} of its width) channels the model "
-                         f"costs {_si(floor_cost)}; ask for at least {_si(floor_cost)} or lower --round-to")
+                         f"costs {si(floor_cost)}; ask for at least {si(floor_cost)} or lower --round-to")
     while floor_cost <= value and hi - lo > 1e-3:
         mid = (lo + hi) / 2
         c = cost(mid)
@@ -163,55 +120,12 @@ def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: st
         return best_below["ratio"], best_below["cost"], trials
     if best_above and best_above["cost"] <= value * (1 + tol):
         return best_above["ratio"], best_above["cost"], trials
-    near = [f"{_si(t['cost'])} (ratio {t['ratio']:.4f})" for t in (best_below, best_above) if t]
+    near = [f"{si(t['cost'])} (ratio {t['ratio']:.4f})" for t in (best_below, best_above) if t]
     if best_above is None:
-        near.append(f"{_si(full)} (unpruned)")
+        near.append(f"{si(full)} (unpruned)")
     hint = "--scope global (finer steps) or " if scope == "uniform" else ""
-    raise DarkcError(f"no {scope} pruning ratio lands within {tol:.0%} of {_si(value)} {budget.label} with round_to "
+    raise DarkcError(f"no {scope} pruning ratio lands within {tol:.0%} of {si(value)} {budget.label} with round_to "
                      f"{round_to}; nearest: {', '.join(near)}; ask for one of those, or use {hint}a lower --round-to")
-
-
-# ---------------------------------------------------------------- measuring
-def _si(value: float) -> str:
-    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= div:
-            return f"{value / div:.3g}{suf}"
-    return f"{value:.3g}"
-
-
-@torch.inference_mode()
-def host_latency_ms(model: nn.Module, shape: tuple[int, int, int], runs: int = 3) -> float:
-    """Median wall time (ms) of ``runs`` forwards on CPU with 1 torch thread, after one warm-up,
-    at the packed ``shape`` padded to 16."""
-    from darkc.models.complexity import padded_shape
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = model.eval()
-        x = torch.rand(padded_shape(model, shape), generator=torch.Generator().manual_seed(0))
-        model(x)
-        times = []
-        for _ in range(max(1, runs)):
-            t0 = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        torch.set_num_threads(threads)
-    return statistics.median(times)
-
-
-def _measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int, channels: int | None = None) -> dict:
-    """Params, MACs at :data:`REPORT_RESOLUTIONS` (``channels`` input channels, default the model's
-    ``in_channels`` attribute, else the CFA's) and host latency."""
-    from darkc.models import count_macs, count_params
-
-    channels = channels or getattr(model, "in_channels", None)
-    res = {"params": count_params(model),
-           "macs": {f"{w}x{h}": count_macs(model, packed_shape(cfa, (w, h), channels)) for w, h in REPORT_RESOLUTIONS}}
-    if latency_shape is not None:
-        res["latency_ms"] = host_latency_ms(model, latency_shape, latency_runs)
-    return res
 
 
 # ---------------------------------------------------------------- the stage
@@ -245,24 +159,6 @@ def _load(model_ref) -> tuple[nn.Module, dict, Path]:
     return model, spec, path
 
 
-def command_line(words: list[str], opts: dict, out_dir) -> str:
-    """The shell command ``words --opt value ... -o out_dir`` (None/False options left out, True as a flag,
-    lists comma-joined)."""
-    args = list(words)
-    for key, value in opts.items():
-        if value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, (list, tuple)):
-            value = ",".join(map(str, value))
-        args += [flag] if value is True else [flag, str(value)]
-    return shlex.join(args + ["-o", str(out_dir)])
-
-
-def _equivalent_command(model_ref, out_dir, opts: dict) -> str:
-    return command_line(["darkc", "prune", "--model", str(model_ref)], opts, out_dir)
-
-
 def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
           budget: Budget | None = None, importance: str = "l1", scope: str = "uniform", round_to: int = 8,
           steps: int = 1, finetune_iters: int = 0, data="synthetic", batch_size: int = 4, patch: int = 256,
@@ -291,7 +187,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
 
     Returns:
         The report (also written as ``prune_report.json``): options, budget search, before/after params,
-        MACs at :data:`REPORT_RESOLUTIONS`, latency, PSNR/SSIM, per-layer channels.
+        MACs at :data:`darkc.timing.REPORT_RESOLUTIONS`, latency, PSNR/SSIM, per-layer channels.
 
     Raises:
         DarkcError: bad options, missing or unprunable model, unreachable budget. Nothing is written then.
@@ -314,7 +210,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         macs, res = parse_budget(target_macs) if isinstance(target_macs, str) else (float(target_macs[0]),
                                                                                       tuple(target_macs[1]))
         budget = macs_budget(macs, res, cfa, spec["in_channels"])
-        budget_request = str(target_macs) if isinstance(target_macs, str) else f"{_si(macs)}@{res[0]}x{res[1]}"
+        budget_request = str(target_macs) if isinstance(target_macs, str) else f"{si(macs)}@{res[0]}x{res[1]}"
     latency_shape = packed_shape(cfa, latency_size, spec["in_channels"]) if latency_size else None
 
     dataset = None
@@ -325,7 +221,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         example = torch.rand(1, spec["in_channels"], 32, 32, generator=torch.Generator().manual_seed(seed))
 
     model.eval()
-    before = _measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
+    before = measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
     channels_before = get_adapter(spec).widths(model)
     search = None
     policy = dict(importance=importance, scope=scope, round_to=round_to, max_layer_ratio=max_layer_ratio, seed=seed)
@@ -352,7 +248,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     model, spec = prune_model(model, spec, ratio, example_input=example, steps=steps, rescale=rescale,
                               after_step=finetune if finetune_iters > 0 else None, **policy)
     model.eval()
-    after = _measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
+    after = measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
     if search is not None:
         search["achieved"] = float(budget.cost_fn(model))
         search["deviation"] = search["achieved"] / budget.value - 1
@@ -362,9 +258,9 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
                "round_to": round_to, "steps": steps, "finetune_iters": finetune_iters,
                "data": data if isinstance(data, str) else type(data).__name__, "batch_size": batch_size,
                "patch": patch, "lr": lr, "seed": seed, "rescale": rescale}
-    command = _equivalent_command(model_ref, out, {**options, "ratio": None if budget_request else options["ratio"],
-                                                   "rescale": None, "no_rescale": not rescale,
-                                                   "data": options["data"] if dataset is not None else None})
+    command = command_line("prune", model_ref, {**options, "ratio": None if budget_request else options["ratio"],
+                                          "rescale": None, "no_rescale": not rescale,
+                                          "data": options["data"] if dataset is not None else None}, out)
     macs_key = "1920x1080"
     provenance = {"stage": "prune", "parent": str(model_ref), "command": command, **options,
                   "max_layer_ratio": max_layer_ratio, "pruner": pruner_name(),
@@ -410,9 +306,9 @@ def _padded(model: nn.Module, shape) -> tuple[int, int, int]:
 def format_report(report: dict, fmt: str = "table") -> str:
     """Render a :func:`prune` report as a plain-text table (``table``) or markdown (``md``)."""
     b, a = report["before"], report["after"]
-    rows = [("params", b["params"], a["params"], _si)]
+    rows = [("params", b["params"], a["params"], si)]
     for res in b["macs"]:
-        rows.append((f"MACs @{res}", b["macs"][res], a["macs"][res], _si))
+        rows.append((f"MACs @{res}", b["macs"][res], a["macs"][res], si))
     if "latency_ms" in b:
         lat = report["latency"]
         rows.append((f"latency ms ({lat['raw']} -> {'x'.join(map(str, lat['packed_padded']))}, 1 thread)",
@@ -430,7 +326,7 @@ def format_report(report: dict, fmt: str = "table") -> str:
     notes = []
     if report.get("budget"):
         bud = report["budget"]
-        notes.append(f"budget {_si(bud['requested'])} {bud['label']}: achieved {_si(bud['achieved'])} "
+        notes.append(f"budget {si(bud['requested'])} {bud['label']}: achieved {si(bud['achieved'])} "
                      f"({bud['deviation']:+.1%}{'' if bud['within_tolerance'] else ', OUTSIDE tolerance'})")
     if "eval" in report:
         e = report["eval"]

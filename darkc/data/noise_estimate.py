@@ -259,9 +259,9 @@ def masked_pixels(raw) -> np.ndarray | None:
 
 def estimate_noise_file(path: str | os.PathLike) -> NoiseEstimate:
     """:func:`estimate_noise` of a raw file, using its masked pixels where LibRaw exposes any."""
-    from .raw import _open
+    from .raw import open_raw
 
-    with _open(path) as raw:
+    with open_raw(path) as raw:
         pattern = cfa_mod.colour_pattern(raw.raw_pattern, raw.color_desc.decode())
         kind = cfa_mod.cfa_kind(pattern)
         black = float(np.mean(raw.black_level_per_channel))

@@ -15,7 +15,7 @@ from pathlib import Path
 import tomli_w
 
 from ..errors import DarkcError, atomic_path
-from .profiles import CameraProfile
+from .camera_profile import CameraProfile
 
 FORMAT = "darkc-profile/1"
 

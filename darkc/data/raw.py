@@ -33,7 +33,8 @@ class RawFrame:
         return cfa_mod.pack(self.mosaic, self.cfa)
 
 
-def _open(path: str | os.PathLike) -> "rawpy.RawPy":
+def open_raw(path: str | os.PathLike) -> "rawpy.RawPy":
+    """The rawpy handle of ``path`` (use it in a ``with``); a one-line DarkcError when LibRaw cannot read it."""
     path = Path(path)
     if not path.is_file():
         raise DarkcError(f"raw file {path} does not exist: check the path")
@@ -49,7 +50,7 @@ def _open(path: str | os.PathLike) -> "rawpy.RawPy":
 
 def read_raw(path: str | os.PathLike) -> RawFrame:
     """Read a Bayer (any 2x2 phase) or X-Trans raw file into a :class:`RawFrame`."""
-    with _open(path) as raw:
+    with open_raw(path) as raw:
         try:
             if raw.num_colors != 3 and raw.color_desc not in (b"RGBG",):
                 raise DarkcError(f"unsupported CFA in {path}: colours {raw.color_desc!r}; darkc handles RGB Bayer and X-Trans")
@@ -84,7 +85,7 @@ def render_raw(path: str | os.PathLike) -> np.ndarray:
 
     Returns (H, W, 3) float32 in [0, 1], cut like :func:`read_raw` so it aligns with the network output.
     """
-    with _open(path) as raw:
+    with open_raw(path) as raw:
         return render_open(raw, path)
 
 
@@ -111,7 +112,7 @@ def render_packed(path: str | os.PathLike, packed: np.ndarray) -> np.ndarray:
     does not cover (the phase cut and partial tiles) are set to black. Returns (H, W, 3) float32 in [0, 1], cut
     like :func:`read_raw`."""
     packed = np.asarray(packed, np.float32)
-    with _open(path) as raw:
+    with open_raw(path) as raw:
         try:
             pattern = cfa_mod.colour_pattern(raw.raw_pattern, raw.color_desc.decode())
             kind = cfa_mod.cfa_kind(pattern)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -168,8 +168,3 @@ def training_images(folders: list[str] | None = None, dead_leaves_count: int = 1
 def validation_images(size: tuple[int, int] = (512, 768), dead_leaves_count: int = 4) -> list[CleanImage]:
     """The project's reference validation images (pip-shipped photos + held-out dead leaves)."""
     return builtin_photos("val") + dead_leaves_images(dead_leaves_count, size, "val")
-
-
-def iter_loaded(images: list[CleanImage]) -> Iterator[tuple[str, np.ndarray]]:
-    for im in images:
-        yield im.name, im.load()

@@ -36,7 +36,8 @@ import tempfile
 from pathlib import Path
 
 from darkc.errors import DarkcError, sha256_file
-from darkc.export.contract import METADATA_KEY, embed_onnx, input_contract, read_contract
+from darkc.export.contract import METADATA_KEY, embed_onnx, input_contract
+from darkc.export.metadata import read_contract
 from darkc.export.onnx import (INPUT_NAME, OPSET, OUTPUT_NAME, PRECISIONS, RAW_OUTPUT_NAME, check_precision,
                                export_onnx, output_name, parse_input_size, to_fp16, torch_to_onnx)
 from darkc.export.parity import THRESHOLDS, check_parity, psnr
@@ -49,9 +50,9 @@ WEIGHTS_FILE = "model.safetensors"
 _BOOKKEEPING = ("provenance", "params", "format_version", "weights_dtype")
 
 __all__ = ["INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "PRECISIONS", "RAW_OUTPUT_NAME", "TARGETS",
-           "THRESHOLDS", "check_parity", "command_line", "export", "export_onnx", "format_report", "input_contract",
+           "THRESHOLDS", "check_parity", "export", "export_onnx", "format_report", "input_contract",
            "output_name",
-           "parse_input_size", "psnr", "read_contract", "to_fp16", "torch_to_onnx"]
+           "parse_input_size", "psnr", "quantize", "read_contract", "to_fp16", "torch_to_onnx"]
 
 
 def _tflite_exporter():
@@ -138,7 +139,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         out: artifact directory, or a ``.onnx`` / ``.tflite`` file name in one; None: the source directory.
         target: ``onnx`` or ``tflite`` (the latter through ``darkc.export.tflite`` when installed).
         precision: ``fp32``; ``fp16`` (float16 weights and activations, float32 I/O); ``int8`` (ONNX Runtime
-            static QDQ, see :mod:`darkc.compress.quantize`).
+            static QDQ, see :mod:`darkc.export.onnx_int8`).
         input_size: ``dynamic`` (H and W symbolic; ONNX only) or ``HxW`` in raw pixels, packing to multiples of the
             model's size multiple (16 for the SID U-Net: raw multiples of 32 for Bayer, 48 for X-Trans).
         calib: int8 only: ``synthetic`` or a folder of dark raw files.
@@ -162,8 +163,8 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         DarkcError: bad option (named, with the valid values), missing or non-PyTorch model, unusable calibration
             folder, exporter failure, or a failed parity check; nothing is written then.
     """
-    from darkc.compress.quantize import (DEFAULT_CALIB_SIZE, DEFAULT_SAMPLES, calibration_inputs, check_count,
-                                         check_method, check_reduce_range)
+    from darkc.export.calibration import DEFAULT_CALIB_SIZE, DEFAULT_SAMPLES, calibration_inputs, check_count
+    from darkc.export.onnx_int8 import check_method, check_reduce_range
     from darkc.data import cfa as cfa_mod
     from darkc.models import load_checkpoint, read_spec, resolve_model_ref, size_multiple_of
 
@@ -266,6 +267,19 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     return {**record, "artifact": str(dest), "file": str(dest / filename)}
 
 
+def quantize(model, calib: str | os.PathLike = "synthetic", out: str | os.PathLike | None = None,
+             method: str = "minmax", samples: int | None = None, **options) -> dict:
+    """An INT8 ONNX artifact (ONNX Runtime static QDQ) with its calibration record: ``darkc quantize``.
+
+    Same code path as ``darkc export --precision int8``: this is
+    ``export(model, out, target="onnx", precision="int8", calib=calib, calib_method=method, samples=samples,
+    **options)``; see :func:`export` for ``out``, ``input_size``, ``calib_size``, ``calib_ratio``,
+    ``reduce_range``, ``check`` and the returned report.
+    """
+    options.setdefault("target", "onnx")
+    return export(model, out, precision="int8", calib=calib, calib_method=method, samples=samples, **options)
+
+
 def _onnx_contract(spec: dict, fixed: tuple[int, int] | None) -> dict:
     """The input contract of an ONNX export: NCHW, float32 I/O (fp16 and QDQ int8 keep float32 I/O)."""
     h, w = fixed or (-1, -1)
@@ -273,18 +287,6 @@ def _onnx_contract(spec: dict, fixed: tuple[int, int] | None) -> dict:
     return input_contract(spec, "NCHW", [1, spec["in_channels"], h, w],
                           output_shape=[1, spec["out_channels"], h * s if h > 0 else -1, w * s if w > 0 else -1],
                           input_name=INPUT_NAME, output_name=output_name(spec))
-
-
-def command_line(command_path: str, params: dict) -> str:
-    """The command as recorded in provenance: ``darkc export --model runs/a --precision int8 ...``."""
-    parts = [command_path]
-    for key, value in params.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            parts.append(flag)
-        elif value not in (None, False):
-            parts += [flag, str(value)]
-    return " ".join(parts)
 
 
 def format_report(report: dict) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from darkc.errors import DarkcError, one_line
 
@@ -121,33 +120,3 @@ def embed_onnx(path: str | os.PathLike, contract: dict) -> None:
         onnx.save(model, str(path))
     except Exception as exc:  # onnx raises DecodeError / ValueError / OSError
         raise DarkcError(f"cannot write the contract into {path}: {one_line(exc)[:200]}; re-export") from exc
-
-
-def read_contract(path: str | os.PathLike) -> dict:
-    """The contract embedded in an exported ``.onnx`` or ``.tflite`` file.
-
-    Raises:
-        DarkcError: the file does not exist, is of another kind, or has no darkc contract (exported by an older
-            darkc or another tool: re-export it).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DarkcError(f"{path} does not exist; pass an exported .onnx or .tflite file")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
-        text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
-    elif suffix == ".tflite":
-        from darkc.export.tflite import read_metadata
-
-        text = read_metadata(path).get(METADATA_KEY)
-    else:
-        raise DarkcError(f"{path} is not an .onnx or .tflite file; pass an exported model")
-    if text is None:
-        raise DarkcError(f"{path} carries no {METADATA_KEY} metadata; re-export it with darkc export")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise DarkcError(f"{path}: its {METADATA_KEY} metadata is not JSON ({exc}); re-export it") from exc

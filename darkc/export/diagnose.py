@@ -164,15 +164,15 @@ def _tflite_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], li
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as exc:
         raise DarkcError(f"diagnosing {path} needs the TFLite runtime: install darkc[tflite]") from exc
-    from darkc.export.tflite import _op_name, _read, _type_name
-    from darkc.inference import _quantize
+    from darkc.export.tflite import op_name, read_model, type_name
+    from darkc.inference import quantize_tensor
 
-    m = _read(Path(path).read_bytes())
+    m = read_model(Path(path).read_bytes())
     g = m.subgraphs[0]
     layers = []
     has_d2s = False
     for op in g.operators:
-        name = _op_name(m, op)
+        name = op_name(m, op)
         has_d2s |= name == "DEPTH_TO_SPACE"
         if name not in _TFLITE_CONVS:
             continue
@@ -180,7 +180,7 @@ def _tflite_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], li
         tensor = g.tensors[t]
         entry = {"layer": None, "index": len(layers), "op": name, "tensor_index": t,
                  "tensor": tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name,
-                 "dtype": _type_name(tensor.type).lower()}
+                 "dtype": type_name(tensor.type).lower()}
         q = tensor.quantization
         if entry["dtype"] in ("int8", "uint8", "int16") and q is not None and q.scale is not None and len(q.scale):
             entry.update(scale=float(q.scale[0]), zero_point=int(np.ravel(q.zeroPoint)[0]))
@@ -200,7 +200,7 @@ def _tflite_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], li
         xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         interp.resize_tensor_input(detail["index"], list(xn.shape), strict=False)
         interp.allocate_tensors()
-        interp.set_tensor(detail["index"], _quantize(xn, detail))
+        interp.set_tensor(detail["index"], quantize_tensor(xn, detail))
         interp.invoke()
         for k, e in enumerate(layers):
             v = interp.get_tensor(e["tensor_index"])

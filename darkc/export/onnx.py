@@ -165,10 +165,10 @@ def export_onnx(model, spec: dict, path: str | os.PathLike, precision: str = "fp
         model, spec: the PyTorch model and its normalised spec (``in_channels``).
         path: the ``.onnx`` file to write.
         precision: ``fp32``; ``fp16`` (float16 inside, float32 I/O); ``int8`` (QDQ, see
-            :func:`darkc.compress.quantize.quantize_onnx`).
+            :func:`darkc.export.onnx_int8.quantize_onnx`).
         fixed_size: packed (h, w) or None for dynamic H/W.
         calib_inputs: int8 only: calibration samples (1, C, h, w), at ``fixed_size`` when it is set.
-        calib_method, reduce_range: int8 only, see :func:`darkc.compress.quantize.quantize_onnx`.
+        calib_method, reduce_range: int8 only, see :func:`darkc.export.onnx_int8.quantize_onnx`.
 
     Returns:
         The export record: graph info (exporter, opset, simplification) plus ``fp16`` or ``calibration``.
@@ -184,7 +184,7 @@ def export_onnx(model, spec: dict, path: str | os.PathLike, precision: str = "fp
         if precision == "fp16":
             info["fp16"] = to_fp16(fp32, path)
         else:
-            from darkc.compress.quantize import quantize_onnx
+            from darkc.export.onnx_int8 import quantize_onnx
 
             info["calibration"] = quantize_onnx(fp32, path, calib_inputs, calib_method, reduce_range,
                                                 INPUT_NAME, out_name)

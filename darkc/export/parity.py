@@ -13,7 +13,6 @@ output spans less than [0, 1] (an untrained one) is not flattered. Thresholds pe
 """
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -55,11 +54,11 @@ def psnr(output: np.ndarray, reference: np.ndarray) -> float:
     output, reference = np.asarray(output, np.float64), np.asarray(reference, np.float64)
     if output.shape != reference.shape:
         raise ValueError(f"psnr: output shape {output.shape} differs from reference shape {reference.shape}")
+    from darkc.metrics import psnr_db
+
     mse = float(np.mean((output - reference) ** 2))
     peak = float(reference.max() - reference.min()) or 1.0
-    if mse == 0:
-        return PSNR_IDENTICAL
-    return min(10 * math.log10(peak * peak / mse), PSNR_IDENTICAL)
+    return min(psnr_db(mse, peak), PSNR_IDENTICAL)
 
 
 def parity_inputs(cfa: str, fixed_size: tuple[int, int] | None = None, count: int = DEFAULT_INPUTS,
@@ -67,7 +66,7 @@ def parity_inputs(cfa: str, fixed_size: tuple[int, int] | None = None, count: in
     """``count`` inputs (1, C[+1], h, w) float32 of the model of ``spec`` (default: a plain sRGB model of ``cfa``;
     a noise-conditioned model's carry the noise-std channel): at ``fixed_size`` for a fixed-size model, else
     cycling through :data:`DYNAMIC_SIZES`."""
-    from darkc.compress.quantize import synthetic_inputs
+    from darkc.export.calibration import synthetic_inputs
 
     sizes = [fixed_size] * count if fixed_size else [DYNAMIC_SIZES[i % len(DYNAMIC_SIZES)] for i in range(count)]
     inputs = []

@@ -221,7 +221,8 @@ def append_depth_to_space(content: bytes, block: int | None) -> bytes:
 
 
 # ---------------------------------------------------------------- flatbuffer helpers
-def _read(content: bytes):
+def read_model(content: bytes):
+    """The TFLite flatbuffer ``content`` as its object API model (``ModelT``)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
@@ -233,15 +234,21 @@ def _write(m) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
-def _op_name(m, op) -> str:
+def op_name(m, op) -> str:
+    """Builtin operator name of ``op`` in model ``m`` (``CUSTOM`` for custom ops)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     code = m.operatorCodes[op.opcodeIndex]
     return _names(_schema().BuiltinOperator).get(flatbuffer_utils.get_builtin_code_from_operator_code(code), "CUSTOM")
 
 
-def _type_name(t: int) -> str:
+def type_name(t: int) -> str:
+    """Name of TFLite ``TensorType`` ``t`` (``INT8``, ``FLOAT32``, ...)."""
     return _names(_schema().TensorType)[t]
+
+
+# the private spellings used across this module (kept so this session leaves its body alone)
+_read, _op_name, _type_name = read_model, op_name, type_name
 
 
 def _opcode(m, name: str, version: int) -> int:
@@ -570,7 +577,7 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
 
     Args:
         content: the float32 flatbuffer (NHWC input).
-        inputs: calibration samples (1, C, h, w) float32 packed raw (NCHW, as :func:`darkc.compress.quantize.
+        inputs: calibration samples (1, C, h, w) float32 packed raw (NCHW, as :func:`darkc.export.calibration.
             calibration_inputs` gives them); transposed to NHWC here.
         io: ``float`` (QUANTIZE/DEQUANTIZE at the boundary) or ``int8`` input and output tensors.
         threads: interpreter threads for calibration (None: up to 4).
@@ -722,7 +729,7 @@ def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from darkc.export.parity import parity_inputs, psnr
-    from darkc.inference import _dequantize, _quantize
+    from darkc.inference import dequantize_tensor, quantize_tensor
 
     content = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else model
     x = np.ascontiguousarray(parity_inputs(cfa, size, 1, spec=spec)[0].transpose(0, 2, 3, 1))
@@ -732,9 +739,9 @@ def kernel_agreement(model: bytes | str | os.PathLike, cfa: str, size: tuple[int
         interp = Interpreter(model_content=content, experimental_op_resolver_type=resolver)
         interp.allocate_tensors()
         inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
-        interp.set_tensor(inp["index"], _quantize(x, inp))
+        interp.set_tensor(inp["index"], quantize_tensor(x, inp))
         interp.invoke()
-        outputs[name] = _dequantize(interp.get_tensor(outp["index"]), outp)
+        outputs[name] = dequantize_tensor(interp.get_tensor(outp["index"]), outp)
     return {"xnnpack_vs_builtin_psnr_db": round(psnr(outputs["builtin"], outputs["xnnpack"]), 2),
             "input": f"synthetic validation photo, packed {size[0]}x{size[1]}"}
 

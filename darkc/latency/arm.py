@@ -170,12 +170,6 @@ def run_setup(jobs: int | None = None) -> Path:
     return cache_dir()
 
 
-def check_profile(name: str) -> CoreProfile:
-    if name not in PROFILES:
-        raise DarkcError(f"--device {name} is not a known ARM core profile; use one of {', '.join(PROFILES)}")
-    return PROFILES[name]
-
-
 # ---------------------------------------------------------------- counting
 _WINDOW = re.compile(r"^window (\d+) cpu (\d+) insns: (\d+)$", re.M)
 _THREAD = re.compile(r"^window (\d+) thread (\d+) insns: (\d+)$", re.M)

@@ -62,7 +62,7 @@ def exporter_fingerprint() -> str:
 
 def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
     """``'1920x1080'`` -> raw ``(W, H)``."""
-    from darkc.compress.prune import parse_resolution
+    from darkc.sizes import parse_resolution
 
     return parse_resolution(text, what)
 
@@ -70,10 +70,9 @@ def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
 def packed_hw(raw_wh: tuple[int, int], cfa: str, multiple: int) -> tuple[int, int]:
     """Packed ``(h, w)`` a raw ``(W, H)`` frame runs at: packed, then padded up to the model's size ``multiple``
     (:attr:`Subject.multiple`; 16 for the SID U-Net)."""
-    from darkc.compress.prune import packed_shape
+    from darkc.sizes import padded_hw
 
-    _, h, w = packed_shape(cfa, raw_wh)
-    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    return padded_hw(raw_wh, cfa, multiple)
 
 
 @dataclass

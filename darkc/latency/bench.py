@@ -32,8 +32,8 @@ from darkc.latency import arm as arm_mod
 from darkc.latency import npu as npu_mod
 from darkc.latency.cluster import cluster_ms, is_cluster_name, parse_cluster
 from darkc.latency.validation import error_band
-from darkc.latency.artifact import (TARGET_OF, Subject, export_cached, host_file, load_subject, packed_hw,
-                                    parse_size, precision_of, raw_size)
+from darkc.latency.artifact import TARGET_OF, Subject, export_cached, host_file, load_subject, precision_of, raw_size
+from darkc.sizes import padded_hw, parse_resolution
 
 HOST = "host"
 DEFAULT_SIZE = (1920, 1080)
@@ -197,9 +197,10 @@ def _parity(arm_out: Path, path: Path, runtime: str, shape) -> dict:
         a, b = np.load(arm_out), np.load(host_out)
     if a.shape != b.shape:
         return {"passed": False, "error": f"shapes differ: aarch64 {a.shape}, host {b.shape}"}
+    from darkc.metrics import psnr_db
+
     diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    mse = float((diff ** 2).mean())
-    psnr = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+    psnr = psnr_db(float((diff ** 2).mean()))
     return {"max_abs": float(diff.max()), "psnr_db": psnr, "passed": bool(psnr >= 40.0),
             "criterion": "PSNR >= 40 dB between the aarch64 and the x86-64 output (sRGB in [0, 1])",
             "host_machine": platform.machine()}
@@ -397,14 +398,15 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
     threads = parse_threads(threads)
     subject = load_subject(model, runtime)
     if size is None:
-        hw = subject.fixed or packed_hw(DEFAULT_SIZE, subject.cfa, subject.multiple)
+        hw = subject.fixed or padded_hw(DEFAULT_SIZE, subject.cfa, subject.multiple)
     else:
-        hw = packed_hw(parse_size(size) if isinstance(size, str) else tuple(size), subject.cfa, subject.multiple)
+        hw = padded_hw(parse_resolution(size, "--size") if isinstance(size, str) else tuple(size), subject.cfa,
+                       subject.multiple)
         if subject.fixed is not None and subject.fixed != hw and HOST in devices:
             raise DarkcError(f"{subject.path} is fixed at {raw_size(subject, subject.fixed)} raw px (HxW) but --size "
                              f"asks for {size}; pass --size {subject.fixed[1] * subject.scale}x"
                              f"{subject.fixed[0] * subject.scale} or re-export at that size")
-    arm_hw = packed_hw(parse_size(arm_size, "--arm-size") if isinstance(arm_size, str) else
+    arm_hw = padded_hw(parse_resolution(arm_size, "--arm-size") if isinstance(arm_size, str) else
                        tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa, subject.multiple)
     main_file = host_file(subject, hw) if HOST in devices else subject.path
     cost = _cost(subject, main_file, hw)

@@ -12,18 +12,10 @@ from pathlib import Path
 
 from darkc.errors import DarkcError, atomic_path
 from darkc.latency.validation import band_text
+from darkc.fmt import si
 from darkc.provenance import portable
 
 FORMATS = ("table", "md", "json")
-
-
-def _si(v: float | None, unit: str = "") -> str:
-    if v is None:
-        return "-"
-    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{suf}{unit}"
-    return f"{v:.3g}{unit}"
 
 
 def model_label(result: dict) -> str:
@@ -41,7 +33,7 @@ def npu_detail(d: dict) -> str:
     if t["tiles"] > 1:
         tile = (f"tile {t['tile'][1]}x{t['tile'][0]} packed (core {t['core'][1]}x{t['core'][0]} + halo "
                 f"{t['halo_px']}) x {t['tiles']} ({t['grid'][0]}x{t['grid'][1]}), overlap {t['overlap'] * 100:.0f} %, "
-                f"{_si(d['per_tile']['cycles'])} cycles/tile, {d['per_tile']['sram_used_kib']:.0f} KiB SRAM used")
+                f"{si(d['per_tile']['cycles'])} cycles/tile, {d['per_tile']['sram_used_kib']:.0f} KiB SRAM used")
     else:
         tile = f"whole frame as 1 tile, {d['per_tile']['sram_used_kib']:.0f} KiB SRAM used"
     untiled = "" if t["tiles"] == 1 else (f"; {u['label']}: {u['latency_ms']:.1f} ms")
@@ -66,8 +58,8 @@ def rows(result: dict) -> list[dict]:
             p = d["profile"]
             m = d["measured_resolution"]
             row["detail"] = (f"est. {d['latency_ms']:.3g} ms, {band_text(d.get('error_band'))}; "
-                             f"{d.get('cores', p['name'])}; {_si(d['instructions'])} instr, critical path "
-                             f"{_si(d.get('critical_path', d['instructions']))} (counted at packed {m['packed']} on QEMU "
+                             f"{d.get('cores', p['name'])}; {si(d['instructions'])} instr, critical path "
+                             f"{si(d.get('critical_path', d['instructions']))} (counted at packed {m['packed']} on QEMU "
                              f"-cpu {p['qemu_cpu']}, x{d['pixel_scale']:.1f}); IPC {p['ipc']}"
                              f"{' x %.2f fitted' % d['ipc_scale'] if d.get('error_band') else ' assumed'}; "
                              f"roofline {d['roofline_ms']:.1f} ms")
@@ -78,8 +70,8 @@ def rows(result: dict) -> list[dict]:
                 row["detail"] += f"; aarch64 vs x86 output PSNR {d['parity'].get('psnr_db', float('nan')):.1f} dB"
         else:
             row["detail"] = npu_detail(d) + "; " if d.get("tile") else ""
-            row["detail"] += (f"{_si(d['cycles'])} cycles @ {d['clock_hz'] / 1e6:.0f} MHz; SRAM {_si(d['sram_bytes'], 'B')}"
-                             f", DRAM {_si(d['dram_bytes'], 'B')}, flash {_si(d['flash_bytes'], 'B')}; NPU ops "
+            row["detail"] += (f"{si(d['cycles'])} cycles @ {d['clock_hz'] / 1e6:.0f} MHz; SRAM {si(d['sram_bytes'], 'B')}"
+                             f", DRAM {si(d['dram_bytes'], 'B')}, flash {si(d['flash_bytes'], 'B')}; NPU ops "
                              f"{d['npu_share'] * 100:.1f} %" + (f" (CPU: {', '.join(f['op'] for f in d['fallbacks'])})"
                                                                  if d["fallbacks"] else ""))
             if d.get("caveat"):
@@ -225,7 +217,7 @@ def write_report(results: list[dict], prefix: str | os.PathLike, title: str = "d
                  extra: dict | None = None) -> dict:
     """``prefix.md``, ``prefix.json`` and ``prefix.png``; returns their paths."""
     prefix = Path(prefix)
-    results = portable(results)                         # no absolute machine paths on disk
+    results, title = portable(results), portable(title)      # no absolute machine paths on disk
     payload = portable({"title": title, "models": results, **(extra or {})})
     md, js, png = prefix.with_suffix(".md"), prefix.with_suffix(".json"), prefix.with_suffix(".png")
     with atomic_path(js) as tmp:

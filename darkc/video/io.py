@@ -1,6 +1,6 @@
 """Video input (a folder of raw frames, a synthetic clip, or ordinary video) and output (MP4/H.264 and/or PNG).
 
-Input: a directory holding raw frames that rawpy/LibRaw reads (any of :data:`RAW_EXTS`, case-insensitive),
+Input: a directory holding raw frames that rawpy/LibRaw reads (any of :data:`darkc.data.files.RAW_EXTS`, case-insensitive),
 taken in natural name order (``f2`` before ``f10``), or a clip written by ``darkc synth --video`` (its
 ``clip.json`` lists the frames, the ground truth, the true flow, the exposure ratio and the frame rate).
 Ordinary sRGB video, a video file ffmpeg reads (:data:`VIDEO_EXTS`) or a folder of images (:data:`IMAGE_EXTS`),
@@ -22,13 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.files import is_raw
 from ..errors import DarkcError, atomic_dir, atomic_path
 from .flow import read_flo
 from .synth import CLIP_FILE, CLIP_KIND
 
-#: file extensions of camera raw formats LibRaw reads (the common ones; case-insensitive)
-RAW_EXTS = {".dng", ".arw", ".srf", ".sr2", ".raf", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".orf", ".rw2",
-            ".pef", ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw", ".x3f", ".rwl", ".raw"}
 #: ordinary video files (decoded by the ffmpeg that imageio-ffmpeg bundles) and image formats OpenCV reads
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv", ".ts",
               ".y4m", ".gif"}
@@ -190,7 +188,7 @@ def open_sequence(path: str | os.PathLike) -> Sequence:
                          f"video file, a folder of images, or the folder that holds the raw frames")
     if (root / CLIP_FILE).is_file():
         return _open_clip(root)
-    files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in RAW_EXTS), key=_natural_key)
+    files = sorted((p for p in root.iterdir() if p.is_file() and is_raw(p)), key=_natural_key)
     images = sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
     if not files and images:
         return Sequence(root, [FrameRef(i, p) for i, p in enumerate(images)], kind="rgb")

@@ -69,11 +69,6 @@ def _low(img: np.ndarray) -> np.ndarray:
     return small if small.ndim == 3 else small[..., None]
 
 
-def _up(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 class _Blender:
     """x + k (hist - x) at full resolution (one fused torch.lerp pass), k upsampled from the statistics
     resolution into a reused buffer."""
