@@ -222,6 +222,39 @@ class OnnxRunner(Runner):
         return np.asarray(_from_layout(y, self.layout), dtype=np.float32)
 
 
+#: sha256 of .tflite files a child process loaded without crashing (see :func:`check_tflite_loads`).
+_LOADS_SAFELY: set[str] = set()
+_PROBE = ("import sys\nfrom ai_edge_litert.interpreter import Interpreter\n"
+          "it = Interpreter(model_path=sys.argv[1], num_threads=1)\nit.allocate_tensors()\n")
+
+
+def check_tflite_loads(path: str | os.PathLike, timeout: float = 120.0) -> None:
+    """Load ``path`` with LiteRT in a child process first: a corrupt flatbuffer can crash LiteRT's native loader
+    (a segmentation fault found by ``benchmarks/fuzz_loaders.py``), which must not take darkc down. A Python error
+    in the child is left for the caller's own load to report; a signal or a hang is a one-line DarkcError. Each file
+    content is probed once per process."""
+    import hashlib
+    import subprocess
+    import sys
+
+    path = Path(path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise DarkcError(f"cannot read TFLite model {path}: {exc.strerror or exc}; check the path") from exc
+    if digest in _LOADS_SAFELY:
+        return
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise DarkcError(f"cannot load TFLite model {path}: LiteRT did not finish loading it in {timeout:.0f} s; "
+                         f"the file is corrupt or not a TFLite model, re-export it") from exc
+    if proc.returncode < 0:
+        raise DarkcError(f"cannot load TFLite model {path}: LiteRT crashed reading it (signal {-proc.returncode}); "
+                         f"the file is corrupt or not a TFLite model, re-export it")
+    _LOADS_SAFELY.add(digest)
+
+
 class TFLiteRunner(Runner):
     """A TFLite model run by LiteRT (``ai_edge_litert``, the ``darkc[tflite]`` extra).
 
@@ -238,6 +271,7 @@ class TFLiteRunner(Runner):
         except ImportError as exc:
             raise DarkcError(f"cannot run {path}: the TFLite runtime is not installed; "
                              f"install darkc[tflite] (pip install ai-edge-litert)") from exc
+        check_tflite_loads(path)
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self.interpreter.allocate_tensors()

@@ -58,3 +58,15 @@ def test_fuzz_check_flags_a_traceback_and_a_multiline_error(tmp_path):
     finally:
         fuzz_loaders.load = real
     assert fuzz_loaders.check_case("flo", tmp_path, b"PIEH", 10) is None     # read_flo's own one-line error
+
+
+def test_a_tflite_that_crashes_litert_is_a_one_line_error():
+    """tests/data/litert_segfault.tflite: a darkc export with bytes flipped by benchmarks/fuzz_loaders.py (case
+    tflite 44 of a 200-case run) on which LiteRT's native loader dies with SIGSEGV; darkc probes it in a child
+    process and reports it instead of crashing."""
+    from darkc.inference import load_runner
+
+    path = Path(__file__).parent / "data" / "litert_segfault.tflite"
+    with pytest.raises(DarkcError, match=r"litert_segfault.tflite: LiteRT crashed reading it \(signal 11\); .*"
+                                         r"re-export it"):
+        load_runner(str(path))

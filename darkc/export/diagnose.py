@@ -187,6 +187,9 @@ def _tflite_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], li
         layers.append(entry)
     if not layers:
         raise DarkcError(f"{path} has no CONV_2D or TRANSPOSE_CONV op; nothing to diagnose")
+    from darkc.inference import check_tflite_loads
+
+    check_tflite_loads(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")      # "preserve_all_tensors is for debugging": it is, here
