@@ -218,7 +218,11 @@ class OnnxRunner(Runner):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = _to_layout(x.astype(np.float16 if self._fp16 else np.float32, copy=False), self.layout)
-        y = self.session.run(None, {self._input: x})[0]
+        try:
+            y = self.session.run(None, {self._input: x})[0]
+        except Exception as exc:  # onnxruntime's Fail / InvalidArgument / RuntimeException, multi-line text
+            raise DarkcError(f"{self.name}: ONNX Runtime failed running it on a {tuple(x.shape)} input: "
+                             f"{one_line(exc)[:200]}; the file is corrupt or was not exported by darkc, re-export it") from exc
         return np.asarray(_from_layout(y, self.layout), dtype=np.float32)
 
 
@@ -304,7 +308,11 @@ class TFLiteRunner(Runner):
         x = _to_layout(x, self.layout)
         self._resize(tuple(x.shape))
         self.interpreter.set_tensor(self._in["index"], quantize_tensor(x, self._in))
-        self.interpreter.invoke()
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as exc:  # e.g. "Input tensor 25 lacks data" in a corrupt file
+            raise DarkcError(f"{self.name}: LiteRT failed running it: {one_line(exc)[:200]}; the file is corrupt or "
+                             f"was not exported by darkc, re-export it") from exc
         y = dequantize_tensor(self.interpreter.get_tensor(self._out["index"]), self._out)
         return np.ascontiguousarray(_from_layout(y, self.layout))
 

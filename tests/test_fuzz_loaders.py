@@ -70,3 +70,12 @@ def test_a_tflite_that_crashes_litert_is_a_one_line_error():
     with pytest.raises(DarkcError, match=r"litert_segfault.tflite: LiteRT crashed reading it \(signal 11\); .*"
                                          r"re-export it"):
         load_runner(str(path))
+
+
+@pytest.mark.parametrize("field, value", [("cfa", {"a": 1}), ("output", {"space": [1]}), ("input", {"noise": [2]})])
+def test_unhashable_model_json_values_are_one_line_errors(field, value):
+    """Found by a 200-case fuzz run: a dict where model.json holds a name raised TypeError (unhashable type)."""
+    from darkc.models import normalize_spec
+
+    with pytest.raises(DarkcError, match=rf"model.json: field '{field}(\.noise)?' is .*; use one of"):
+        normalize_spec({"arch": "sid-unet", field: value}, "model.json")

@@ -84,17 +84,17 @@ def normalize_spec(spec: dict, where: str = "model spec") -> dict:
         spec["arch_import"] = entry.source      # reloads wherever the plugin's package is importable
 
     cfa = spec.setdefault("cfa", "bayer")
-    if cfa not in CFAS:
+    if not isinstance(cfa, str) or cfa not in CFAS:
         raise DarkcError(f"{where}: field 'cfa' is {cfa!r}; use one of {sorted(CFAS)}")
     output = spec.get("output", "srgb")
     if isinstance(output, dict):            # format 1 files: {"space": "sRGB", "range": [0, 1]}
         output = "srgb" if str(output.get("space", "sRGB")).lower() == "srgb" else output.get("space")
-    if output not in OUTPUTS:
+    if not isinstance(output, str) or output not in OUTPUTS:
         raise DarkcError(f"{where}: field 'output' is {output!r}; use one of {sorted(OUTPUTS)}")
     spec["output"] = output
     given_input = spec.get("input", {})
     noise = given_input.get("noise", "none") if isinstance(given_input, dict) else "none"
-    if noise not in NOISE_INPUTS:
+    if not isinstance(noise, str) or noise not in NOISE_INPUTS:
         raise DarkcError(f"{where}: field 'input.noise' is {noise!r}; use one of {sorted(NOISE_INPUTS)}")
     raw_out = output == "raw"
     derived = {
