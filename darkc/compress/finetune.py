@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from darkc.data.files import example_exts, find_raw_files
 from darkc.errors import DarkcError
-
-RAW_EXTS = {".dng", ".arw", ".raf", ".nef", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".nrw"}
 
 
 class OffsetInputs(Dataset):
@@ -48,9 +47,9 @@ class RawFolderInputs(Dataset):
         folder = Path(folder)
         if not folder.is_dir():
             raise DarkcError(f"--data {folder} is neither 'synthetic' nor a folder of raw files")
-        self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in RAW_EXTS and p.is_file())
+        self.files = find_raw_files(folder)
         if not self.files:
-            raise DarkcError(f"--data {folder} holds no raw files ({', '.join(sorted(RAW_EXTS))}); "
+            raise DarkcError(f"--data {folder} holds no raw files ({example_exts()}); "
                              f"pass a folder of camera raws or use 'synthetic'")
         first = read_raw(self.files[0])
         if first.cfa != cfa:

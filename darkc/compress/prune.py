@@ -28,7 +28,7 @@ from darkc.compress.finetune import OffsetInputs, finetune_inputs, match_parent_
 from darkc.compress.pruning import IMPORTANCES, MAX_LAYER_RATIO, SCOPES, check_prunable, prune_model, pruner_name
 from darkc.errors import DarkcError, atomic_dir
 from darkc.fmt import si
-from darkc.models.adapter import get_adapter
+from darkc.models.registry import get_adapter
 from darkc.provenance import command_line, portable
 from darkc.sizes import packed_shape, parse_budget, parse_resolution
 from darkc.timing import measure

@@ -23,7 +23,8 @@ import torch_pruning as tp
 from torch import nn
 
 from darkc.errors import DarkcError
-from darkc.models.adapter import Adapter, get_adapter
+from darkc.models.adapter import Adapter
+from darkc.models.registry import get_adapter
 
 IMPORTANCES = ("l1", "l2", "taylor", "random")
 SCOPES = ("uniform", "global")

@@ -10,7 +10,8 @@ Ten lines of use::
     save_checkpoint(model, spec, "runs/teacher")          # model.safetensors + model.json, atomically
     model, spec = load_checkpoint("runs/teacher")
 """
-from darkc.models.adapter import Adapter, adapter_of, get_adapter, size_multiple_of
+from darkc.models.adapter import Adapter, adapter_of
+from darkc.models.registry import get_adapter, size_multiple_of
 from darkc.models.builder import CFAS, build_model, io_kind, normalize_spec, normalize_unet_widths
 from darkc.models.checkpoint import load_checkpoint, read_spec, save_checkpoint
 from darkc.models.complexity import count_macs, count_macs_by_layer, count_params

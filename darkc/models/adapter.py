@@ -299,15 +299,3 @@ def adapter_of(model: nn.Module) -> Adapter:
         raise DarkcError(f"{type(model).__name__} has no Conv2d/ConvTranspose2d; darkc's stages work on "
                          f"convolutional networks")
     return Adapter({"in_channels": first.in_channels})
-
-
-def get_adapter(spec: dict, where: str = "model spec") -> Adapter:
-    """The adapter of the architecture ``spec`` names (its entry's, else the generic :class:`Adapter`)."""
-    from darkc.models.registry import resolve_arch
-
-    return resolve_arch(spec, where).adapter(spec)
-
-
-def size_multiple_of(spec: dict, model: nn.Module | None = None) -> int:
-    """Packed H and W multiple of the model ``spec`` describes: declared by its arch, else in ``model.json``."""
-    return get_adapter(spec).size_multiple(model)

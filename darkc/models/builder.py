@@ -16,6 +16,7 @@ import functools
 from torch import nn
 
 from darkc.errors import DarkcError
+from darkc.models.widths import is_pos_int, normalize_level_widths
 from darkc.models.adapter import Adapter
 from darkc.models.mobile_unet import SIZE_MULTIPLE as MOBILE_SIZE_MULTIPLE, WIDTH_LAYERS as MOBILE_WIDTH_LAYERS
 from darkc.models.mobile_unet import build_mobile_unet, normalize_mobile_spec
@@ -54,8 +55,7 @@ _ORDER = ("arch", "arch_import", "cfa", "in_channels", "out_channels", "scale", 
           "output_space", "provenance")
 
 
-def _is_pos_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+_is_pos_int = is_pos_int
 
 
 def normalize_spec(spec: dict, where: str = "model spec") -> dict:
@@ -138,31 +138,9 @@ def normalize_unet_widths(spec: dict, where: str) -> dict:
     ``channels`` wins when both are given; ``widths`` is then rewritten to match it, or ``None`` when the
     per-layer widths are uneven (as after pruning).
     """
-    widths = spec.get("widths")
-    if widths is not None:
-        if (not isinstance(widths, (list, tuple)) or len(widths) != len(DEFAULT_WIDTHS)
-                or not all(_is_pos_int(w) for w in widths)):
-            raise DarkcError(f"{where}: field 'widths' is {widths!r}; it needs {len(DEFAULT_WIDTHS)} positive "
-                             f"integers (encoder levels 1-5), e.g. {list(DEFAULT_WIDTHS)}")
-    channels = spec.get("channels")
-    if channels is None:
-        channels = widths_to_channels(widths if widths is not None else DEFAULT_WIDTHS)
-    else:
-        if not isinstance(channels, dict):
-            raise DarkcError(f"{where}: field 'channels' must be an object mapping each of "
-                             f"{list(WIDTH_LAYERS)} to a positive integer")
-        missing = [n for n in WIDTH_LAYERS if n not in channels]
-        unknown = [n for n in channels if n not in WIDTH_LAYERS]
-        if missing or unknown:
-            raise DarkcError(f"{where}: field 'channels' lacks {missing} and has unknown {unknown}; "
-                             f"it needs exactly the layers {list(WIDTH_LAYERS)}")
-        bad = {n: c for n, c in channels.items() if not _is_pos_int(c)}
-        if bad:
-            raise DarkcError(f"{where}: field 'channels' has non-positive or non-integer widths {bad}")
-        channels = {n: channels[n] for n in WIDTH_LAYERS}
-    spec["channels"] = channels
-    spec["widths"] = channels_to_widths(channels)
-    return spec
+    return normalize_level_widths(spec, where, default_widths=DEFAULT_WIDTHS, width_layers=WIDTH_LAYERS,
+                                  to_channels=widths_to_channels, to_widths=channels_to_widths,
+                                  levels="encoder levels 1-5")
 
 
 def _check_generic_widths(spec: dict, where: str) -> None:

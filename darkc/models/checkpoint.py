@@ -16,7 +16,7 @@ from torch import nn
 
 from darkc.errors import DarkcError, atomic_dir, one_line
 from darkc.provenance import portable
-from darkc.models.adapter import get_adapter
+from darkc.models.registry import get_adapter
 from darkc.models.builder import build_model, normalize_spec
 from darkc.models.complexity import count_params
 

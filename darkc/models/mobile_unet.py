@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from darkc.models.widths import normalize_level_widths
+
 #: Layers (top-level modules) whose output width ``channels`` sets, in forward order.
 WIDTH_LAYERS: tuple[str, ...] = ("stem", "enc1", "enc2", "enc3", "enc4", "dec3", "dec2", "dec1", "dec0")
 #: Level widths: full packed resolution, then 1/2 .. 1/16.
@@ -273,10 +275,6 @@ class MobileUNet(nn.Module):
 
 
 # ---------------------------------------------------------------- model.json
-def _is_pos_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def normalize_mobile_spec(spec: dict, where: str) -> dict:
     """Fill and check a ``mobile-unet`` spec's own fields: ``widths`` (five level widths) or ``channels`` (per-layer
     widths, wins when both are given), ``block``, ``upsample`` and ``stem``."""
@@ -287,30 +285,9 @@ def normalize_mobile_spec(spec: dict, where: str) -> dict:
         value = spec.setdefault(key, default)
         if value not in allowed:
             raise DarkcError(f"{where}: field {key!r} is {value!r}; use one of {list(allowed)}")
-    widths = spec.get("widths")
-    if widths is not None and (not isinstance(widths, (list, tuple)) or len(widths) != len(DEFAULT_WIDTHS)
-                               or not all(_is_pos_int(w) for w in widths)):
-        raise DarkcError(f"{where}: field 'widths' is {widths!r}; it needs {len(DEFAULT_WIDTHS)} positive integers "
-                         f"(full packed resolution, then 1/2 .. 1/16), e.g. {list(DEFAULT_WIDTHS)}")
-    channels = spec.get("channels")
-    if channels is None:
-        channels = widths_to_channels(widths if widths is not None else DEFAULT_WIDTHS)
-    else:
-        if not isinstance(channels, dict):
-            raise DarkcError(f"{where}: field 'channels' must be an object mapping each of {list(WIDTH_LAYERS)} "
-                             f"to a positive integer")
-        missing = [n for n in WIDTH_LAYERS if n not in channels]
-        unknown = [n for n in channels if n not in WIDTH_LAYERS]
-        if missing or unknown:
-            raise DarkcError(f"{where}: field 'channels' lacks {missing} and has unknown {unknown}; it needs exactly "
-                             f"the layers {list(WIDTH_LAYERS)}")
-        bad = {n: c for n, c in channels.items() if not _is_pos_int(c)}
-        if bad:
-            raise DarkcError(f"{where}: field 'channels' has non-positive or non-integer widths {bad}")
-        channels = {n: channels[n] for n in WIDTH_LAYERS}
-    spec["channels"] = channels
-    spec["widths"] = channels_to_widths(channels)
-    return spec
+    return normalize_level_widths(spec, where, default_widths=DEFAULT_WIDTHS, width_layers=WIDTH_LAYERS,
+                                  to_channels=widths_to_channels, to_widths=channels_to_widths,
+                                  levels="full packed resolution, then 1/2 .. 1/16")
 
 
 def build_mobile_unet(spec: dict) -> MobileUNet:

@@ -185,3 +185,13 @@ def get_arch(name: str, where: str = "model spec") -> ArchEntry:
     """The entry registered (or offered as a plugin) as ``name``; a :class:`DarkcError` listing valid names
     otherwise."""
     return resolve_arch(name, where)
+
+
+def get_adapter(spec: dict, where: str = "model spec") -> Adapter:
+    """The adapter of the architecture ``spec`` names (its entry's, else the generic :class:`Adapter`)."""
+    return resolve_arch(spec, where).adapter(spec)
+
+
+def size_multiple_of(spec: dict, model: "nn.Module | None" = None) -> int:
+    """Packed H and W multiple of the model ``spec`` describes: declared by its arch, else in ``model.json``."""
+    return get_adapter(spec).size_multiple(model)
