@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darkc.models.widths import normalize_level_widths
+from darkc.models.widths import check_layer_channels, normalize_level_widths
 
 #: Layers (top-level modules) whose output width ``channels`` sets, in forward order.
 WIDTH_LAYERS: tuple[str, ...] = ("stem", "enc1", "enc2", "enc3", "enc4", "dec3", "dec2", "dec1", "dec0")
@@ -192,14 +192,7 @@ class MobileUNet(nn.Module):
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         channels = dict(channels) if channels is not None else widths_to_channels(DEFAULT_WIDTHS)
-        missing = [n for n in WIDTH_LAYERS if n not in channels]
-        unknown = [n for n in channels if n not in WIDTH_LAYERS]
-        if missing or unknown:
-            raise ValueError(f"channels must have exactly the keys {list(WIDTH_LAYERS)}; "
-                             f"missing {missing}, unknown {unknown}")
-        bad = {n: c for n, c in channels.items() if isinstance(c, bool) or not isinstance(c, int) or c < 1}
-        if bad:
-            raise ValueError(f"channels must be positive integers, got {bad}")
+        check_layer_channels(channels, WIDTH_LAYERS)
         self.in_channels = in_channels
         self.output = output
         self.raw_channels = raw_channels if raw_channels is not None else in_channels

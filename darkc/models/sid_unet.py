@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from darkc.models.widths import check_layer_channels
+
 #: Layers grouped by U-Net level: five encoder levels, then four decoder levels (``up`` first).
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("conv1_1", "conv1_2"),
@@ -101,14 +103,7 @@ class SIDUNet(nn.Module):
             raise ValueError(f"output must be 'srgb' or 'raw', got {output!r}")
         if channels is None:
             channels = widths_to_channels(DEFAULT_WIDTHS)
-        missing = [n for n in WIDTH_LAYERS if n not in channels]
-        unknown = [n for n in channels if n not in WIDTH_LAYERS]
-        if missing or unknown:
-            raise ValueError(f"channels must have exactly the keys {list(WIDTH_LAYERS)}; "
-                             f"missing {missing}, unknown {unknown}")
-        bad = {n: c for n, c in channels.items() if isinstance(c, bool) or not isinstance(c, int) or c < 1}
-        if bad:
-            raise ValueError(f"channels must be positive integers, got {bad}")
+        check_layer_channels(channels, WIDTH_LAYERS)
         self.in_channels = in_channels
         self.output = output
         self.raw_channels = raw_channels if raw_channels is not None else in_channels

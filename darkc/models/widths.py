@@ -40,3 +40,15 @@ def normalize_level_widths(spec: dict, where: str, *, default_widths, width_laye
     spec["channels"] = channels
     spec["widths"] = to_widths(channels)
     return spec
+
+
+def check_layer_channels(channels: dict, width_layers) -> None:
+    """ValueError unless ``channels`` maps exactly ``width_layers`` to positive ints (a network constructor's check)."""
+    missing = [n for n in width_layers if n not in channels]
+    unknown = [n for n in channels if n not in width_layers]
+    if missing or unknown:
+        raise ValueError(f"channels must have exactly the keys {list(width_layers)}; "
+                         f"missing {missing}, unknown {unknown}")
+    bad = {n: c for n, c in channels.items() if not is_pos_int(c)}
+    if bad:
+        raise ValueError(f"channels must be positive integers, got {bad}")
