@@ -97,12 +97,12 @@ def test_user_network_through_every_command(teacher, tmp_path, capsys):
 
     for model, runtime in (("student", "torch"), ("deploy/model-int8.onnx", "ort"),
                            ("deploy/model-int8.tflite", "litert")):
-        assert main(["bench", model, "--runtime", runtime, "--size", "64x64", "--runs", "2", "--warmup", "1",
-                     "--format", "json"]) == 0
+        assert main(["bench", "--model", model, "--runtime", runtime, "--size", "64x64", "--runs", "2", "--warmup",
+                     "1", "--format", "json", "-o", f"bench-{runtime}"]) == 0
         res = _json_out(capsys)
         assert res["devices"]["host"]["latency_ms"] > 0, res
 
-    assert main(["eval", "--model", "deploy/model-int8.tflite", "--limit", "1", "--format", "json"]) == 0
+    assert main(["eval", "--model", "deploy/model-int8.tflite", "--limit", "1", "--format", "json", "-o", "eval"]) == 0
     assert math.isfinite(_json_out(capsys)["psnr"])
 
 

@@ -15,6 +15,7 @@ import json
 import os
 
 from darkc.errors import DarkcError, one_line
+from darkc.sizes import DEFAULT_MULTIPLE
 
 #: Name of the contract in ONNX ``metadata_props`` and in TFLite ``metadata``.
 METADATA_KEY = "darkc.contract"
@@ -60,9 +61,12 @@ def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32",
     packing = dict(_PACKING[cfa])
     if noise == "std-map":
         packing["channels"] = [*packing["channels"], "noise_std"]
-    from darkc.models import size_multiple_of
+    from darkc.models import list_archs, size_multiple_of
 
-    multiple = size_multiple_of(spec)
+    # a network exported through the Python API with a spec whose arch is not registered (no adapter to ask):
+    # the spec's own size multiple, else darkc's default
+    multiple = (size_multiple_of(spec) if spec.get("arch") in list_archs() or ":" in str(spec.get("arch", ""))
+                or "arch_import" in spec else int(spec.get("size_multiple", DEFAULT_MULTIPLE)))
     if output == "raw":
         out_desc = (f"the clean packed raw, same size, packing and channel order as the input's CFA channels "
                     f"({len(_PACKING[cfa]['channels'])}), normalised and amplified like the input: render it with the "
