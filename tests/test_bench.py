@@ -158,7 +158,8 @@ def test_npu_sram_too_small_for_a_file_without_checkpoint_is_one_line(plain, cap
     with pytest.raises(DarkcError, match=r"no tile fits ethos-u55-256's 4 KiB SRAM: the whole frame \(packed 32x32; "
                                          r"no checkpoint beside the file to export tiles\) needs \d+ KiB"):
         bench(str(plain[8]), devices="ethos-u55-256", size="64x64", npu_sram=4)
-    assert main(["bench", str(plain[8]), "--device", "ethos-u55-256", "--size", "64x64", "--npu-sram", "4"]) == 1
+    assert main(["bench", "--model", str(plain[8]), "--device", "ethos-u55-256", "--size", "64x64", "--npu-sram", "4",
+                 "-o", str(plain[8].parent / "bench-sram")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no tile fits")
 
