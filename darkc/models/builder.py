@@ -55,7 +55,6 @@ _ORDER = ("arch", "arch_import", "cfa", "in_channels", "out_channels", "scale", 
           "output_space", "provenance")
 
 
-_is_pos_int = is_pos_int
 
 
 def normalize_spec(spec: dict, where: str = "model spec") -> dict:
@@ -148,11 +147,11 @@ def _check_generic_widths(spec: dict, where: str) -> None:
     checked against the network when it is built; ``size_multiple`` a positive int."""
     channels = spec.get("channels")
     if channels is not None:
-        if not isinstance(channels, dict) or not all(isinstance(k, str) and _is_pos_int(v) for k, v in channels.items()):
+        if not isinstance(channels, dict) or not all(isinstance(k, str) and is_pos_int(v) for k, v in channels.items()):
             raise DarkcError(f"{where}: field 'channels' must map layer names to positive integer widths, got "
                              f"{channels!r}; re-save the model")
     multiple = spec.get("size_multiple")
-    if multiple is not None and not _is_pos_int(multiple):
+    if multiple is not None and not is_pos_int(multiple):
         raise DarkcError(f"{where}: field 'size_multiple' is {multiple!r}; it must be a positive integer (packed px)")
 
 
