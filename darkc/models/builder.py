@@ -55,8 +55,6 @@ _ORDER = ("arch", "arch_import", "cfa", "in_channels", "out_channels", "scale", 
           "output_space", "provenance")
 
 
-
-
 def normalize_spec(spec: dict, where: str = "model spec") -> dict:
     """Return a copy of ``spec`` with every default filled and every field checked.
 
