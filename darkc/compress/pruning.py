@@ -23,7 +23,7 @@ import torch_pruning as tp
 from torch import nn
 
 from darkc.errors import DarkcError
-from darkc.models.adapter import Adapter
+from darkc.models.adapter import CONVS, Adapter
 from darkc.models.registry import get_adapter
 
 IMPORTANCES = ("l1", "l2", "taylor", "random")
@@ -229,7 +229,10 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
         pruner = _PRUNER(model, example_input, importance=make_importance(importance),
                          global_pruning=scope == "global", pruning_ratio=ratio, max_pruning_ratio=max_layer_ratio,
                          iterative_steps=steps, ignored_layers=heads, round_to=round_to)
-        floors = {model.get_submodule(n): _floor_width(w, round_to, max_layer_ratio) for n, w in before.items()}
+        # every prunable conv has a floor, not only the width layers: a width layer may be a block (the mobile
+        # U-Net's stages) whose convs are what Torch-Pruning's groups name
+        floors = {m: _floor_width(m.out_channels, round_to, max_layer_ratio) for m in model.modules()
+                  if isinstance(m, CONVS) and not any(m is h for h in heads)}
         for k in range(1, steps + 1):
             if importance == "taylor":
                 _taylor_gradients(model, example_input)
@@ -246,13 +249,16 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
     model.train(was_training)
     odd = {n: c for n, c in adapter.widths(model).items() if c != before[n] and c % round_to}
     now = [h.out_channels for h in heads]
+    if adapter.widths(model) == before:
+        raise DarkcError(f"arch {spec.get('arch')!r}: pruning to ratio {ratio} removed no channel (every layer is at "
+                         f"its floor: round_to {round_to}, at most {max_layer_ratio:.0%} per layer); prune a wider "
+                         f"model or lower --round-to")
     if shape != out_shape or now != head or odd:
         raise RuntimeError(f"torch-pruning left an inconsistent model: output {shape} (was {out_shape}), "
                            f"head {adapter.head(model)} {now} (was {head}), not multiples of {round_to}: {odd}")
     from darkc.models import count_params
     spec["params"] = count_params(model)
     return model, spec
-
 
 
 def pruner_name() -> str:
