@@ -84,12 +84,45 @@ class FeatureTap:
         self._handles = []
 
 
-def make_adapters(student: nn.Module, teacher: nn.Module, layers=None) -> nn.ModuleDict:
-    """A 1x1 conv per tapped layer (default: the teacher's arch's taps) from the student's width to the teacher's
-    (training only, dropped at export); keyed by :func:`adapter_key`."""
-    layers = layers if layers is not None else feature_layers(teacher)
-    return nn.ModuleDict({adapter_key(n): nn.Conv2d(student.get_submodule(n).out_channels,
-                                                    teacher.get_submodule(n).out_channels, 1) for n in layers})
+@torch.no_grad()
+def tap_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
+    """``(student layer, teacher layer)`` pairs that feature distillation compares.
+
+    Same taps in both (a pruned teacher, the same arch): paired by name. Different architectures (a mobile-unet
+    student of a SID U-Net teacher, a user's network): each teacher tap is paired with the student tap whose
+    output has the same spatial size (the last one at that size), traced on one input; teacher taps without a
+    student tap at their resolution are left out. A one-line error when no resolution is shared."""
+    t_taps, s_taps = feature_layers(teacher), feature_layers(student)
+    if t_taps and all(_submodule(student, n) is not None for n in t_taps) and set(t_taps) <= set(s_taps):
+        return [(n, n) for n in t_taps]
+    side = 4 * max(adapter_of(teacher).size_multiple(teacher), adapter_of(student).size_multiple(student))
+    sizes: dict[int, dict[str, tuple]] = {}
+    for which, model, names in ((0, student, s_taps), (1, teacher, t_taps)):
+        found = sizes.setdefault(which, {})
+        hooks = [model.get_submodule(n).register_forward_hook(
+            lambda m, i, o, n=n, found=found: found.__setitem__(n, tuple(o.shape[-2:]))) for n in names]
+        p = next(model.parameters())
+        was = model.training
+        try:
+            model.eval()(torch.rand(1, adapter_of(model).in_channels, side, side, device=p.device, dtype=p.dtype))
+        finally:
+            model.train(was)
+            for h in hooks:
+                h.remove()
+    by_size = {hw: n for n, hw in sizes[0].items()}
+    pairs = [(by_size[hw], n) for n, hw in sizes[1].items() if hw in by_size]
+    if not pairs:
+        raise DarkcError(f"feature distillation: the student's taps {s_taps} and the teacher's {t_taps} share no "
+                         f"resolution; use --kd output")
+    return pairs
+
+
+def make_adapters(student: nn.Module, teacher: nn.Module, pairs=None) -> nn.ModuleDict:
+    """A 1x1 conv per tapped pair (default: :func:`tap_pairs`) from the student layer's width to the teacher
+    layer's (training only, dropped at export); keyed by :func:`adapter_key` of the student layer."""
+    pairs = pairs if pairs is not None else tap_pairs(student, teacher)
+    return nn.ModuleDict({adapter_key(s): nn.Conv2d(student.get_submodule(s).out_channels,
+                                                    teacher.get_submodule(t).out_channels, 1) for s, t in pairs})
 
 
 def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 0.0, feature_weight: float = 0.1,
@@ -119,9 +152,9 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
     teacher = teacher.eval().requires_grad_(False)
     ms_ssim = MSSSIMLoss()
     use_feat = "features" in kd
-    layers = feature_layers(teacher) if use_feat else ()
-    tap_t = FeatureTap(teacher, layers) if use_feat else None
-    tap_s = FeatureTap(student, layers) if use_feat else None
+    pairs = tap_pairs(student, teacher) if use_feat else []
+    tap_t = FeatureTap(teacher, [t for _, t in pairs]) if use_feat else None
+    tap_s = FeatureTap(student, [s for s, _ in pairs]) if use_feat else None
 
     def objective(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         x = batch["input"]
@@ -142,7 +175,7 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
         if use_feat:
             adapters = model.extra["adapters"]
             feats = []
-            for name, s_f, t_f in zip(layers, tap_s.take(), t_feats):
+            for (name, _), s_f, t_f in zip(pairs, tap_s.take(), t_feats):
                 feats.append(F.l1_loss(adapters[adapter_key(name)](s_f), t_f) / (t_f.abs().mean() + 1e-6))
             term = feature_weight * torch.stack(feats).mean()
             loss = loss + term
@@ -229,12 +262,40 @@ def agreement_with_teacher(student: nn.Module, teacher: nn.Module, frames) -> di
 
 
 # ---------------------------------------------------------------- the stage
-def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict) -> tuple[nn.Module, dict, str]:
+def parse_student_options(items) -> dict:
+    """``["stem=s2", "block=ds", "expansion=2"]`` -> ``{"stem": "s2", "block": "ds", "expansion": 2}`` (integers and
+    floats converted); a one-line error for an item without ``=``."""
+    options = {}
+    for item in items or ():
+        key, eq, value = str(item).partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise DarkcError(f"--student-options {item!r}: write key=value pairs, e.g. block=ds,stem=s2")
+        value = value.strip()
+        for kind in (int, float):
+            try:
+                value = kind(value)
+                break
+            except ValueError:
+                continue
+        options[key.strip()] = value
+    return options
+
+
+def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict,
+             student_options=None) -> tuple[nn.Module, dict, str]:
     from darkc.models import build_model, io_kind, load_checkpoint, normalize_spec, resolve_model_ref
 
     given = [n for n, v in (("--student", student), ("--student-widths", student_widths)) if v is not None]
     if len(given) > 1:
         raise DarkcError("pass --student DIR or --student-widths, not both")
+    extra = parse_student_options(student_options)
+    if extra and student is not None:
+        raise DarkcError("--student-options configure a fresh student; --student loads one with its own options: "
+                         "drop one of them")
+    reserved = sorted(set(extra) & {"arch", "cfa", "output", "input", "widths", "channels"})
+    if reserved:
+        raise DarkcError(f"--student-options sets {reserved}, which come from --student-arch, --student-widths and "
+                         f"the teacher; drop them from --student-options")
     if student is not None:
         kind, path = resolve_model_ref(student)
         if kind not in ("pretrained", "checkpoint"):
@@ -244,7 +305,8 @@ def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict
         init = f"checkpoint {student}"
     else:
         t_out, t_noise = io_kind(teacher_spec)
-        spec = {"arch": student_arch or teacher_spec["arch"], "cfa": cfa, "output": t_out, "input": {"noise": t_noise}}
+        spec = {**extra, "arch": student_arch or teacher_spec["arch"], "cfa": cfa, "output": t_out,
+                "input": {"noise": t_noise}}
         if student_widths is not None:
             spec["widths"] = list(student_widths)
         spec = normalize_spec(spec, "student")
@@ -266,6 +328,7 @@ def _student(student, student_widths, student_arch, cfa: str, teacher_spec: dict
 
 
 def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_arch: str | None = None,
+            student_options=None,
             data="synthetic", unlabelled: str | None = None, images=None, kd=("output",), gt_weight: float = 0.0,
             feature_weight: float = 0.1, beta: float = 0.99, chroma_weight: float = 0.0, steps: int = 2000, batch_size: int = 4,
             patch: int = 512, lr: float = 5e-4, min_lr: float = 1e-5, val_every: int = 500, ckpt_every: int = 250,
@@ -278,8 +341,9 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
         teacher_ref: shipped name or checkpoint directory of the teacher.
         out_dir: run folder: checkpoints (``best``/``last``), training state, and the final student artifact
             (best validation weights) with ``distill_report.md/.json``.
-        student / student_widths / student_arch: the student's initialisation: a checkpoint (e.g. ``darkc prune``
-            output), or a fresh network of ``student_arch`` (default: the teacher's) with ``student_widths``.
+        student / student_widths / student_arch / student_options: the student's initialisation: a checkpoint
+            (e.g. ``darkc prune`` output), or a fresh network of ``student_arch`` (default: the teacher's) with
+            ``student_widths`` and its architecture's options as ``key=value`` (e.g. ``["block=ds", "stem=s2"]``).
         data: ``'synthetic'``, a SID-layout folder, or a folder of raw files (unlabelled); ``unlabelled`` forces
             the latter. ``images``: clean photo folders for synthetic data.
         kd: which distillation terms: ``output`` and/or ``features``.
@@ -316,7 +380,7 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
     if output == "raw" and chroma_weight > 0:
         raise DarkcError(f"--chroma-weight {chroma_weight}: the chroma term compares RGB outputs, and teacher "
                          f"{teacher_ref} outputs raw (its colour comes from each file's own matrix); drop it")
-    model, spec, init = _student(student, student_widths, student_arch, cfa, tspec)
+    model, spec, init = _student(student, student_widths, student_arch, cfa, tspec, student_options)
     model = model.float()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -337,7 +401,8 @@ def distill(teacher_ref, out_dir, *, student=None, student_widths=None, student_
                       ckpt_every=ckpt_every, seed=seed, threads=threads)
     options = {"student": str(student) if student is not None else None,
                "student_widths": list(student_widths) if student_widths is not None else None,
-               "student_arch": student_arch, "data": (data if isinstance(data, str) else data_desc) if unlabelled is None else None,
+               "student_arch": student_arch, "student_options": list(student_options) if student_options else None,
+               "data": (data if isinstance(data, str) else data_desc) if unlabelled is None else None,
                "unlabelled": unlabelled, "kd": ",".join(kd), "gt_weight": gt_weight,
                "feature_weight": feature_weight if "features" in kd else None, "beta": beta,
                "chroma_weight": chroma_weight or None, "steps": steps,

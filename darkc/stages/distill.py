@@ -15,6 +15,8 @@ class Config:
         "help": "fresh student with these level widths, e.g. 8,16,32,64,128"})
     student_arch: str | None = field(default=None, metadata={
         "help": "architecture of a fresh student (default: the teacher's)"})
+    student_options: list[str] | None = field(default=None, metadata={
+        "help": "options of a fresh student's architecture as key=value, e.g. block=ds,stem=s2 (mobile-unet)"})
     data: str = field(default="synthetic", metadata={
         "help": "'synthetic', a SID-layout folder, or a folder of raw files (unlabelled)"})
     unlabelled: str | None = field(default=None, metadata={"help": "folder of raw captures without ground truth"})
