@@ -110,6 +110,22 @@ def test_bad_input_errors(tiny, tmp_path):
         bench(str(tiny / "model.onnx"), runtime="litert")
     with pytest.raises(DarkcError, match="float PyTorch checkpoint; Ethos-U runs full-integer"):
         bench(str(tiny), devices="ethos-u55-256")
+
+
+def test_float_checkpoint_for_an_npu_fails_before_any_device_runs(tiny, monkeypatch):
+    """The NPU check comes first: listed after the host and an ARM core, it once failed only after minutes of
+    host timing and emulation."""
+    import sys
+
+    bench_mod = sys.modules[bench.__module__]      # darkc.latency.bench (the package's `bench` is the function)
+
+    def ran(*args, **kwargs):
+        raise AssertionError("a device was benched before the NPU check")
+
+    monkeypatch.setattr(bench_mod, "measure_host", ran)
+    monkeypatch.setattr(bench_mod, "measure_arm", ran)
+    with pytest.raises(DarkcError, match="float PyTorch checkpoint; Ethos-U runs full-integer"):
+        bench(str(tiny), devices="host,cortex-a78,ethos-u55-256")
     with pytest.raises(DarkcError, match="fp32 model; Ethos-U runs full-integer INT8"):
         bench(str(tiny / "model.onnx"), devices="ethos-u65-512", size="128x128")
 

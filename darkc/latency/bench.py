@@ -274,16 +274,27 @@ def measure_arm(subject: Subject, device: str, target_hw, arm_hw, cost: dict, *,
 
 
 # ---------------------------------------------------------------- NPU
-def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, int], str | None]:
-    precision = precision_of(subject, dtype)
+def _npu_export_hint(subject: Subject, target_hw) -> str:
     source = subject.ref if subject.kind in ("checkpoint", "pretrained") else (subject.checkpoint or "CHECKPOINT")
-    how = (f"`darkc export --model {source} --target tflite --precision int8 --input-size "
-           f"{raw_size(subject, target_hw)} -o DIR`")
+    return (f"`darkc export --model {source} --target tflite --precision int8 --input-size "
+            f"{raw_size(subject, target_hw)} -o DIR`")
+
+
+def check_npu_subject(subject: Subject, target_hw, dtype: str) -> None:
+    """A one-line DarkcError unless ``subject`` is a full-integer model an Ethos-U can run (checked before any
+    device is benched, so a float checkpoint fails at once, not after the host and ARM runs)."""
+    how = _npu_export_hint(subject, target_hw)
     if subject.kind in ("checkpoint", "pretrained"):
         raise DarkcError(f"{subject.ref} is a float PyTorch checkpoint; Ethos-U runs full-integer models: {how}, "
                          f"then bench DIR/model.tflite")
+    precision = precision_of(subject, dtype)
     if precision != "int8":
         raise DarkcError(f"{subject.path} is a {precision} model; Ethos-U runs full-integer INT8 TFLite: {how}")
+
+
+def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, int], str | None]:
+    check_npu_subject(subject, target_hw, dtype)
+    how = _npu_export_hint(subject, target_hw)
     if subject.kind == "tflite" and subject.fixed == target_hw:
         return subject.path, target_hw, None
     if subject.checkpoint is not None:
@@ -408,6 +419,9 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
                              f"{subject.fixed[0] * subject.scale} or re-export at that size")
     arm_hw = padded_hw(parse_resolution(arm_size, "--arm-size") if isinstance(arm_size, str) else
                        tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa, subject.multiple)
+    npus = [d for d in devices if d != HOST and d not in arm_mod.PROFILES and not is_cluster_name(d)]
+    if npus and subject.kind in ("checkpoint", "pretrained"):
+        check_npu_subject(subject, hw, "fp32")
     main_file = host_file(subject, hw) if HOST in devices else subject.path
     cost = _cost(subject, main_file, hw)
     dtype = precision_of(subject, cost["dtype"]) if subject.kind in ("onnx", "tflite") else "fp32"
