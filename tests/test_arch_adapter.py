@@ -89,6 +89,27 @@ def test_traced_adapter_agrees_with_the_sid_unets_declared_one():
     assert traced.widths(model) == widths_to_channels([8, 8, 16, 16, 32])
 
 
+def test_export_contract_takes_the_size_multiple_from_the_models_adapter():
+    """A network exported through the Python API under an arch name no registry knows: the contract states the
+    network's own multiple (its attribute, else traced), not darkc's default 16; without a model, the arch's."""
+    from darkc.export.contract import input_contract
+
+    spec = {"arch": "plain-unregistered", "cfa": "bayer", "in_channels": 4, "out_channels": 3, "scale": 2}
+    net = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+                        nn.ConvTranspose2d(8, 12, 4, stride=4), nn.PixelShuffle(2))     # two 2x downsamplings
+
+    def multiples(model, spec=spec):
+        packing = input_contract(spec, "NHWC", [1, 64, 64, 4], model=model)["input"]["packing"]
+        return packing["size_multiple_packed_px"], packing["size_multiple_raw_px"]
+
+    assert multiples(net) == (4, 8)                               # traced: 64 px in, coarsest conv output 16 px
+    net.size_multiple = 8
+    assert multiples(net) == (8, 16)                              # the network's own declaration wins
+    assert multiples(None, normalize_spec({"arch": "sid-unet", "cfa": "xtrans"})) == (16, 48)
+    with pytest.raises(DarkcError, match="plain-unregistered"):
+        multiples(None)                                           # no model, no adapter to ask: a named error
+
+
 def test_pruned_user_network_reloads_bit_exact_by_import_path(user_module, tmp_path):
     spec = normalize_spec({"arch": user_module, "cfa": "bayer"})
     model = build_model(spec)

@@ -292,16 +292,17 @@ def litert_models(tmp_path_factory):
     """A real full-integer TFLite export (int8 I/O, packed 32x48, litert-torch + ai-edge-quantizer) of
     FirstThreeUp, and a copy whose input signature is made dynamic (1, -1, -1, 4) in the flatbuffer."""
     pytest.importorskip("litert_torch")
-    from darkc.export.tflite import _read, _write, export_tflite
+    from darkc.export.tflite import export_tflite
+    from darkc.export.tflite_graph import read_model, write_model
 
     d = tmp_path_factory.mktemp("litert")
     spec = {"arch": "plain", "cfa": "bayer", "in_channels": 4, "out_channels": 3, "scale": 2}
     calib = [np.random.default_rng(i).random((1, 4, 32, 48), dtype=np.float32) for i in range(4)]
     export_tflite(FirstThreeUp().eval(), spec, d / "fixed.tflite", "int8", (32, 48), calib, io="int8")
-    m = _read((d / "fixed.tflite").read_bytes())
+    m = read_model((d / "fixed.tflite").read_bytes())
     g = m.subgraphs[0]
     g.tensors[g.inputs[0]].shapeSignature = np.array([1, -1, -1, 4], dtype=np.int32)
-    (d / "dynamic.tflite").write_bytes(_write(m))
+    (d / "dynamic.tflite").write_bytes(write_model(m))
     return d
 
 

@@ -151,7 +151,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         reduce_range: int8 only: 7-bit weights; None / ``auto`` decides from this CPU (see ``cpu_int8_info``),
             ``on``/True or ``off``/False force it.
         io: TFLite int8 only: ``float`` (QUANTIZE/DEQUANTIZE inside the model) or ``int8`` input and output.
-        int8_activation: TFLite int8 only: ``leaky_relu`` or ``prelu`` (see ``darkc.export.tflite.quantize_int8``).
+        int8_activation: TFLite int8 only: ``leaky_relu`` or ``prelu`` (see ``darkc.export.tflite_int8.quantize_int8``).
         check: fail when the parity check fails; with False it is still measured and recorded when possible.
         command: the command line, recorded in the provenance.
 
@@ -214,7 +214,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         staged = staging / filename
         if exporter is None:
             info = export_onnx(net, spec, staged, precision, fixed, calib_inputs, calib_method, reduce_range)
-            info["contract"] = _onnx_contract(spec, fixed)
+            info["contract"] = _onnx_contract(net, spec, fixed)
             embed_onnx(staged, info["contract"])
         else:
             # export_tflite(model, spec, out, precision, input_size=packed (h, w) or None, calib=list of
@@ -280,13 +280,13 @@ def quantize(model, calib: str | os.PathLike = "synthetic", out: str | os.PathLi
     return export(model, out, precision="int8", calib=calib, calib_method=method, samples=samples, **options)
 
 
-def _onnx_contract(spec: dict, fixed: tuple[int, int] | None) -> dict:
+def _onnx_contract(model, spec: dict, fixed: tuple[int, int] | None) -> dict:
     """The input contract of an ONNX export: NCHW, float32 I/O (fp16 and QDQ int8 keep float32 I/O)."""
     h, w = fixed or (-1, -1)
     s = spec["scale"]
     return input_contract(spec, "NCHW", [1, spec["in_channels"], h, w],
                           output_shape=[1, spec["out_channels"], h * s if h > 0 else -1, w * s if w > 0 else -1],
-                          input_name=INPUT_NAME, output_name=output_name(spec))
+                          input_name=INPUT_NAME, output_name=output_name(spec), model=model)
 
 
 def format_report(report: dict) -> str:

@@ -15,7 +15,6 @@ import json
 import os
 
 from darkc.errors import DarkcError, one_line
-from darkc.sizes import DEFAULT_MULTIPLE
 
 #: Name of the contract in ONNX ``metadata_props`` and in TFLite ``metadata``.
 METADATA_KEY = "darkc.contract"
@@ -41,7 +40,7 @@ _PACKING = {
 def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32", quantization: dict | None = None,
                    output_shape: list | None = None, output_dtype: str = "float32",
                    output_quantization: dict | None = None, input_name: str = "raw",
-                   output_name: str = "srgb") -> dict:
+                   output_name: str = "srgb", model=None) -> dict:
     """The contract of a model exported from ``spec``.
 
     Args:
@@ -51,6 +50,8 @@ def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32",
         dtype, output_dtype: ``float32`` or ``int8``/``uint8``.
         quantization, output_quantization: ``{"scale", "zero_point"}`` of integer I/O (real = scale * (q - zero)).
         input_name, output_name: tensor names.
+        model: the exported network; its adapter gives the size multiple (without it, the adapter of ``spec``'s
+            arch, which must then be registered or importable).
     """
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
@@ -61,12 +62,9 @@ def input_contract(spec: dict, layout: str, shape: list, dtype: str = "float32",
     packing = dict(_PACKING[cfa])
     if noise == "std-map":
         packing["channels"] = [*packing["channels"], "noise_std"]
-    from darkc.models import list_archs, size_multiple_of
+    from darkc.models import adapter_of, get_adapter
 
-    # a network exported through the Python API with a spec whose arch is not registered (no adapter to ask):
-    # the spec's own size multiple, else darkc's default
-    multiple = (size_multiple_of(spec) if spec.get("arch") in list_archs() or ":" in str(spec.get("arch", ""))
-                or "arch_import" in spec else int(spec.get("size_multiple", DEFAULT_MULTIPLE)))
+    multiple = (adapter_of(model) if model is not None else get_adapter(spec)).size_multiple(model)
     if output == "raw":
         out_desc = (f"the clean packed raw, same size, packing and channel order as the input's CFA channels "
                     f"({len(_PACKING[cfa]['channels'])}), normalised and amplified like the input: render it with the "

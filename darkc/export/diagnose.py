@@ -15,7 +15,7 @@ is the SQNR the layer's own int8 step alone would allow (uniform rounding noise 
 share of reference values outside the int8 range (calibration too narrow). A layer far below the layers before it
 with nothing clipped points at the kernel or the converter (e.g. ONNX Runtime's saturating U8S8 kernels on x86
 without VNNI), and a whole table that sags far below ``floor_db`` a bias that adds up layer after layer (LiteRT's
-built-in int8 LEAKY_RELU, see ``darkc.export.tflite.quantize_int8``); check FP32 first: the same table for the
+built-in int8 LEAKY_RELU, see ``darkc.export.tflite_int8.quantize_int8``); check FP32 first: the same table for the
 fp32 file should show > 100 dB everywhere.
 """
 from __future__ import annotations
@@ -164,7 +164,7 @@ def _tflite_layers(path: Path, inputs: list[np.ndarray]) -> tuple[list[dict], li
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as exc:
         raise DarkcError(f"diagnosing {path} needs the TFLite runtime: install darkc[tflite]") from exc
-    from darkc.export.tflite import op_name, read_model, type_name
+    from darkc.export.tflite_graph import op_name, read_model, type_name
     from darkc.inference import quantize_tensor
 
     m = read_model(Path(path).read_bytes())

@@ -27,7 +27,7 @@ def read_contract(path: str | os.PathLike) -> dict:
         model = onnx.load(str(path), load_external_data=False)
         text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
     elif suffix == ".tflite":
-        from darkc.export.tflite import read_metadata
+        from darkc.export.tflite_graph import read_metadata
 
         text = read_metadata(path).get(METADATA_KEY)
     else:

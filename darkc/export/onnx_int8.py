@@ -2,7 +2,7 @@
 
 The stage ``darkc quantize`` is ``darkc export --precision int8``; both run :func:`darkc.export.export`, which
 exports the FP32 graph and calls :func:`quantize_onnx` on it with samples from :mod:`darkc.export.calibration`
-(the TFLite INT8 path, :mod:`darkc.export.tflite`, takes the same samples). Ten lines of use::
+(the TFLite INT8 path, :mod:`darkc.export.tflite_int8`, takes the same samples). Ten lines of use::
 
     from darkc.export import quantize
     report = quantize("runs/student", "runs/student-int8", calib="synthetic", method="entropy")

@@ -81,8 +81,9 @@ def _vela_version() -> str:
 
 
 def check_integer_tflite(path: Path) -> dict:
-    """Facts about ``path`` (darkc.export.tflite.graph_info); a DarkcError unless it is full-integer, fixed-size."""
-    from darkc.export.tflite import graph_info
+    """Facts about ``path`` (darkc.export.tflite_graph.graph_info); a DarkcError unless it is full-integer and
+    fixed-size."""
+    from darkc.export.tflite_graph import graph_info
 
     if path.suffix.lower() != ".tflite":
         raise DarkcError(f"{path}: Ethos-U targets take a full-integer .tflite; export one with `darkc export "

@@ -72,10 +72,11 @@ def _delegated(it) -> bool:
 
 def single_op_models(model: bytes | str | os.PathLike) -> list[tuple[int, bytes]]:
     """``[(op index, flatbuffer)]``: every operator of subgraph 0 as a one-operator model."""
-    from darkc.export import tflite as tfl
+    from darkc.export.tflite_graph import read_model, write_model
+    from darkc.export.tflite_rewrite import compact_tensors
 
     content = _model_bytes(model)
-    base = tfl._read(content)
+    base = read_model(content)
     out = []
     for i in range(len(base.subgraphs[0].operators)):
         m = copy.deepcopy(base)
@@ -87,8 +88,8 @@ def single_op_models(model: bytes | str | os.PathLike) -> list[tuple[int, bytes]
         g.inputs = np.asarray([t for t in op.inputs if t >= 0 and t not in consts], dtype=np.int32)
         g.outputs = np.asarray(list(op.outputs), dtype=np.int32)
         m.signatureDefs = []
-        tfl._compact_tensors(m, g)
-        out.append((i, tfl._write(m)))
+        compact_tensors(m, g)
+        out.append((i, write_model(m)))
     return out
 
 
@@ -100,22 +101,22 @@ def op_profile(model: bytes | str | os.PathLike, threads: int = 1, runs: int = 5
         0), "kernel" ("xnnpack" or "builtin"), "ms" (median)}], "graph_ms" (median of the whole graph),
         "sum_ms", "by_op": {op: {"count", "ms", "share"}}, "by_kernel": {kernel: ms}, "threads", "runs"}``.
     """
-    from darkc.export import tflite as tfl
+    from darkc.export.tflite_graph import op_name, read_model, type_name
 
     _one_thread(threads)
     content = _model_bytes(model)
-    base = tfl._read(content)
+    base = read_model(content)
     g = base.subgraphs[0]
     rows = []
     for i, single in single_op_models(content):
         op = g.operators[i]
-        name = tfl._op_name(base, op)
+        name = op_name(base, op)
         it = _interpreter(single, threads)
         _fill(it, i)
         ms = float(np.median(_time(it, runs, warmup)))
         ins = [t for t in op.inputs if t >= 0]
-        dtypes = (",".join(tfl._type_name(g.tensors[t].type).lower() for t in ins) + " -> "
-                  + ",".join(tfl._type_name(g.tensors[t].type).lower() for t in op.outputs))
+        dtypes = (",".join(type_name(g.tensors[t].type).lower() for t in ins) + " -> "
+                  + ",".join(type_name(g.tensors[t].type).lower() for t in op.outputs))
         out_shape = [int(v) for v in g.tensors[int(op.outputs[0])].shape]
         rows.append({"index": i, "op": name, "dtypes": dtypes, "out_shape": out_shape,
                      "macs": _macs(name, g, op), "kernel": "xnnpack" if _delegated(it) else "builtin", "ms": ms})
