@@ -115,6 +115,27 @@ def test_forward_rejects_wrong_channel_count(tiny):
         tiny(torch.rand(1, 9, 32, 32))
 
 
+@pytest.mark.parametrize("arch", ["sid-unet", "mobile-unet"])
+def test_unet_constructors_refuse_bad_output_and_channels_alike(arch):
+    """One check for both built-in U-Nets: the output kind, a raw output's scale and channels, the layer widths."""
+    from darkc.models import mobile_unet, sid_unet
+
+    cls, mod = (sid_unet.SIDUNet, sid_unet) if arch == "sid-unet" else (mobile_unet.MobileUNet, mobile_unet)
+    channels = mod.widths_to_channels([4] * 5)
+    with pytest.raises(ValueError, match="output must be 'srgb' or 'raw', got 'rgb'"):
+        cls(4, 2, channels, output="rgb")
+    with pytest.raises(ValueError, match=r"scale 1 and at most in_channels \(4\) raw channels, got scale 2"):
+        cls(4, 2, channels, output="raw")
+    with pytest.raises(ValueError, match="raw_channels 5"):
+        cls(4, 1, channels, output="raw", raw_channels=5)
+    assert cls(5, 1, channels, output="raw").raw_channels == 5
+    assert cls(5, 1, channels, output="raw", raw_channels=4).raw_channels == 4
+    with pytest.raises(ValueError, match=r"'channels' lacks \['.*'\] and has unknown \['extra'\]"):
+        cls(4, 2, {**{n: 4 for n in list(channels)[1:]}, "extra": 4})
+    with pytest.raises(ValueError, match="non-positive or non-integer widths"):
+        cls(4, 2, {**channels, next(iter(channels)): 0})
+
+
 # --- builder / registry ----------------------------------------------------------------------------------
 
 def test_spec_round_trip_and_defaults():

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darkc.models.widths import check_layer_channels, normalize_level_widths
+from darkc.models.widths import check_layer_channels, check_output, normalize_level_widths
 
 #: Layers (top-level modules) whose output width ``channels`` sets, in forward order.
 WIDTH_LAYERS: tuple[str, ...] = ("stem", "enc1", "enc2", "enc3", "enc4", "dec3", "dec2", "dec1", "dec0")
@@ -183,8 +183,7 @@ class MobileUNet(nn.Module):
                  output: str = "srgb", raw_channels: int | None = None, block: str = "ds",
                  upsample: str = "nearest", stem: str = "full"):
         super().__init__()
-        if output not in ("srgb", "raw"):
-            raise ValueError(f"output must be 'srgb' or 'raw', got {output!r}")
+        raw_channels = check_output(output, scale, in_channels, raw_channels)
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
         if upsample not in UPSAMPLES:
@@ -195,10 +194,7 @@ class MobileUNet(nn.Module):
         check_layer_channels(channels, WIDTH_LAYERS)
         self.in_channels = in_channels
         self.output = output
-        self.raw_channels = raw_channels if raw_channels is not None else in_channels
-        if output == "raw" and (scale != 1 or self.raw_channels > in_channels):
-            raise ValueError(f"a raw-output U-Net has scale 1 and at most in_channels ({in_channels}) raw channels, "
-                             f"got scale {scale}, raw_channels {self.raw_channels}")
+        self.raw_channels = raw_channels
         self.scale = scale
         self.block = block
         self.upsample = upsample

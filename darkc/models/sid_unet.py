@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darkc.models.widths import check_layer_channels
+from darkc.models.widths import check_layer_channels, check_output
 
 #: Layers grouped by U-Net level: five encoder levels, then four decoder levels (``up`` first).
 LEVELS: tuple[tuple[str, ...], ...] = (
@@ -99,17 +99,13 @@ class SIDUNet(nn.Module):
     def __init__(self, in_channels: int = 4, scale: int = 2, channels: dict[str, int] | None = None,
                  output: str = "srgb", raw_channels: int | None = None):
         super().__init__()
-        if output not in ("srgb", "raw"):
-            raise ValueError(f"output must be 'srgb' or 'raw', got {output!r}")
+        raw_channels = check_output(output, scale, in_channels, raw_channels)
         if channels is None:
             channels = widths_to_channels(DEFAULT_WIDTHS)
         check_layer_channels(channels, WIDTH_LAYERS)
         self.in_channels = in_channels
         self.output = output
-        self.raw_channels = raw_channels if raw_channels is not None else in_channels
-        if output == "raw" and (scale != 1 or self.raw_channels > in_channels):
-            raise ValueError(f"a raw-output U-Net has scale 1 and at most in_channels ({in_channels}) raw channels, "
-                             f"got scale {scale}, raw_channels {self.raw_channels}")
+        self.raw_channels = raw_channels
         self.scale = scale
         c = channels
 
