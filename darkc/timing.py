@@ -48,3 +48,12 @@ def measure(model: nn.Module, cfa: str, latency_shape, latency_runs: int, channe
     if latency_shape is not None:
         res["latency_ms"] = host_latency_ms(model, latency_shape, latency_runs)
     return res
+
+
+def latency_setup(model: nn.Module, resolution: tuple[int, int], shape, runs: int) -> dict:
+    """How :func:`host_latency_ms` timed ``model`` for a report: the raw frame ``resolution`` (W, H), the packed
+    ``shape`` padded to the model's size multiple (C, H, W), 1 thread, ``runs`` runs, the runtime."""
+    from darkc.models.complexity import padded_shape
+
+    return {"raw": f"{resolution[0]}x{resolution[1]}", "packed_padded": list(padded_shape(model, tuple(shape))[1:]),
+            "threads": 1, "runs": runs, "runtime": f"torch {torch.__version__} CPU"}

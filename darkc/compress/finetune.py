@@ -1,10 +1,12 @@
-"""Fine-tuning a pruned model against its unpruned parent: the inputs (no targets needed) and the objective.
+"""Fine-tuning a pruned model against its unpruned parent: the inputs (no targets needed), the objective and the
+run (:func:`finetune_to_parent`).
 
 Used between iterative pruning steps (:func:`darkc.compress.prune.prune`) and, for unlabelled raw folders, by
 distillation (:func:`darkc.compress.distill.distill_data`).
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -139,3 +141,26 @@ def match_parent_objective(teacher: nn.Module, output: str = "srgb"):
         return distance(model(x), target), {}
 
     return objective
+
+
+def finetune_to_parent(model: nn.Module, spec: dict, parent: nn.Module, inputs, step: int, iters: int,
+                       batch_size: int, lr: float, seed: int, progress: bool = True) -> dict:
+    """Fine-tune ``model`` (spec ``spec``) in place for ``iters`` iterations of ``darkc.train.fit`` (Adam at ``lr``,
+    cosine to ``lr / 10``) on :func:`match_parent_objective` against its frozen ``parent``.
+
+    Pruning step ``step`` (from 1) reads ``inputs`` (an index-deterministic dataset, :func:`finetune_inputs`) from
+    item ``(step - 1) * iters * batch_size`` on, so each step sees fresh inputs; its seed is ``seed + step``.
+
+    Returns:
+        The log entry ``{"step", "iters", "wall_s", "loss"}`` (``loss``: the last logged loss, None without any).
+    """
+    from darkc.train import TrainConfig, fit
+
+    cfg = TrainConfig(steps=iters, batch_size=batch_size, lr=lr, min_lr=lr * 0.1, val_every=10**9,
+                      ckpt_every=iters, seed=seed + step, log_every=max(1, iters // 20))
+    with tempfile.TemporaryDirectory(prefix="darkc-prune-finetune-") as tmp:
+        summary = fit(model, spec, OffsetInputs(inputs, (step - 1) * iters * batch_size), tmp, cfg,
+                      objective=match_parent_objective(parent, spec["output"]), progress=progress,
+                      provenance={"stage": "prune-finetune", "step": step})
+    return {"step": step, "iters": iters, "wall_s": summary["wall_s"],
+            "loss": summary["history"][-1]["loss"] if summary["history"] else None}

@@ -1,9 +1,9 @@
 """``darkc prune``: the stage: prune a checkpoint to a ratio or a cost budget, fine-tune, measure, write the artifact.
 
 The pruning itself (Torch-Pruning's dependency graph, the policy, the output head its arch's adapter names, which is
-never pruned, rescaling after a step) is :mod:`darkc.compress.pruning`; the fine-tuning inputs and objective are
-:mod:`darkc.compress.finetune`. This module adds the budget search (a MAC budget, or any cost function), the report
-and the artifact. Ten lines of use::
+never pruned, rescaling after a step) is :mod:`darkc.compress.pruning`; the fine-tuning (inputs, objective, run) is
+:mod:`darkc.compress.finetune`; params, MACs and host latency are :mod:`darkc.timing`. This module adds the budget
+search (a MAC budget, or any cost function), the report and the artifact. Ten lines of use::
 
     from darkc.compress.prune import prune
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from darkc.compress.finetune import OffsetInputs, finetune_inputs, match_parent_objective
+from darkc.compress.finetune import finetune_inputs, finetune_to_parent
 from darkc.compress.pruning import IMPORTANCES, MAX_LAYER_RATIO, SCOPES, check_prunable, prune_model, pruner_name
 from darkc.errors import DarkcError, atomic_dir
 from darkc.fmt import si
 from darkc.models.registry import get_adapter
 from darkc.provenance import command_line, portable
 from darkc.sizes import packed_shape, parse_budget, parse_resolution
-from darkc.timing import measure
+from darkc.timing import latency_setup, measure
 #: A budget is met when the achieved cost lies within this fraction of the requested value.
 BUDGET_TOLERANCE = 0.05
 REPORT_JSON = "prune_report.json"
@@ -234,16 +233,8 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     finetune_log: list[dict] = []
 
     def finetune(k: int, m: nn.Module, s: dict) -> None:
-        from darkc.train import TrainConfig, fit
-
-        cfg = TrainConfig(steps=finetune_iters, batch_size=batch_size, lr=lr, min_lr=lr * 0.1, val_every=10**9,
-                          ckpt_every=finetune_iters, seed=seed + k, log_every=max(1, finetune_iters // 20))
-        with tempfile.TemporaryDirectory(prefix="darkc-prune-finetune-") as tmp:
-            summary = fit(m, s, OffsetInputs(dataset, (k - 1) * finetune_iters * batch_size), tmp, cfg,
-                          objective=match_parent_objective(teacher, spec["output"]), progress=progress,
-                          provenance={"stage": "prune-finetune", "step": k})
-        finetune_log.append({"step": k, "iters": finetune_iters, "wall_s": summary["wall_s"],
-                             "loss": summary["history"][-1]["loss"] if summary["history"] else None})
+        finetune_log.append(finetune_to_parent(m, s, teacher, dataset, k, finetune_iters, batch_size, lr, seed,
+                                               progress))
 
     model, spec = prune_model(model, spec, ratio, example_input=example, steps=steps, rescale=rescale,
                               after_step=finetune if finetune_iters > 0 else None, **policy)
@@ -272,9 +263,8 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     spec = {**spec, "provenance": provenance}
     report = {"parent": str(model_ref), "output": str(out), "command": command, "options": options,
               "max_layer_ratio": max_layer_ratio, "budget": search, "before": before, "after": after,
-              "latency": None if latency_shape is None else {
-                  "raw": f"{latency_size[0]}x{latency_size[1]}", "packed_padded": list(_padded(model, latency_shape)),
-                  "threads": 1, "runs": latency_runs, "runtime": f"torch {torch.__version__} CPU"},
+              "latency": None if latency_shape is None else latency_setup(model, latency_size, latency_shape,
+                                                                          latency_runs),
               "channels": {"before": channels_before, "after": get_adapter(spec).widths(model)}, "finetune": finetune_log}
 
     from darkc.models import save_checkpoint
@@ -295,12 +285,6 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         (tmp / REPORT_JSON).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         (tmp / REPORT_MD).write_text(format_report(record, "md"), encoding="utf-8")
     return report
-
-
-def _padded(model: nn.Module, shape) -> tuple[int, int, int]:
-    from darkc.models.complexity import padded_shape
-
-    return padded_shape(model, tuple(shape))[1:]
 
 
 def format_report(report: dict, fmt: str = "table") -> str:
