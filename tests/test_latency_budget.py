@@ -140,6 +140,9 @@ def test_prune_report_says_estimated_ms_on_which_device_with_band_and_counting(f
     assert bud["achieved"] == res["estimated_ms"] == pytest.approx(curved_ms(load_checkpoint(out)[0]))
     assert bud["within_tolerance"] and bud["requested"] == 20.0
     assert res["agreement_limit_pct"] == 3.0 and res["predicted_ms"] > 0
+    # the prediction reported is the search's for the chosen candidate (no fine-tuning: same widths), not a refit's
+    chosen = bud["latency"]["rounds"][bud["latency"]["chosen"]]
+    assert res["predicted_by"] == "the search" and res["predicted_ms"] == chosen["predicted_ms"]
     assert res["agrees"] == (abs(res["predicted_ms"] / res["estimated_ms"] - 1) * 100 <= 3.0)
     md = (out / REPORT_MD).read_text()
     assert "budget 20 ms per 1920x1080 raw frame, estimated (not measured) on cortex-a78x4" in md

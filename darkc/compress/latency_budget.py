@@ -12,7 +12,9 @@ on a cheap model calibrated per (model, device) from a few real estimates:
   are whole inferences), so the per-MAC and per-byte costs are fitted across models rather than per operator.
 - :func:`search_latency`: estimate the unpruned model and the one with every layer at its floor width (the
   search's two ends, so the fit interpolates), search on the fit, estimate the chosen candidate; when that
-  estimate misses the budget's tolerance, add it to the fit and search again (up to ``rounds`` times), then refuse.
+  estimate misses the budget's tolerance, or the fit missed it by more than the estimator's error band, add it to
+  the fit and search again (up to ``rounds`` searches); the best candidate within the tolerance wins (at or under
+  the budget first), with none the budget is refused.
 
 The report keeps every estimate, the fit, and predicted vs estimated ms of the result beside the estimator's
 error band (:mod:`darkc.latency.validation`), flagging a cost model that missed by more than the band.
@@ -221,11 +223,14 @@ def search_latency(model: nn.Module, spec: dict, target: LatencyTarget, *, preci
 
     Calibrates a :class:`CalibratedCost` on the estimates of the unpruned and the floor-width model, bisects on it
     (:func:`darkc.compress.budget.search_ratio`), estimates the chosen candidate, and refits and searches again when
-    the estimate misses the tolerance.
+    the estimate misses the tolerance or the fit missed the estimate by more than the error band
+    (:func:`agreement_limit`). Of the candidates within the tolerance, the one at or under the budget and nearest
+    it wins.
 
     Returns:
         ``(ratio, record, estimator, cost)``: record has ``calibration`` (the estimates the fit used), ``rounds``
-        (per search: ratio, predicted and estimated ms, the search's trials in predicted ms) and ``fit``.
+        (per search: ratio, predicted and estimated ms, whether they agree, the search's trials in predicted ms),
+        ``chosen`` (the index of the winning round) and ``fit``.
 
     Raises:
         DarkcError: the budget is at or above the unpruned model's estimate, below the floor model's, or still
@@ -259,45 +264,62 @@ def search_latency(model: nn.Module, spec: dict, target: LatencyTarget, *, preci
     if floor > value * (1 + tolerance):
         raise DarkcError(f"--target-ms {target.text}: with every layer at max({round_to}, "
                          f"{1 - max_layer_ratio:.0%} of its width) channels the model is still estimated at "
-                         f"{floor:.1f} ms ({est.precision}) on {target.device}; ask for at least {floor:.1f} ms, "
-                         f"a faster device, or lower --round-to")
-    log = []
+                         f"{floor:.1f} ms ({est.precision}; unpruned {full:.1f} ms) on {target.device}; ask for at "
+                         f"least {floor:.1f} ms, a faster device, or lower --round-to")
+    log, best = [], None
     for k in range(rounds):
         ratio, predicted, trials = search_ratio(model, spec, Budget(value, cost, label, tolerance),
                                                 example_input=example_input, steps=steps, **policy)
         m, s = candidate(ratio)
-        estimated = est(m, s, f"the candidate at ratio {ratio:.4f}")["latency_ms"]
-        log.append({"ratio": ratio, "predicted_ms": predicted, "estimated_ms": estimated,
-                    "fit": dict(cost.coef), "trials": trials})
+        entry = est(m, s, f"the candidate at ratio {ratio:.4f}")
+        estimated, limit = entry["latency_ms"], agreement_limit(entry.get("error_band"))
+        agrees = abs(predicted / estimated - 1) * 100 <= limit
+        log.append({"ratio": ratio, "predicted_ms": predicted, "estimated_ms": estimated, "agrees": agrees,
+                    "channels": s["channels"], "fit": dict(cost.coef), "trials": trials})
         if abs(estimated / value - 1) <= tolerance:
-            break
-        if k + 1 < rounds:
+            # the best landing so far: at or under the budget first, then the nearest
+            if best is None or (estimated > value, abs(estimated - value)) < (log[best]["estimated_ms"] > value,
+                                                                              abs(log[best]["estimated_ms"] - value)):
+                best = k
+            if agrees:
+                break
+        if k + 1 < rounds:      # the cost model missed by more than the band, or the estimate missed the budget
             cost.add(m, estimated, ratio=ratio, role=f"search {k + 1}")
-    else:
+    if best is None:
         tried = ", ".join(f"ratio {r['ratio']:.4f}: predicted {r['predicted_ms']:.1f}, estimated "
                           f"{r['estimated_ms']:.1f} ms" for r in log)
         hint = "--scope global (finer steps) or " if scope == "uniform" else ""
         raise DarkcError(f"--target-ms {target.text}: after {rounds} searches no candidate's estimate lands within "
                          f"{tolerance:.0%} of {value:g} ms ({tried}); ask for one of those, or use {hint}a lower "
                          f"--round-to")
+    ratio = log[best]["ratio"]
     record = {"target": target.text, "device": target.device, "cores": target.cores, "threads": target.threads,
               "precision": est.precision, "resolution": f"{target.resolution[0]}x{target.resolution[1]}",
-              "calibration": list(cost.points), "rounds": log, "fit": dict(cost.coef), "fit_text": cost.describe()}
+              "calibration": list(cost.points), "rounds": log, "chosen": best, "fit": dict(cost.coef),
+              "fit_text": cost.describe()}
     return ratio, record, est, cost
 
 
-def verify(model: nn.Module, spec: dict, est: Estimator, cost: CalibratedCost) -> dict:
+def agreement_limit(band: dict | None) -> float:
+    """How far (%) the cost model may miss an estimate: the estimator's own median error band, else 5 %."""
+    return float(band["median_abs_pct"]) if band else 5.0
+
+
+def verify(model: nn.Module, spec: dict, est: Estimator, cost: CalibratedCost, chosen: dict | None = None) -> dict:
     """Predicted vs estimated ms of the final model, and whether they agree within the estimator's error band
-    (without a validation record: within 5 %)."""
+    (without a validation record: within 5 %). The prediction is the one the search made (``chosen``, its round)
+    when the final model has that candidate's widths (a refit on the candidate's own estimate would agree by
+    construction), else the final cost model's."""
     from darkc.latency.validation import band_text
 
     entry = est(model, spec, "the pruned model")
-    predicted, estimated = cost(model), entry["latency_ms"]
+    same = chosen is not None and chosen.get("channels") == spec.get("channels")
+    predicted, estimated = chosen["predicted_ms"] if same else cost(model), entry["latency_ms"]
     band = entry.get("error_band")
-    limit = band["median_abs_pct"] if band else 5.0
+    limit = agreement_limit(band)
     diff = (predicted / estimated - 1) * 100
     return {"predicted_ms": predicted, "estimated_ms": estimated, "difference_pct": diff,
             "agrees": abs(diff) <= limit, "agreement_limit_pct": limit, "error_band": band,
             "error_band_text": band_text(band), "method": entry["method"], "runtime": entry["runtime"],
             "cores": entry["cores"], "threads": entry["threads"], "measured_resolution": entry["measured_resolution"],
-            "estimator_runs": est.runs}
+            "estimator_runs": est.runs, "predicted_by": "the search" if same else "the final cost model"}

@@ -156,7 +156,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None, t
         ratio, latency, estimator, lat_cost = search_latency(model, spec, target, precision=target_precision,
                                                              example_input=example, steps=steps,
                                                              tolerance=BUDGET_TOLERANCE, progress=progress, **policy)
-        last = latency["rounds"][-1]
+        last = latency["rounds"][latency["chosen"]]
         search = {"label": f"est. ms on {target.device} ({target_precision}, {latency['resolution']})",
                   "requested": target.ms, "found": last["predicted_ms"], "tolerance": BUDGET_TOLERANCE,
                   "trials": last["trials"], "latency": latency}
@@ -181,7 +181,8 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None, t
     model.eval()
     after = measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
     if target is not None:
-        search["latency"]["result"] = verify(model, spec, estimator, lat_cost)
+        search["latency"]["result"] = verify(model, spec, estimator, lat_cost,
+                                             search["latency"]["rounds"][search["latency"]["chosen"]])
         search["achieved"] = search["latency"]["result"]["estimated_ms"]
     elif search is not None:
         search["achieved"] = float(budget.cost_fn(model))
