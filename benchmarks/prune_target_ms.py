@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -68,7 +69,8 @@ def main(argv=None) -> int:
 
     record = {"model": args.model, "device": args.device, "precision": args.precision, "scope": args.scope,
               "resolution": "1920x1080", "rows": rows,
-              "host": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+              "host": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+                       "note": "the host runs the exports and QEMU; it sets wall_s, not the estimates"},
               "command": "python benchmarks/prune_target_ms.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     with atomic_path(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(portable(record), indent=1) + "\n")
@@ -78,13 +80,21 @@ def main(argv=None) -> int:
     return 0
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def markdown(record: dict) -> str:
     lines = [f"# `darkc prune --target-ms` on the shipped {record['model']}: {record['device']}, "
              f"{record['precision']}, {record['resolution']} raw", "",
              "Every latency here is estimated (darkc's ARM estimator: guest instructions counted under QEMU at packed "
              "64x64, scaled by pixels, on the named cluster with the validation's fitted IPC and DRAM terms), not "
              "measured on a phone. 'predicted' is the search's cost model, calibrated on the estimator runs listed.",
-             "", f"Command: `{record['command']}`", ""]
+             "", f"Command: `{record['command']}` (wall times on {record['host']['cpu']}, "
+             f"{record['host']['cores']} cores, shared)", ""]
     for r in record["rows"]:
         lines += [f"## {r['target_ms']:g} ms", "", f"`{r['command']}` ({r['wall_s']:.0f} s)", ""]
         if r["refused"]:

@@ -19,8 +19,8 @@ on a cheap model calibrated per (model, device) from a few real estimates:
 
 The report keeps every estimate, the fit, and predicted vs estimated ms of the result beside the estimator's
 error band (:mod:`darkc.latency.validation`), flagging a cost model that missed by more than the band. With more
-than one thread an estimate itself moves by about 1 % between runs (the unpruned shipped student on cortex-a78x4:
-206.1 and 208.1 ms in benchmarks/results/prune_target_ms.json), which bounds any agreement.
+than one thread an estimate itself moves by 1-2 % between runs (the unpruned shipped student on cortex-a78x4:
+210.7 and 207.1 ms in the two runs of benchmarks/results/prune_target_ms.json), which bounds any agreement.
 """
 from __future__ import annotations
 
