@@ -140,8 +140,15 @@ def _check_values(recipe: dict, where) -> None:
 
     p = recipe.get("prune")
     if p is not None:
-        if ("ratio" in p) == ("target_macs" in p):
-            raise DarkcError(f"{where('prune')}: [prune] needs exactly one of ratio or target_macs")
+        if sum(k in p for k in ("ratio", "target_macs", "target_ms")) != 1:
+            raise DarkcError(f"{where('prune')}: [prune] needs exactly one of ratio, target_macs or target_ms")
+        if "target_ms" in p:
+            from darkc.compress.latency_budget import parse_target_ms
+
+            try:
+                parse_target_ms(p["target_ms"])
+            except DarkcError as exc:
+                raise DarkcError(f"{where('prune', 'target_ms')}: [prune] {exc}") from None
         if "ratio" in p and not 0 < p["ratio"] < 1:
             raise DarkcError(f"{where('prune', 'ratio')}: [prune] ratio {p['ratio']} must lie in (0, 1)")
     d = recipe.get("distill")
@@ -293,7 +300,13 @@ class _Run:
         from darkc.stages import prune
 
         rep = prune.run(self.teacher["path"], tmp, self.config("prune", seed=self.seed), progress=self.progress)
-        return {"params": rep["after"]["params"], "macs": rep["after"]["macs"], "command": rep["command"]}
+        out = {"params": rep["after"]["params"], "macs": rep["after"]["macs"], "command": rep["command"]}
+        lat = (rep.get("budget") or {}).get("latency")
+        if lat:     # a target_ms budget: what the result is estimated at, on which device, with which band
+            out["latency_budget"] = {k: lat[k] for k in ("target", "device", "cores", "threads", "precision",
+                                                         "resolution")} | {
+                k: lat["result"][k] for k in ("estimated_ms", "predicted_ms", "error_band_text", "method")}
+        return out
 
     def run_distill(self, tmp: Path) -> dict:
         from darkc.stages import distill

@@ -100,6 +100,17 @@ def test_graph_cost_agrees_across_formats(tiny):
     assert first["bytes"] == 4 * 48 * 80 * 4 + 8 * 48 * 80 * 4 + first["weight_bytes"]
 
 
+def test_fixed_tflite_costed_at_another_size_scales_its_activations(plain):
+    """A file fixed at packed 32x32 asked at 64x96 (the ARM emulation's small export, costed at the frame size):
+    LiteRT keeps the file's shapes, so MACs and activation bytes are scaled by the pixels (x6), weights not."""
+    own = graph.tflite_cost(plain[8], (1, 32, 32, 4))
+    big = graph.tflite_cost(plain[8], (1, 64, 96, 4))
+    assert big["macs"] == 6 * own["macs"] > 0 and big["weight_bytes"] == own["weight_bytes"] > 0
+    assert big["bytes"] - big["weight_bytes"] == 6 * (own["bytes"] - own["weight_bytes"])
+    with pytest.raises(DarkcError, match="re-export it at that size"):
+        graph.tflite_cost(plain[8], (1, 32, 32, 3))
+
+
 def test_bad_input_errors(tiny, tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DarkcError, match="is not a model"):

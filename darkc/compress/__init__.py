@@ -13,7 +13,8 @@ stage function; its building blocks (:mod:`darkc.compress.pruning`: the pruning 
 fine-tuning against the unpruned parent) are re-exported here.
 """
 from darkc.compress import prune
-from darkc.compress.prune import Budget, macs_budget, parse_budget, search_ratio
+from darkc.compress.budget import Budget, macs_budget, search_ratio
+from darkc.compress.prune import parse_budget
 from darkc.compress.pruning import prune_model
 
 __all__ = ["Budget", "macs_budget", "parse_budget", "prune", "prune_model", "search_ratio"]

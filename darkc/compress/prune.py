@@ -2,8 +2,9 @@
 
 The pruning itself (Torch-Pruning's dependency graph, the policy, the output head its arch's adapter names, which is
 never pruned, rescaling after a step) is :mod:`darkc.compress.pruning`; the fine-tuning (inputs, objective, run) is
-:mod:`darkc.compress.finetune`; params, MACs and host latency are :mod:`darkc.timing`. This module adds the budget
-search (a MAC budget, or any cost function), the report and the artifact. Ten lines of use::
+:mod:`darkc.compress.finetune`; params, MACs and host latency are :mod:`darkc.timing`. The budget search is
+:mod:`darkc.compress.budget` (a MAC budget, or any cost function) and :mod:`darkc.compress.latency_budget` (estimated
+ms on an ARM cluster); this module adds the stage: options, report and artifact. Ten lines of use::
 
     from darkc.compress.prune import prune
 
@@ -15,14 +16,13 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from darkc.compress.budget import BUDGET_TOLERANCE, Budget, macs_budget, search_ratio  # noqa: F401 (re-exported)
 from darkc.compress.finetune import finetune_inputs, finetune_to_parent
 from darkc.compress.pruning import IMPORTANCES, MAX_LAYER_RATIO, SCOPES, check_prunable, prune_model, pruner_name
 from darkc.errors import DarkcError, atomic_dir
@@ -31,108 +31,19 @@ from darkc.models.registry import get_adapter
 from darkc.provenance import command_line, portable
 from darkc.sizes import packed_shape, parse_budget, parse_resolution
 from darkc.timing import latency_setup, measure
-#: A budget is met when the achieved cost lies within this fraction of the requested value.
-BUDGET_TOLERANCE = 0.05
+
 REPORT_JSON = "prune_report.json"
 REPORT_MD = "prune_report.md"
 
 
-
-# ---------------------------------------------------------------- budgets
-@dataclass(frozen=True)
-class Budget:
-    """A cost ceiling for the ratio search: ``cost_fn(model) -> float`` must come out near ``value``.
-
-    MACs today (:func:`macs_budget`); a latency predictor can be dropped in as another ``cost_fn``.
-    ``label`` names the cost in reports (e.g. ``"MACs@1920x1080"``); ``tolerance`` is the accepted
-    relative deviation (see :func:`search_ratio` for the rule).
-    """
-
-    value: float
-    cost_fn: Callable[[nn.Module], float]
-    label: str = "cost"
-    tolerance: float = BUDGET_TOLERANCE
-
-
-def macs_budget(macs: float, resolution: tuple[int, int], cfa: str, channels: int | None = None) -> Budget:
-    """A budget in conv MACs per raw frame of ``resolution`` (packed as ``cfa``, ``channels`` input channels,
-    padded to 16)."""
-    from darkc.models import count_macs
-
-    shape = packed_shape(cfa, resolution, channels)
-    return Budget(float(macs), lambda m: float(count_macs(m, shape)), f"MACs@{resolution[0]}x{resolution[1]}")
-
-
-def search_ratio(model: nn.Module, spec: dict, budget: Budget, *, importance: str = "l1", scope: str = "uniform",
-                 round_to: int = 8, example_input: torch.Tensor | None = None, steps: int = 1,
-                 max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0) -> tuple[float, float, list[dict]]:
-    """Bisect the pruning ratio (the global ratio in global scope) on deep copies until the cost meets ``budget``.
-
-    Each trial prunes a copy in ``steps`` steps without fine-tuning. Uniform widths depend on the ratio
-    alone, so the real run lands on the trial's cost; in global scope fine-tuning between steps changes
-    the ranking and so, slightly, the widths (:func:`prune` reports the achieved cost either way).
-
-    Rule: of all ratios tried, the one with the highest cost at or below ``budget.value`` wins if it lies
-    within ``budget.tolerance`` below it; otherwise the lowest cost above the budget, if within the
-    tolerance above it. Costs are step functions of the ratio (``round_to``), so neither may exist.
-
-    Returns:
-        ``(ratio, achieved cost, trials)``, trials a list of ``{"ratio", "cost"}`` in the order tried.
-
-    Raises:
-        DarkcError: the budget is at or above the model's own cost, below the cost with every layer at
-            its floor width, or no ratio lands within the tolerance (the message names the nearest costs).
-    """
-    value, tol = float(budget.value), budget.tolerance
-    full = float(budget.cost_fn(model))
-    if value >= full:
-        raise DarkcError(f"budget {si(value)} {budget.label} is at or above the model's own "
-                         f"{si(full)}; nothing to prune - ask for less than {si(full)}")
-    trials: list[dict] = []
-
-    def cost(ratio: float) -> float:
-        m, _ = prune_model(copy.deepcopy(model), spec, ratio, importance, scope, round_to, example_input,
-                           steps=steps, max_layer_ratio=max_layer_ratio, seed=seed, rescale=False)
-        trials.append({"ratio": ratio, "cost": float(budget.cost_fn(m))})
-        return trials[-1]["cost"]
-
-    lo, hi = 0.0, max_layer_ratio
-    floor_cost = cost(hi)
-    if floor_cost > value * (1 + tol):
-        raise DarkcError(f"budget {si(value)} {budget.label} is below what the minimum widths allow: with every "
-                         f"layer at max({round_to}, {1 - max_layer_ratio:.0%} of its width) channels the model "
-                         f"costs {si(floor_cost)}; ask for at least {si(floor_cost)} or lower --round-to")
-    while floor_cost <= value and hi - lo > 1e-3:
-        mid = (lo + hi) / 2
-        c = cost(mid)
-        if c <= value:
-            hi = mid
-            if c >= value * (1 - tol / 10):
-                break
-        else:
-            lo = mid
-    below = [t for t in trials if t["cost"] <= value]
-    above = [t for t in trials if t["cost"] > value]
-    best_below = max(below, key=lambda t: (t["cost"], -t["ratio"]), default=None)
-    best_above = min(above, key=lambda t: (t["cost"], t["ratio"]), default=None)
-    if best_below and best_below["cost"] >= value * (1 - tol):
-        return best_below["ratio"], best_below["cost"], trials
-    if best_above and best_above["cost"] <= value * (1 + tol):
-        return best_above["ratio"], best_above["cost"], trials
-    near = [f"{si(t['cost'])} (ratio {t['ratio']:.4f})" for t in (best_below, best_above) if t]
-    if best_above is None:
-        near.append(f"{si(full)} (unpruned)")
-    hint = "--scope global (finer steps) or " if scope == "uniform" else ""
-    raise DarkcError(f"no {scope} pruning ratio lands within {tol:.0%} of {si(value)} {budget.label} with round_to "
-                     f"{round_to}; nearest: {', '.join(near)}; ask for one of those, or use {hint}a lower --round-to")
-
-
 # ---------------------------------------------------------------- the stage
-def _check_options(ratio, target_macs, budget, importance, scope, round_to, steps, finetune_iters,
+def _check_options(ratio, target_macs, target_ms, budget, importance, scope, round_to, steps, finetune_iters,
                    max_layer_ratio) -> None:
-    given = [n for n, v in (("--ratio", ratio), ("--target-macs", target_macs), ("budget", budget)) if v is not None]
+    given = [n for n, v in (("--ratio", ratio), ("--target-macs", target_macs), ("--target-ms", target_ms),
+                            ("budget", budget)) if v is not None]
     if len(given) != 1:
-        raise DarkcError(f"pass exactly one of --ratio or --target-macs (got {', '.join(given) or 'neither'})")
+        raise DarkcError(f"pass exactly one of --ratio, --target-macs or --target-ms (got "
+                         f"{', '.join(given) or 'none'})")
     if ratio is not None and not (isinstance(ratio, (int, float, np.floating)) and 0 < ratio < 1):
         raise DarkcError(f"--ratio {ratio} must lie strictly between 0 and 1 (the fraction of channels removed)")
     if importance not in IMPORTANCES:
@@ -158,8 +69,9 @@ def _load(model_ref) -> tuple[nn.Module, dict, Path]:
     return model, spec, path
 
 
-def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
-          budget: Budget | None = None, importance: str = "l1", scope: str = "uniform", round_to: int = 8,
+def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None, target_ms=None,
+          target_precision: str = "int8", budget: Budget | None = None, importance: str = "l1",
+          scope: str = "uniform", round_to: int = 8,
           steps: int = 1, finetune_iters: int = 0, data="synthetic", batch_size: int = 4, patch: int = 256,
           lr: float = 1e-4, seed: int = 0, max_layer_ratio: float = MAX_LAYER_RATIO, evaluate: bool = True,
           eval_data: str = "synthetic", eval_limit: int | None = None, latency_size="1920x1080",
@@ -172,6 +84,9 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         ratio: fraction of channels removed (see :func:`prune_model`); or instead
         target_macs: a MAC budget, ``'5G@1920x1080'`` or ``(macs, (W, H))`` (raw frame size; conv MACs at
             the packed, 16-padded size); or instead
+        target_ms: a latency budget, ``'33@cortex-a78x4'`` (estimated ms per raw frame, default 1920x1080, on an
+            emulated ARM core or cluster; see :mod:`darkc.compress.latency_budget`) or a ``LatencyTarget``, for the
+            ``target_precision`` (``int8`` or ``fp32``) TFLite export; or instead
         budget: any :class:`Budget` (e.g. a latency predictor's ``cost_fn``).
         importance, scope, round_to, max_layer_ratio: the policy (see :func:`prune_model`).
         steps: iterative pruning steps, each followed by ``finetune_iters`` iterations of ``darkc.train.fit``
@@ -191,9 +106,17 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     Raises:
         DarkcError: bad options, missing or unprunable model, unreachable budget. Nothing is written then.
     """
+    from darkc.compress.latency_budget import LatencyTarget, PRECISIONS, parse_target_ms, search_latency, verify
+
     t0 = time.time()
-    _check_options(ratio, target_macs, budget, importance, scope, round_to, steps, finetune_iters, max_layer_ratio)
+    _check_options(ratio, target_macs, target_ms, budget, importance, scope, round_to, steps, finetune_iters,
+                   max_layer_ratio)
     ratio = None if ratio is None else float(ratio)
+    target = None
+    if target_ms is not None:
+        target = target_ms if isinstance(target_ms, LatencyTarget) else parse_target_ms(target_ms)
+        if target_precision not in PRECISIONS:
+            raise DarkcError(f"--target-precision {target_precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DarkcError(f"-o {out} exists and is not a directory; pick a directory for the pruned artifact")
@@ -228,6 +151,14 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
         ratio, found, trials = search_ratio(model, spec, budget, example_input=example, steps=steps, **policy)
         search = {"label": budget.label, "requested": budget.value, "found": found, "tolerance": budget.tolerance,
                   "trials": trials}
+    elif target is not None:
+        ratio, latency, estimator, lat_cost = search_latency(model, spec, target, precision=target_precision,
+                                                             example_input=example, steps=steps,
+                                                             tolerance=BUDGET_TOLERANCE, progress=progress, **policy)
+        last = latency["rounds"][latency["chosen"]]
+        search = {"label": f"est. ms on {target.device} ({target_precision}, {latency['resolution']})",
+                  "requested": target.ms, "found": last["predicted_ms"], "tolerance": BUDGET_TOLERANCE,
+                  "trials": last["trials"], "latency": latency}
 
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     finetune_log: list[dict] = []
@@ -240,16 +171,24 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
                               after_step=finetune if finetune_iters > 0 else None, **policy)
     model.eval()
     after = measure(model, cfa, latency_shape, latency_runs, spec["in_channels"])
-    if search is not None:
+    if target is not None:
+        search["latency"]["result"] = verify(model, spec, estimator, lat_cost,
+                                             search["latency"]["rounds"][search["latency"]["chosen"]])
+        search["achieved"] = search["latency"]["result"]["estimated_ms"]
+    elif search is not None:
         search["achieved"] = float(budget.cost_fn(model))
-        search["deviation"] = search["achieved"] / budget.value - 1
-        search["within_tolerance"] = abs(search["deviation"]) <= budget.tolerance
+    if search is not None:
+        search["deviation"] = search["achieved"] / search["requested"] - 1
+        search["within_tolerance"] = abs(search["deviation"]) <= search["tolerance"]
 
-    options = {"ratio": round(ratio, 6), "target_macs": budget_request, "importance": importance, "scope": scope,
-               "round_to": round_to, "steps": steps, "finetune_iters": finetune_iters,
+    options = {"ratio": round(ratio, 6), "target_macs": budget_request,
+               "target_ms": None if target is None else target.text,
+               "target_precision": None if target is None else target_precision, "importance": importance,
+               "scope": scope, "round_to": round_to, "steps": steps, "finetune_iters": finetune_iters,
                "data": data if isinstance(data, str) else type(data).__name__, "batch_size": batch_size,
                "patch": patch, "lr": lr, "seed": seed, "rescale": rescale}
-    command = command_line("prune", model_ref, {**options, "ratio": None if budget_request else options["ratio"],
+    command = command_line("prune", model_ref, {**options, "ratio": None if budget_request or target else
+                                                options["ratio"],
                                           "rescale": None, "no_rescale": not rescale,
                                           "data": options["data"] if dataset is not None else None}, out)
     macs_key = "1920x1080"
@@ -258,7 +197,7 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
                   "params_before": before["params"], "params_after": after["params"],
                   f"macs_{macs_key}_before": before["macs"][macs_key],
                   f"macs_{macs_key}_after": after["macs"][macs_key],
-                  "budget": None if search is None else {k: v for k, v in search.items() if k != "trials"},
+                  "budget": None if search is None else _without_trials(search),
                   "finetune": finetune_log, "parent_provenance": spec.get("provenance") or {}}
     spec = {**spec, "provenance": provenance}
     report = {"parent": str(model_ref), "output": str(out), "command": command, "options": options,
@@ -287,6 +226,15 @@ def prune(model_ref, out_dir, *, ratio: float | None = None, target_macs=None,
     return report
 
 
+def _without_trials(search: dict) -> dict:
+    """The budget record for provenance: the search's trials left out (the report keeps them)."""
+    out = {k: v for k, v in search.items() if k != "trials"}
+    if "latency" in out:
+        out["latency"] = {**out["latency"], "rounds": [{k: v for k, v in r.items() if k != "trials"}
+                                                       for r in out["latency"]["rounds"]]}
+    return out
+
+
 def format_report(report: dict, fmt: str = "table") -> str:
     """Render a :func:`prune` report as a plain-text table (``table``) or markdown (``md``)."""
     b, a = report["before"], report["after"]
@@ -308,8 +256,10 @@ def format_report(report: dict, fmt: str = "table") -> str:
     head = (f"pruned {report['parent']} -> {report['output']}: ratio {o['ratio']:.3f}, importance {o['importance']}, "
             f"scope {o['scope']}, round_to {o['round_to']}, steps {o['steps']}, finetune_iters {o['finetune_iters']}")
     notes = []
-    if report.get("budget"):
-        bud = report["budget"]
+    bud = report.get("budget")
+    if bud and bud.get("latency"):
+        notes += _latency_notes(bud)
+    elif bud:
         notes.append(f"budget {si(bud['requested'])} {bud['label']}: achieved {si(bud['achieved'])} "
                      f"({bud['deviation']:+.1%}{'' if bud['within_tolerance'] else ', OUTSIDE tolerance'})")
     if "eval" in report:
@@ -321,6 +271,16 @@ def format_report(report: dict, fmt: str = "table") -> str:
         lines = ["# darkc prune report", "", head, "", "| " + " | ".join(table[0]) + " |", "|---|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in table[1:]]
         lines += [""] + [f"- {n}" for n in notes] + ["", f"Command: `{report['command']}`", ""]
+        if bud and bud.get("latency"):
+            lat = bud["latency"]
+            lines += ["| estimator run | ratio | GMACs | predicted ms | estimated ms |", "|---|---|---|---|---|"]
+            lines += [f"| calibration ({p['role']}) | {p['ratio']:.4f} | {p['macs'] / 1e9:.3g} | - | "
+                      f"{p['estimated_ms']:.2f} |" for p in lat["calibration"][:2]]
+            lines += [f"| search {i + 1} | {r['ratio']:.4f} | - | {r['predicted_ms']:.2f} | {r['estimated_ms']:.2f} |"
+                      for i, r in enumerate(lat["rounds"])]
+            res = lat["result"]
+            lines += [f"| result | {o['ratio']:.4f} | - | {res['predicted_ms']:.2f} | {res['estimated_ms']:.2f} |",
+                      ""]
         ch = report["channels"]
         lines += ["| layer | before | after |", "|---|---|---|"]
         lines += [f"| {n} | {ch['before'][n]} | {ch['after'][n]} |" for n in ch["before"]]
@@ -328,3 +288,19 @@ def format_report(report: dict, fmt: str = "table") -> str:
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     text = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     return "\n".join(text + notes)
+
+
+def _latency_notes(bud: dict) -> list[str]:
+    """What a ``--target-ms`` budget was in, how the result's latency was counted, and how far the search's cost
+    model was from the estimate."""
+    lat, r = bud["latency"], bud["latency"]["result"]
+    flag = "" if bud["within_tolerance"] else ", OUTSIDE tolerance"
+    agree = ("within" if r["agrees"] else "WARNING: outside") + f" the {r['agreement_limit_pct']:.1f} % band"
+    return [f"budget {bud['requested']:g} ms per {lat['resolution']} raw frame, estimated (not measured) on "
+            f"{lat['device']} ({r['cores']}, {r['threads']} threads, {lat['precision']}, {r['runtime']}): achieved "
+            f"{r['estimated_ms']:.2f} ms estimated ({bud['deviation']:+.1%}{flag}); estimator error band "
+            f"{r['error_band_text']}",
+            f"how the latency was counted: {r['method']}",
+            f"search cost model: {lat['fit_text']}; it predicted {r['predicted_ms']:.2f} ms for the result vs "
+            f"{r['estimated_ms']:.2f} ms estimated ({r['difference_pct']:+.1f} %, {agree}); "
+            f"{r['estimator_runs']} estimator runs in all"]

@@ -177,7 +177,8 @@ def match_activations(model: nn.Module, parent: nn.Module, x: torch.Tensor,
 def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l1", scope: str = "uniform",
                 round_to: int = 8, example_input: torch.Tensor | None = None, *, steps: int = 1,
                 after_step: Callable[[int, nn.Module, dict], None] | None = None,
-                max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0, rescale: bool = True) -> tuple[nn.Module, dict]:
+                max_layer_ratio: float = MAX_LAYER_RATIO, seed: int = 0, rescale: bool = True,
+                allow_unchanged: bool = False) -> tuple[nn.Module, dict]:
     """Prune ``model`` **in place** to ``ratio`` with Torch-Pruning, keeping the output head and the output shape.
 
     Args:
@@ -195,6 +196,8 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
         after_step: called as ``after_step(k, model, spec)`` after step ``k`` (1-based), e.g. to fine-tune.
         max_layer_ratio: no layer loses more than this fraction of its channels.
         seed: seeds the random criterion and the default example input.
+        allow_unchanged: a ratio too small to remove any channel returns the model as it was (budget searches try
+            such ratios); otherwise that is an error (a silent no-op prune).
         rescale: after each step, :func:`match_activations` to the unpruned model on ``example_input``
             (pass real packed raw there for this to mean something); refused for networks whose activations
             or normalisation layers a rescale would change.
@@ -249,7 +252,7 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
     model.train(was_training)
     odd = {n: c for n, c in adapter.widths(model).items() if c != before[n] and c % round_to}
     now = [h.out_channels for h in heads]
-    if adapter.widths(model) == before:
+    if adapter.widths(model) == before and not allow_unchanged:
         raise DarkcError(f"arch {spec.get('arch')!r}: pruning to ratio {ratio} removed no channel (every layer is at "
                          f"its floor: round_to {round_to}, at most {max_layer_ratio:.0%} per layer); prune a wider "
                          f"model or lower --round-to")

@@ -133,7 +133,12 @@ def onnx_cost(path: str | os.PathLike, shape: tuple[int, ...]) -> dict:
 
 # ---------------------------------------------------------------- TFLite
 def tflite_cost(path: str | os.PathLike, shape: tuple[int, ...]) -> dict:
-    """Per-layer cost of a TFLite graph with its input resized to ``shape`` (NHWC), shapes from LiteRT."""
+    """Per-layer cost of a TFLite graph with its input resized to ``shape`` (NHWC), shapes from LiteRT.
+
+    A graph fixed at another size keeps its own shapes when resized (LiteRT leaves them), so its cost is read at
+    its own size and the activations' MACs and bytes scaled by the pixel ratio (weights unchanged): exact for a
+    fully convolutional network when both sizes are multiples of its size multiple (``darkc bench --size`` of a
+    small fixed export, as the ARM emulation runs)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
@@ -143,11 +148,19 @@ def tflite_cost(path: str | os.PathLike, shape: tuple[int, ...]) -> dict:
         it = Interpreter(model_path=str(path), num_threads=1,
                          experimental_preserve_all_tensors=False)
         d = it.get_input_details()[0]
-        if tuple(d["shape"]) != tuple(shape):
+        own = tuple(int(v) for v in d["shape"])
+        fixed = all(int(v) > 0 for v in d.get("shape_signature", d["shape"]))
+        if own != tuple(shape) and not fixed:
             it.resize_tensor_input(d["index"], list(shape), strict=False)
         it.allocate_tensors()
     except Exception as exc:
         raise DarkcError(f"cannot load TFLite model {path}: {' '.join(str(exc).split())}; re-export it") from exc
+    scale = 1.0
+    if own != tuple(shape) and fixed:
+        if len(own) != 4 or len(shape) != 4 or own[0] != shape[0] or own[3] != shape[3]:
+            raise DarkcError(f"{path} is fixed at input {list(own)} and cannot be costed at {list(shape)}; "
+                             f"re-export it at that size")
+        scale = (shape[1] * shape[2]) / (own[1] * own[2])
     tensors = {t["index"]: t for t in it.get_tensor_details()}
 
     def numel(i: int) -> int:
@@ -180,12 +193,12 @@ def tflite_cost(path: str | os.PathLike, shape: tuple[int, ...]) -> dict:
             elif np.dtype(tensors[w]["dtype"]) == np.float16 or any(
                     np.dtype(tensors[i]["dtype"]) == np.float16 for i in ins):
                 dtype = "fp16"
-            layers.append(_layer(tensors[outs[0]]["name"], name, macs, nbytes(x), nbytes(outs[0]),
-                                 nbytes(w) + sum(nbytes(b) for b in bias)))
+            layers.append(_layer(tensors[outs[0]]["name"], name, macs * scale, nbytes(x) * scale,
+                                 nbytes(outs[0]) * scale, nbytes(w) + sum(nbytes(b) for b in bias)))
         elif name in _MOVE_OPS:
             acts = [i for i in ins if tensors[i].get("shape") is not None and len(tensors[i]["shape"]) == 4]
-            layers.append(_layer(tensors[outs[0]]["name"], name, 0, sum(nbytes(i) for i in acts),
-                                 nbytes(outs[0]), 0))
+            layers.append(_layer(tensors[outs[0]]["name"], name, 0, sum(nbytes(i) for i in acts) * scale,
+                                 nbytes(outs[0]) * scale, 0))
     if not layers:
         raise DarkcError(f"{path}: no convolution found in the TFLite graph; pass a darkc model")
     return _summary(layers, "tflite graph", dtype)

@@ -1,4 +1,5 @@
-"""The prune stage: dependency-aware channel pruning to a ratio or a MAC budget (:func:`darkc.compress.prune.prune`)."""
+"""The prune stage: dependency-aware channel pruning to a ratio, a MAC budget or an estimated latency on an ARM
+cluster (:func:`darkc.compress.prune.prune`)."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,11 @@ class Config:
     ratio: float | None = field(default=None, metadata={"help": "fraction of channels removed, in (0, 1)"})
     target_macs: str | None = field(default=None, metadata={
         "help": "MAC budget per raw frame instead of --ratio, e.g. 5G@1920x1080"})
+    target_ms: str | None = field(default=None, metadata={
+        "help": "latency budget instead of --ratio: estimated ms per raw frame on an emulated ARM core or cluster, "
+                "MS@DEVICE[@WxH], e.g. 33@cortex-a78x4 (1920x1080 unless given; needs `darkc bench --setup-arm`)"})
+    target_precision: str = field(default="int8", metadata={
+        "choices": ("int8", "fp32"), "help": "the exported TFLite precision --target-ms is estimated for"})
     importance: str = field(default="l1", metadata={"help": "channel importance: l1, l2, taylor or random"})
     scope: str = field(default="uniform", metadata={
         "help": "uniform (same ratio per layer) or global (one ranking over all layers)"})
