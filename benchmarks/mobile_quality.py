@@ -69,6 +69,40 @@ def score(model, limit: int | None, threads: int) -> dict:
     return out
 
 
+#: Devices each student's INT8 file is benched on (darkc bench), and the ARM thread counts (t threads on t cores).
+HOST_DEVICE = "host"
+ARM_DEVICES = ("cortex-a55", "cortex-a78", "cortex-x3")
+NPU_DEVICES = ("ethos-u55-256", "ethos-u65-512")
+ARM_THREADS = (1, 4)
+FRAME_RAW = "1088x1920"       # raw HxW of a 1920x1080 frame padded to the size multiple
+
+
+def device_cost(folder: Path, work: Path) -> dict:
+    """``darkc bench`` of the student's full-integer TFLite (int8 I/O) at 1920x1080 on the host (LiteRT, 1 thread,
+    measured), the emulated ARM cores at 1 and 4 threads (estimated) and the Ethos-U NPUs (Vela, tiled to the
+    configuration's SRAM); the INT8 file is exported once and kept in ``work``."""
+    from darkc.export import export
+    from darkc.latency import bench
+    from darkc.latency.validation import band_text
+
+    int8 = work / "model-int8-1088x1920.tflite"
+    if not int8.is_file():
+        export(folder, int8, target="tflite", precision="int8", input_size=FRAME_RAW, samples=8, io="int8")
+    out = {}
+    host = bench(int8, devices=[HOST_DEVICE], threads=[1], runs=5, warmup=1)["devices"][HOST_DEVICE]
+    out["host"] = {"ms": host["latency_ms"], "how": f"measured, {host['runtime']}, 1 thread, {host['cpu']}"}
+    arm = bench(int8, devices=list(ARM_DEVICES), threads=list(ARM_THREADS))["devices"]
+    for dev, r in arm.items():
+        for t, by in r["by_threads"].items():
+            out[f"{dev} x{t}"] = {"ms": by["latency_ms"], "band": r.get("error_band"),
+                                  "how": f"estimated, {r['runtime']}, {by['cores']}, error band "
+                                         f"{band_text(r.get('error_band'))}"}
+    for dev in NPU_DEVICES:
+        r = bench(int8, devices=[dev])["devices"][dev]
+        out[dev] = {"ms": r["latency_ms"], "how": r["method"]}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="teacher-raw")
@@ -79,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="only the first N pairs of each set")
+    ap.add_argument("--no-bench", action="store_true", help="skip the per-device latency of the students")
     ap.add_argument("--only", default=None, help="train only these labels (comma-separated); no report")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "darkc-mobile-quality"))
     ap.add_argument("--out", default="benchmarks/results/mobile_quality")
@@ -102,7 +137,8 @@ def main(argv=None) -> int:
         rows.append({"label": label, "arch": arch, "widths": widths, "options": options,
                      "params": count_params(model), "gmacs": count_macs(model, (spec["in_channels"], *PACKED)) / 1e9,
                      "train_wall_s": rep.get("wall_s"), "command": rep["command"],
-                     **score(folder, args.limit, args.threads)})
+                     **score(folder, args.limit, args.threads),
+                     "devices": None if args.no_bench else device_cost(folder, folder)})
     if only:
         return 0
     teacher, tspec = load_checkpoint(resolve_model_ref(args.teacher)[1])
@@ -119,7 +155,8 @@ def write_report(args, rows: list[dict]) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = (f"python benchmarks/mobile_quality.py --out {args.out} --steps {args.steps} --batch-size {args.batch_size}"
-           f" --patch {args.patch} --lr {args.lr}" + (f" --limit {args.limit}" if args.limit else ""))
+           f" --patch {args.patch} --lr {args.lr}" + (f" --limit {args.limit}" if args.limit else "")
+           + (" --no-bench" if args.no_bench else ""))
     t = rows[0]
     lines = [
         "# Mobile U-Net vs SID U-Net at matched MACs: quality", "", f"Command: `{cmd}`", "",
@@ -151,8 +188,27 @@ def write_report(args, rows: list[dict]) -> None:
         cells = [f"{r['reference']['per_ratio'][k]['psnr']:.2f} / {r['ood']['per_ratio'][k]['psnr']:.2f}"
                  for k in t["reference"]["per_ratio"]]
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
-    lines += ["", "Cost on the devices (same variants, random weights, 1 core/1 thread): "
-              "[mobile_arch.md](mobile_arch.md).", "", f"![PSNR per ratio]({out.name}.png)", ""]
+    benched = [r for r in rows[1:] if r.get("devices")]
+    if benched:
+        devs = list(benched[0]["devices"])
+        lines += ["", "## Latency per 1920x1080 raw frame, INT8 (`darkc bench` of each student's full-integer TFLite, "
+                  "int8 I/O, exported at 1088x1920 raw)", "",
+                  "| model | " + " | ".join(devs) + " |", "|---|" + "---|" * len(devs)]
+        for r in benched:
+            cells = []
+            for d in devs:
+                e = r["devices"][d]
+                band = e.get("band")
+                cells.append(f"{e['ms']:.1f}" + (f" ±{band['median_abs_pct']:.0f} %" if band else ""))
+            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+        lines += ["", "How each column was obtained:", ""]
+        lines += [f"- {d}: {benched[0]['devices'][d]['how']}" for d in devs]
+        lines += ["", "`cortex-* xN`: N threads on N such cores (XNNPACK's thread pool, every thread's instructions "
+                  "counted under QEMU; serial work on one core plus each parallel region spread over the cores); "
+                  "estimated, not measured on a phone; the band is the estimator's error on published phone "
+                  "figures (benchmarks/results/estimator_validation.md)."]
+    lines += ["", "Cost of more variants (random weights, 1 core/1 thread): [mobile_arch.md](mobile_arch.md).", "",
+              f"![PSNR per ratio]({out.name}.png)", ""]
     lines += ["Commands of the students:", ""] + [f"- {r['label']}: `{r['command']}`" for r in rows[1:]] + [""]
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines))
