@@ -234,8 +234,8 @@ def test_moving_square_is_not_ghosted():
 def test_fast_flow_follows_a_subpixel_pan_across_tiles():
     """A textured scene panning 1.3 px right and 0.6 px down per frame over 3x2 tiles of fast-flow (edge tiles read
     past the frame): each tile's translation must line the history up with the frame, to a fraction of a px, or the
-    texture blurs or the history is rejected and the noise stays: 6.5 dB gained here; with the tiles' flow sign
-    flipped 0.4 dB, with whole-px shifts 2.1 dB."""
+    texture blurs or the history is rejected and the noise stays (with the tiles' flow sign flipped, or whole-px
+    shifts only, the gain stayed far under the bound when tried)."""
     rng = np.random.default_rng(12)
     h, w, n = 160, 288, 10
     scene = cv2.resize(rng.random((h // 12 + 6, w // 12 + 6, 3)).astype(np.float32), (w + 36, h + 36),
