@@ -133,7 +133,9 @@ def arm_cost(kind: str, frames: np.ndarray, tflite_small: str | os.PathLike, sma
         npy = Path(tmp) / "frames.npy"
         np.save(npy, np.ascontiguousarray(frames, np.float32))
         for name in profiles:
-            prof = arm.check_profile(name)
+            if name not in arm.PROFILES:
+                raise DarkcError(f"{name} is not a known ARM core profile: use some of {', '.join(arm.PROFILES)}")
+            prof = arm.PROFILES[name]
             f = count_filter(kind, npy, prof.qemu_cpu)
             n = arm.count_instructions(tflite_small, "litert", small_shape, prof)
             net = n["instructions"] * pixel_scale

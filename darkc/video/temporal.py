@@ -19,8 +19,9 @@ Kinds:
   errors) cannot use the warped history; each pixel takes whichever history, warped or still, matches the
   current frame better, so flat regions where flow is unreliable are still smoothed.
 * ``fast-flow`` (the default of ``darkc video``): the same idea with every decision at 1/:data:`FAST_SCALE`
-  (one-way DIS flow, photometric occlusion test, scene-cut reset), so that full resolution costs two downscales,
-  the upsampling of the flow and weights, one warp and one blend (:class:`FastFlowFilter`).
+  (one-way DIS flow, photometric occlusion test, scene-cut reset) and the history moved by one translation per
+  :data:`FAST_TILE` px tile, so that full resolution costs one downscale, one bilinear patch per tile, the
+  upsampling of the weights and one blend (:class:`FastFlowFilter`).
 
 For ``motion-adaptive`` and ``flow``, all decisions (noise level, difference, occlusion) are made at
 1/:data:`STAT_SCALE` resolution on local means
@@ -57,8 +58,17 @@ RAMP = (1.0, 2.5)
 #: clips (16 frames, 384 px); (1.5, 3.0) missed on the low-noise (x100) hand-held X-Trans clip of
 #: benchmarks/results/video (flicker -49 %, E_warp -44 %; with the true flow instead of DIS -56 % / -48 %: not the
 #: flow), where that misalignment is large next to the noise; (2.0, 4.0): -57 % / -53 %, revealed pixels +0.07 dB.
-#: A tolerance scaled by the local gradient instead (1 px of misalignment) met it too but ghosted a moving square
-FAST_RAMP = (2.0, 4.0)
+#: A tolerance scaled by the local gradient instead (1 px of misalignment) met it too but ghosted a moving square.
+#: With tile translations judged by a bicubic low-res warp (:class:`FastFlowFilter`), (2.0, 4.0) left E_warp at
+#: -50 % on that clip; (2.5, 5.0): -54 %, revealed pixels -0.32 dB on the worst clip; (3.0, 6.0) ghosted (-0.51 dB)
+FAST_RAMP = (2.5, 5.0)
+#: side (full-resolution px) of the tiles that ``fast-flow`` moves its history by, one translation each: 96 px at
+#: 1920x1080 is 240 tiles, a Python call or two each (64 px: twice the calls); on the 9 clips of
+#: benchmarks/results/video (320 px, where 96 px is a third of the frame: a zoom's flow varies across it as it
+#: would at 1080p) tiles of 16-96 px met the same targets within 2 points
+FAST_TILE = 96
+#: a tile takes its own median flow instead of the camera's affine motion where they differ by more (low-res px)
+TILE_OWN_FLOW = 0.25
 
 
 def _low(img: np.ndarray) -> np.ndarray:
@@ -129,11 +139,14 @@ class NoiseModel:
         self.sigma: np.ndarray | None = None        # (bins, C)
 
     def update(self, diff: np.ndarray, level: np.ndarray, valid: np.ndarray | None = None) -> None:
-        """diff: (h, w, C) local-mean difference of two inputs; level: (h, w) local intensity in [0, 1]."""
+        """diff: (h, w, C) local-mean difference of two inputs; level: (h, w) local intensity, float in [0, 1] or
+        uint8 (0-255)."""
         c = diff.shape[2]
         step = max(1, int(np.sqrt(level.size / self.max_samples)))
         d = np.abs(diff[::step, ::step]).reshape(-1, c)
-        idx = np.clip((level[::step, ::step].reshape(-1) * self.bins).astype(np.int64), 0, self.bins - 1)
+        lev = level[::step, ::step].reshape(-1)
+        lev = lev * (1 / 255.0) if lev.dtype == np.uint8 else lev
+        idx = np.clip((lev * self.bins).astype(np.int64), 0, self.bins - 1)
         if valid is not None:
             keep = valid[::step, ::step].reshape(-1)
             d, idx = d[keep], idx[keep]
@@ -335,35 +348,144 @@ class FlowFilter(MotionAdaptiveFilter):
         return y
 
 
+def _tile_bounds(n_low: int, t: int, n_full: int) -> list[tuple[int, int, int, int]]:
+    """Tiles of ``t`` low-res px along one axis of ``n_low`` low-res px: (low start, low stop, full start, full
+    stop), full-resolution bounds in proportion (``n_full`` / ``n_low`` need not be whole); the last tile runs to
+    both ends."""
+    out = []
+    for a in range(0, n_low, t):
+        b = min(n_low, a + t)
+        out.append((a, b, round(a * n_full / n_low), n_full if b == n_low else round(b * n_full / n_low)))
+    return out
+
+
+def _per_tile(a: np.ndarray, t: int, fn) -> np.ndarray:
+    """``fn`` (a numpy reduction taking ``axis``) over each t x t tile of ``a`` (h, w, ...): (ceil(h/t), ceil(w/t),
+    ...); partial edge tiles are padded by repeating their last row / column."""
+    h, w = a.shape[:2]
+    nty, ntx = -(-h // t), -(-w // t)
+    pad = [(0, nty * t - h), (0, ntx * t - w)] + [(0, 0)] * (a.ndim - 2)
+    a = np.pad(a, pad, mode="edge") if pad[0][1] or pad[1][1] else a
+    return fn(a.reshape((nty, t, ntx, t) + a.shape[2:]).swapaxes(1, 2).reshape((nty, ntx, t * t) + a.shape[2:]),
+              axis=2)
+
+
+def _median(a: np.ndarray, axis: int) -> np.ndarray:
+    """``np.median`` along ``axis`` by a sort: ``np.median``'s first call loads helpers costing 39M guest
+    instructions under QEMU, which would land in the first filtered frame's count."""
+    a = np.sort(a, axis=axis)
+    n = a.shape[axis]
+    lo, hi = np.take(a, (n - 1) // 2, axis=axis), np.take(a, n // 2, axis=axis)
+    return (lo + hi) * 0.5
+
+
+def _affine_flow(flow: np.ndarray, step: int = 8, iters: int = 3) -> np.ndarray:
+    """(3, 2) robust least-squares affine model of ``flow`` (h, w, 2): ``f(x, y) = c0 + c1 x + c2 y`` per component,
+    fitted on every ``step``-th px with weights that bound each residual's pull (iteratively reweighted: outliers
+    such as moving objects are down-weighted). The 3x3 normal equations are solved in closed form: numpy's LAPACK
+    solvers load on first use, which under QEMU cost 40M instructions in the first filtered frame."""
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h:step, 0:w:step]
+    f = flow[::step, ::step].reshape(-1, 2).astype(np.float64)
+    a = np.stack([np.ones(xs.size), xs.ravel(), ys.ravel()], 1)
+    wts = np.ones(len(a))
+    coef = np.zeros((3, 2))
+    coef[0] = f.mean(axis=0)
+    for _ in range(iters):
+        aw = a * wts[:, None]
+        g = aw.T @ a
+        adj = np.array([[g[1, 1] * g[2, 2] - g[1, 2] * g[2, 1], g[0, 2] * g[2, 1] - g[0, 1] * g[2, 2],
+                         g[0, 1] * g[1, 2] - g[0, 2] * g[1, 1]],
+                        [g[1, 2] * g[2, 0] - g[1, 0] * g[2, 2], g[0, 0] * g[2, 2] - g[0, 2] * g[2, 0],
+                         g[0, 2] * g[1, 0] - g[0, 0] * g[1, 2]],
+                        [g[1, 0] * g[2, 1] - g[1, 1] * g[2, 0], g[0, 1] * g[2, 0] - g[0, 0] * g[2, 1],
+                         g[0, 0] * g[1, 1] - g[0, 1] * g[1, 0]]])
+        det = g[0, 0] * adj[0, 0] + g[0, 1] * adj[1, 0] + g[0, 2] * adj[2, 0]
+        if abs(det) < 1e-9 * max(1.0, abs(g[0, 0])) ** 3:
+            break                                    # degenerate (a frame a few px wide): the mean, or the last fit
+        coef = (adj @ (aw.T @ f)) / det
+        r = np.hypot(*(a @ coef - f).T)
+        wts = 1.0 / np.maximum(1.0, r / max(1.5 * float(_median(r, 0)), 0.05))
+    return coef
+
+
+def _expand(tiles: np.ndarray, t: int, h: int, w: int) -> np.ndarray:
+    """Per-tile values (nty, ntx, ...) -> per low-res px (h, w, ...)."""
+    return np.ascontiguousarray(np.repeat(np.repeat(tiles, t, 0), t, 1)[:h, :w])
+
+
+def _warp_cubic(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """:func:`_warp_rel`, bicubic: at low resolution, bilinear interpolation blurs a shifted image by up to a
+    low-res px (4 full-res px), which the full-resolution history does not have. Bilinear for over 4 channels
+    (packed X-Trans raw), which OpenCV's bicubic remap does not take."""
+    flags = (cv2.INTER_CUBIC if img.shape[2] <= 4 else cv2.INTER_LINEAR) | cv2.WARP_RELATIVE_MAP
+    out = cv2.remap(img, flow, None, flags, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(img.shape)
+
+
+def _shift_tile(src: np.ndarray, dst: np.ndarray, y0: int, x0: int, dx: float, dy: float) -> None:
+    """``dst`` (th, tw, C), the tile of ``src`` (H, W, C) at (y0, x0) seen through a translation:
+    ``dst(p) = src(p + (dx, dy))``, bilinear, samples outside ``src`` repeating its border (as ``cv2.remap`` with
+    BORDER_REPLICATE): ``cv2.getRectSubPix`` for 1 or 3 channels, a remap otherwise."""
+    th, tw = dst.shape[:2]
+    if src.shape[2] in (1, 3):
+        cv2.getRectSubPix(src, (tw, th), (x0 + (tw - 1) / 2 + dx, y0 + (th - 1) / 2 + dy),
+                          patch=dst if src.shape[2] == 3 else dst[..., 0])
+        return
+    gx, gy = np.meshgrid(np.arange(x0, x0 + tw, dtype=np.float32) + np.float32(dx),
+                         np.arange(y0, y0 + th, dtype=np.float32) + np.float32(dy))
+    dst[...] = cv2.remap(src, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(dst.shape)
+
+
 class FastFlowFilter(TemporalFilter):
-    """Motion-compensated recursive filter whose every decision is taken at 1/:data:`FAST_SCALE` resolution, so
-    that full resolution costs two downscales, the upsampling of the flow and of the weights, one warp of the
-    previous output and one blend.
+    """Motion-compensated recursive filter whose every decision is taken at 1/:data:`FAST_SCALE` resolution and
+    whose history is moved by one translation per :data:`FAST_TILE` px tile, so that full resolution costs one
+    downscale, one bilinear patch extraction per tile, two weight upsamplings and one blend.
 
     Per frame ``x``:
 
     1. ``x_low``: ``x`` at 1/FAST_SCALE by a Gaussian pyramid step then bilinear halving (every pixel weighs in,
-       as with area averaging, at under half its instructions on aarch64 under QEMU; bilinear sampling alone
-       misses the thin strip a moving object leaves and ghosted a moving square);
+       as with area averaging, at under half its instructions on aarch64 under QEMU). Bilinear sampling of 2x2 of
+       every 4x4 px alone would save 5 of the host's 64 ms and 28M of 175M guest instructions per 1080p frame,
+       and at strength 0.85 still met the targets on the 9 clips of benchmarks/results/video, but gained 3.0 dB
+       instead of 6.5 dB on a textured sub-pixel pan (tests/test_video.py; its low-res px average 4 px, not all
+       16);
     2. flow ``F_t->t-1``: DIS (``preset``) on the 8-bit channel mean of ``x_low`` against the previous one (one
-       direction only: occlusions are found photometrically in step 3, not by a forward-backward check);
-    3. per low-res pixel, the normalised difference between ``x_low`` and the previous *output*'s low-res image,
-       warped and still, over the noise expected at that intensity (:class:`NoiseModel`, estimated from
-       consecutive motion-compensated inputs); the flow is kept where the warped history matches better;
-    4. a scene cut, taken as more than :data:`CUT_FRACTION` of the low-res pixels differing by over :data:`CUT_M`
-       sigma from the motion-compensated previous input, resets the history: the frame is passed through;
-    5. full resolution: the previous output warped with the upsampled flow (``hist``); ``m``, the normalised
-       difference between ``x_low`` and ``hist``'s own low-res image (the upsampled flow is smooth across motion
-       boundaries, where the low-res warp may match but the full-res one shows the moving object), gives
-       ``k = ramp(m)`` (:data:`FAST_RAMP`), zeroed one low-res px around every mismatch so that the bilinear
-       upsampling of ``k`` does not blend history across the edge of a moving object; ``y = x + k (hist - x)``.
+       direction only: occlusions are found photometrically, not by a forward-backward check);
+    3. a scene cut, taken as more than :data:`CUT_FRACTION` of the low-res pixels differing by over :data:`CUT_M`
+       sigma from the motion-compensated previous input (:class:`NoiseModel`, estimated from consecutive
+       motion-compensated inputs), resets the history: the frame is passed through;
+    4. one translation per tile (:meth:`_tile_flows`): a robust affine fit of the whole flow field at the tile's
+       centre (pans, zooms and shake are affine, and a fit over the frame is steadier than a local estimate where
+       the image is flat), or the tile's median flow where that differs (a moving object, a nearer plane);
+    5. per low-res pixel, the previous *output*'s low-res image moved the same way (bicubic: a bilinear low-res
+       warp blurs by up to 4 full-res px, which the full-resolution history does not, and E_warp fell to -50 % on
+       the worst clip) or not moved at all, whichever matches ``x_low`` better: still history keeps flat regions
+       free of the interpolation blur that changes with each frame's sub-pixel shift (flicker -48 % instead of
+       -54 % on the x100 hand-held clip without it); ``m``, its normalised difference, gives ``k = ramp(m)``
+       (:data:`FAST_RAMP`), zeroed one low-res px around every mismatch so that the bilinear upsampling of ``k``
+       does not blend history across the edge of a moving object;
+    6. full resolution: each tile of the previous output moved by its translation (bilinear, ``cv2.getRectSubPix``;
+       the still pixels of a tile that has both keep the previous output), then ``y = x + k (hist - x)`` with
+       ``k`` upsampled.
+
+    Tile-constant translation instead of a per-pixel warp: ``cv2.remap`` of a 3-channel float 1920x1080 frame costs
+    16-20 ms CPU on the host (its 3-channel path is not vectorised in OpenCV 5.0) and 93M guest instructions on
+    aarch64, patch extraction per 96 px tile about half the time and a sixth of the instructions; a zoom's flow
+    varies across a tile (0.7 % per frame: 0.7 px over 96 px), which the low-res judgement sees as a mismatch and
+    filters less.
     """
 
     kind = "fast-flow"
 
-    def __init__(self, strength: float | None = None, preset: str = "ultrafast", scale: int | None = None):
+    def __init__(self, strength: float | None = None, preset: str = "ultrafast", scale: int | None = None,
+                 tile: int | None = None):
         self.dis = DISFlow(preset)
         self.scale = FAST_SCALE if scale is None else int(scale)
+        self.tile = FAST_TILE if tile is None else int(tile)
+        if self.tile < self.scale:
+            raise DarkcError(f"fast-flow tile {self.tile} px is smaller than its decision scale 1/{self.scale}: use "
+                             f"a tile of at least {self.scale} px")
         super().__init__(strength)
 
     def reset(self) -> None:
@@ -372,6 +494,7 @@ class FastFlowFilter(TemporalFilter):
         self.prev_in_low: np.ndarray | None = None
         self.prev_out_low: np.ndarray | None = None
         self.prev_grey: np.ndarray | None = None
+        self._hist: np.ndarray | None = None                 # full-resolution scratch for the translated history
         self.cuts = 0
 
     def _low(self, x: np.ndarray) -> np.ndarray:
@@ -393,49 +516,76 @@ class FastFlowFilter(TemporalFilter):
         r /= sigma
         return np.maximum.reduce([r[..., c] for c in range(r.shape[2])])
 
+    def _tile_flows(self, bwd: np.ndarray, t: int) -> np.ndarray:
+        """One translation per tile, (nty, ntx, 2) low-res px: the robust affine fit of the whole flow field at the
+        tile's centre (camera motion: steadier than a local estimate where the image is flat), or the tile's own
+        median flow (on every 4th px) where that differs from the fit by over :data:`TILE_OWN_FLOW` low-res px (a
+        moving object or a nearer plane)."""
+        lh, lw = bwd.shape[:2]
+        sub = next(d for d in (4, 2, 1) if t % d == 0)
+        median = _per_tile(bwd[::sub, ::sub], t // sub, _median).astype(np.float32)
+        cy = np.array([(a + b - 1) / 2 for a, b, _, _ in _tile_bounds(lh, t, lh)])
+        cx = np.array([(a + b - 1) / 2 for a, b, _, _ in _tile_bounds(lw, t, lw)])
+        coef = _affine_flow(bwd)
+        gx, gy = np.meshgrid(cx, cy)
+        affine = (coef[0] + gx[..., None] * coef[1] + gy[..., None] * coef[2]).astype(np.float32)
+        own = np.hypot(*(median - affine).transpose(2, 0, 1)) > TILE_OWN_FLOW
+        return np.where(own[..., None], median, affine)
+
     def _step(self, x: np.ndarray) -> np.ndarray:
         h, w = x.shape[:2]
         x_low = self._low(x)
         lh, lw = x_low.shape[:2]
         grey = luma_u8(x_low)
         bwd = self.dis(grey, self.prev_grey)                       # F_t->t-1, low-res px
-        level = _chan_mean(x_low)
         in_diff = x_low - _warp_rel(self.prev_in_low, bwd)
         self.prev_in_low, self.prev_grey = x_low, grey
-        sigma = self.noise(grey)
-        if sigma is not None and np.mean(self._m(in_diff, 0.0, sigma) > CUT_M) > CUT_FRACTION:
-            # a scene cut (judged with the noise level before it): start again from this frame
+        sigma = self.noise(grey[::2, ::2])
+        if sigma is not None and np.mean(self._m(in_diff[::2, ::2], 0.0, sigma) > CUT_M) > CUT_FRACTION:
+            # a scene cut (judged on every other px with the noise level before it): start again from this frame
             self.cuts += 1
             self.prev_out_low = x_low
             return x
-        self.noise.update(in_diff, level)
+        self.noise.update(in_diff, grey)
         sigma = self.noise(grey)
-        warped_low = _warp_rel(self.prev_out_low, bwd)
-        m_warped = self._m(x_low, warped_low, sigma)
+        # 4. one translation per tile, judged by the previous output's low-res image moved the same way
+        t = max(1, round(self.tile * lw / w))
+        tiles = self._tile_flows(bwd, t)
+        warped = _warp_cubic(self.prev_out_low, _expand(tiles, t, lh, lw))
+        # 5. per low-res px: translated or still history, and the blend weight from the better one
+        m_warped = self._m(x_low, warped, sigma)
         m_still = self._m(x_low, self.prev_out_low, sigma)
-        use_warped = (m_warped <= m_still).view(np.uint8)          # a mask for cv2.copyTo
-        chosen = np.zeros_like(bwd)
-        cv2.copyTo(bwd, use_warped, chosen)
-        chosen *= np.float32(w / lw)
-        flow_full = cv2.resize(chosen, (w, h), interpolation=cv2.INTER_LINEAR)
-        if h / lh != w / lw:
-            flow_full[..., 1] *= (h / lh) / (w / lw)
-        hist = cv2.remap(self.prev_out, flow_full, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
-                         borderMode=cv2.BORDER_REPLICATE).reshape(x.shape)
-        # judge the history actually formed at full resolution (the upsampled flow is smooth across motion
-        # boundaries, where the low-res warp may match but the full-res one shows the moving object)
-        hist_low = self._low(hist)
-        m = self._m(x_low, hist_low, sigma)
+        still = (m_still < m_warped).view(np.uint8)
+        m = np.minimum(m_warped, m_still)
         k = _ramp(m, self.strength, FAST_RAMP)
-        k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)] = 0.0
-        hist_low -= x_low
-        hist_low *= k[..., None]
-        hist_low += x_low
-        self.prev_out_low = hist_low
+        k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).view(bool)] = 0.0
+        hist_low = warped
+        cv2.copyTo(self.prev_out_low, still, hist_low)
+        self.prev_out_low = cv2.blendLinear(x_low, hist_low, 1.0 - k, k).reshape(x_low.shape)
+        # 6. full resolution: the previous output moved tile by tile (still px: not moved), then one blend
+        if self._hist is None or self._hist.shape != x.shape:
+            self._hist = np.empty_like(x)
+        hist, prev = self._hist, self.prev_out
+        fx, fy = w / lw, h / lh
+        any_still = _per_tile(still, t, np.any)
+        all_still = _per_tile(still, t, np.all)
+        still_full = None
+        if (any_still & ~all_still).any():          # 4x bilinear then a threshold: nearest, at a third of its cost
+            still_full = cv2.threshold(cv2.resize(still * np.uint8(255), (w, h), interpolation=cv2.INTER_LINEAR),
+                                       127, 1, cv2.THRESH_BINARY)[1]
+        cols = _tile_bounds(lw, t, w)
+        for i, (_, _, y0, y1) in enumerate(_tile_bounds(lh, t, h)):
+            for j, (_, _, x0, x1) in enumerate(cols):
+                tile = hist[y0:y1, x0:x1]
+                if all_still[i, j]:
+                    np.copyto(tile, prev[y0:y1, x0:x1])
+                    continue
+                _shift_tile(prev, tile, y0, x0, float(tiles[i, j, 0]) * fx, float(tiles[i, j, 1]) * fy)
+                if any_still[i, j]:
+                    cv2.copyTo(prev[y0:y1, x0:x1], still_full[y0:y1, x0:x1], tile)
         k_full = cv2.resize(k, (w, h), interpolation=cv2.INTER_LINEAR)
         keep = cv2.resize(1.0 - k, (w, h), interpolation=cv2.INTER_LINEAR)
-        y = cv2.blendLinear(x, hist, keep, k_full)
-        return y.reshape(x.shape)
+        return cv2.blendLinear(x, hist, keep, k_full).reshape(x.shape)
 
 
 _FILTERS = {f.kind: f for f in (TemporalFilter, EMAFilter, MotionAdaptiveFilter, FlowFilter, FastFlowFilter)}
