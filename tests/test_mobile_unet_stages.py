@@ -79,7 +79,8 @@ def test_mobile_student_of_a_sid_teacher_with_feature_kd(tmp_path, monkeypatch):
     _, spec = load_checkpoint("student")
     assert (spec["arch"], spec["stem"], spec["block"]) == ("mobile-unet", "s2", "ir")
     assert "--student-options stem=s2,block=ir" in spec["provenance"]["command"]
-    adapters = {k.split(".")[2] for k in load_file("student/train_state.safetensors") if k.startswith("extra.adapters.")}
+    state = load_file("student/train_state.safetensors")
+    adapters = {k.split(".")[2] for k in state if k.startswith("extra.adapters.")}
     assert adapters == {s for s, _ in pairs}
     for bad, words in (("widths=8", ("widths", "--student-widths")), ("stem", ("key=value",)),
                        ("stem=s4", ("stem", "s2"))):
