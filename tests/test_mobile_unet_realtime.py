@@ -152,3 +152,16 @@ def test_tile_search_keeps_tiles_on_the_models_size_grid(monkeypatch):
     tiling.search("ethos-u55-256", (544, 960), lambda hw: hw, lambda: {"halo_px": 64, "multiple": 32},
                   cores=(16, 32, 48, 64, 128))
     assert tried == [544, 32, 64, 128]       # the whole frame (544 high), then the cores on the 32 grid
+
+
+def test_tflite_export_leaves_a_raw_d2s_head_in_the_graph():
+    """The TFLite exporter moves an sRGB head's PixelShuffle out of the graph; a raw d2s head adds the input after
+    its shuffle, so moving it would break the model (it once crashed the export when a 48-wide conv looked like an
+    sRGB head)."""
+    from darkc.export.tflite import split_pixel_shuffle
+
+    raw = build_model({**RAW, "stem": "s4", "head": "d2s", "levels": 3, "widths": [4, 8, 48, 8]})
+    assert split_pixel_shuffle(raw, 4) == (None, None)
+    srgb = build_model({**RAW, "output": "srgb", "stem": "s4", "levels": 3, "widths": [4, 8, 8, 8]})
+    body, r = split_pixel_shuffle(srgb, 4)
+    assert r == 8 and body is not None
