@@ -26,8 +26,8 @@ def test_spec_fills_and_checks_its_fields():
         normalize_spec({"arch": "mobile-unet", "block": "shuffle"})
     with raises_naming("upsample", "nearest"):
         normalize_spec({"arch": "mobile-unet", "upsample": "deconv"})
-    with raises_naming("stem", "s2"):
-        normalize_spec({"arch": "mobile-unet", "stem": "s4"})
+    with raises_naming("stem", "s4"):
+        normalize_spec({"arch": "mobile-unet", "stem": "s8"})
     with raises_naming("widths"):
         normalize_spec({"arch": "mobile-unet", "widths": [8, 8, 8]})
     with raises_naming("channels", "enc1"):

@@ -83,7 +83,7 @@ def test_mobile_student_of_a_sid_teacher_with_feature_kd(tmp_path, monkeypatch):
     adapters = {k.split(".")[2] for k in state if k.startswith("extra.adapters.")}
     assert adapters == {s for s, _ in pairs}
     for bad, words in (("widths=8", ("widths", "--student-widths")), ("stem", ("key=value",)),
-                       ("stem=s4", ("stem", "s2"))):
+                       ("stem=s8", ("stem", "s4"))):
         with raises_naming(*words):
             from darkc.compress.distill import distill
 

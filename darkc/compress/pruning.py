@@ -228,14 +228,15 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
         before = adapter.widths(model)
         heads = adapter.head_modules(model)
         head = [h.out_channels for h in heads]
+        keep = heads + adapter.fixed_modules(model)        # never pruned
         parent = copy.deepcopy(model).requires_grad_(False) if rescale else None
         pruner = _PRUNER(model, example_input, importance=make_importance(importance),
                          global_pruning=scope == "global", pruning_ratio=ratio, max_pruning_ratio=max_layer_ratio,
-                         iterative_steps=steps, ignored_layers=heads, round_to=round_to)
+                         iterative_steps=steps, ignored_layers=keep, round_to=round_to)
         # every prunable conv has a floor, not only the width layers: a width layer may be a block (the mobile
         # U-Net's stages) whose convs are what Torch-Pruning's groups name
         floors = {m: _floor_width(m.out_channels, round_to, max_layer_ratio) for m in model.modules()
-                  if isinstance(m, CONVS) and not any(m is h for h in heads)}
+                  if isinstance(m, CONVS) and not any(m is h for h in keep)}
         for k in range(1, steps + 1):
             if importance == "taylor":
                 _taylor_gradients(model, example_input)

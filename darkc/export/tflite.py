@@ -84,7 +84,8 @@ def split_pixel_shuffle(model, in_channels: int):
     from darkc.models import adapter_of
 
     adapter = adapter_of(model)
-    found = adapter.pixel_shuffle(model)            # by module type, wherever the network keeps it
+    # only an sRGB head ends in its PixelShuffle; a raw one (mobile-unet head="d2s") adds the input after it
+    found = adapter.pixel_shuffle(model) if adapter.output == "srgb" else None    # by module type, anywhere
     if found is None:
         return None, None
     name, shuffle = found

@@ -68,11 +68,14 @@ class Adapter:
         width_layers: names of the layers whose widths ``channels`` stores; None: every conv but the head.
         native_widths: the build function honours ``spec["channels"]`` itself; otherwise :meth:`set_widths`
             prunes a freshly built network to the stored widths (structurally, with Torch-Pruning's graph).
+        fixed: names of inner convs whose widths the architecture fixes (not width layers, so a rebuild makes them
+            as they were): never pruned, like the head.
     """
 
     def __init__(self, spec: dict, *, head=None, feature_taps=None, size_multiple: int | None = None,
-                 activations=None, width_layers=None, native_widths: bool = False):
+                 activations=None, width_layers=None, native_widths: bool = False, fixed=()):
         self.spec = spec
+        self._fixed = tuple(fixed)
         self._head = tuple(head) if head is not None else None
         self._taps = tuple(feature_taps) if feature_taps is not None else None
         self._multiple = size_multiple
@@ -191,6 +194,10 @@ class Adapter:
 
     def head_modules(self, model: nn.Module) -> list[nn.Module]:
         return [model.get_submodule(n) for n in self.head(model)]
+
+    def fixed_modules(self, model: nn.Module) -> list[nn.Module]:
+        """Inner convs whose widths the architecture fixes: never pruned (see ``fixed``)."""
+        return [model.get_submodule(n) for n in self._fixed]
 
     def width_layers(self, model: nn.Module) -> list[str]:
         """Names of the layers whose output widths are free (``model.json`` ``channels``), in module order."""

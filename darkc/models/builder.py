@@ -18,7 +18,7 @@ from torch import nn
 from darkc.errors import DarkcError
 from darkc.models.widths import is_pos_int, normalize_level_widths
 from darkc.models.adapter import Adapter
-from darkc.models.mobile_unet import SIZE_MULTIPLE as MOBILE_SIZE_MULTIPLE, WIDTH_LAYERS as MOBILE_WIDTH_LAYERS
+from darkc.models.mobile_unet import adapter_options as mobile_adapter_options
 from darkc.models.mobile_unet import build_mobile_unet, normalize_mobile_spec
 from darkc.models.registry import list_archs, register_arch, resolve_arch
 from darkc.models.sid_unet import (DEFAULT_WIDTHS, FEATURE_LAYERS, HEAD, SIZE_MULTIPLE, WIDTH_LAYERS, SIDUNet,
@@ -165,11 +165,11 @@ def sid_unet(spec: dict) -> nn.Module:
                    raw_channels=spec["out_channels"] if spec["output"] == "raw" else None)
 
 
-#: The mobile U-Net's adapter: stage-level widths (a stage's output width; its inner widths follow from the block
-#: type), the final conv ``head``, the four decoder stages as feature taps, ReLU only.
-mobile_adapter = functools.partial(Adapter, head=("head",), feature_taps=("dec3", "dec2", "dec1", "dec0"),
-                                   size_multiple=MOBILE_SIZE_MULTIPLE, activations=("relu",),
-                                   width_layers=MOBILE_WIDTH_LAYERS, native_widths=True)
+def mobile_adapter(spec: dict) -> Adapter:
+    """The mobile U-Net's adapter: stage-level widths (a stage's output width; its inner widths follow from the
+    block type), the head convs, the decoder stages as feature taps, ReLU only; all of it follows the spec's
+    ``stem`` and ``levels`` (:func:`darkc.models.mobile_unet.adapter_options`)."""
+    return Adapter(spec, **mobile_adapter_options(spec))
 register_arch("mobile-unet", normalize=normalize_mobile_spec, adapter=mobile_adapter)(build_mobile_unet)
 
 

@@ -19,6 +19,19 @@ the same size multiple (16: four stride-2 stages). What differs, and why (measur
 - ``stem="s2"`` goes further: a 2x2 stride-2 stem (space-to-depth + 1x1 in one conv), the first encoder and the
   last decoder stage at half packed resolution, and a 2x2 stride-2 transposed-conv head (raw; sRGB: a PixelShuffle
   of twice the factor), so no layer but the head runs at full packed resolution.
+- ``stem="s4"``: the same at a quarter of the packed resolution: a 4x4 stride-4 stem (space-to-depth + 1x1, built
+  as two linear 2x2 stride-2 convs ``stem0`` and ``stem``, because Ethos-U convolutions take strides <= 3), the first
+  encoder and the last decoder stage at 1/4, and a raw head of two linear 2x2 stride-2 transposed convs
+  (``head_up``, ``head``: Ethos-U transposed convs take stride 2 only; sRGB: a PixelShuffle of four times the
+  factor). Every layer but the head's second conv runs at <= 1/2 packed resolution, all the blocks at <= 1/4.
+- ``head="d2s"`` (raw output after an ``s2``/``s4`` stem): a 1x1 conv to ``raw_channels * stride**2`` and a
+  PixelShuffle (DEPTH_TO_SPACE) instead of the transposed convs. XNNPACK's int8 transposed conv with few output
+  channels is slow (~46 % of the host INT8 time of an s4 net, ``benchmarks/results/realtime_design.md``), its
+  DEPTH_TO_SPACE a copy; Vela has no DEPTH_TO_SPACE, so this head is for CPU students only (the Ethos-U runs it on
+  its host CPU).
+- ``levels`` (2-4 encoder stages, default 4) and ``bottleneck`` (blocks after the stride-2 conv of the deepest
+  stage, default 2) set the depth; the receptive field, and with it the halo an Ethos-U tile must carry
+  (:mod:`darkc.latency.tiling`), grows with both. ``widths`` then has ``levels + 1`` entries.
 
 Every layer that sets a free width is in :data:`WIDTH_LAYERS`; ``channels`` maps those names to widths, as the
 SID U-Net's does. The additive skips tie widths: ``dec{k}``'s lateral conv emits ``enc{k}``'s width (the stem's
@@ -34,35 +47,63 @@ from torch import nn
 
 from darkc.models.widths import check_layer_channels, check_output, normalize_level_widths
 
-#: Layers (top-level modules) whose output width ``channels`` sets, in forward order.
-WIDTH_LAYERS: tuple[str, ...] = ("stem", "enc1", "enc2", "enc3", "enc4", "dec3", "dec2", "dec1", "dec0")
-#: Level widths: full packed resolution, then 1/2 .. 1/16.
+#: Encoder stages the ``levels`` option allows (the default builds four).
+LEVELS = (2, 3, 4)
+DEFAULT_LEVELS = 4
+#: Blocks after the stride-2 conv of the deepest stage (``bottleneck`` option): default and allowed range.
+DEFAULT_BOTTLENECK = 2
+BOTTLENECKS = (0, 1, 2, 3, 4)
+
+
+def width_layers(levels: int = DEFAULT_LEVELS) -> tuple[str, ...]:
+    """Layers (top-level modules) whose output width ``channels`` sets, in forward order, for ``levels`` stages."""
+    return ("stem", *(f"enc{k}" for k in range(1, levels + 1)), *(f"dec{k}" for k in range(levels - 1, -1, -1)))
+
+
+#: Width layers of the default four-stage net.
+WIDTH_LAYERS: tuple[str, ...] = width_layers(DEFAULT_LEVELS)
+#: Level widths of the four-stage net: the stem's resolution, then each encoder stage's (the first ``levels + 1``
+#: are the default of a shallower net).
 DEFAULT_WIDTHS: tuple[int, ...] = (16, 24, 48, 96, 128)
 SIZE_MULTIPLE = 16
 BLOCKS = ("ds", "ir", "conv")
 UPSAMPLES = ("nearest", "bilinear")
 #: ``full``: 3x3 stem conv and the last decoder block at full packed resolution; ``s2``: nothing there but the
-#: head, a 2x2 stride-2 transposed conv (the stem is a 2x2 stride-2 conv, i.e. space-to-depth + 1x1).
-STEMS = ("full", "s2")
+#: head, a 2x2 stride-2 transposed conv (the stem is a 2x2 stride-2 conv, i.e. space-to-depth + 1x1); ``s4``: the
+#: same at 1/4 (see the module docstring).
+STEMS = ("full", "s2", "s4")
+#: Raw heads after an ``s2``/``s4`` stem: transposed convs (Ethos-U) or 1x1 conv + DEPTH_TO_SPACE (CPU).
+HEADS = ("tconv", "d2s")
+#: Downsampling of each stem.
+STEM_STRIDE = {"full": 1, "s2": 2, "s4": 4}
 #: Inverted-residual expansion (MobileNet v2 uses 6; 2 keeps the hidden tensor small at high resolution).
 IR_EXPANSION = 2
-#: Blocks after the stride-2 conv of each encoder stage (enc1..enc4): the bottleneck gets two.
-ENCODER_DEPTH = (1, 1, 1, 2)
+
+
+def size_multiple(stem: str = "full", levels: int = DEFAULT_LEVELS) -> int:
+    """Packed H and W must be multiples of this: the stem's stride times 2 per stride-2 encoder stage (the first
+    stage keeps the resolution after an ``s2``/``s4`` stem)."""
+    return STEM_STRIDE[stem] * 2 ** (levels - (stem != "full"))
 
 
 def widths_to_channels(widths: list[int] | tuple[int, ...]) -> dict[str, int]:
-    """Five level widths -> per-layer widths: ``stem``/``dec0`` get ``widths[0]``, ``enc{k}``/``dec{k}`` get
-    ``widths[k]`` (``enc4`` is the bottleneck, without a decoder twin)."""
+    """``levels + 1`` level widths -> per-layer widths: ``stem``/``dec0`` get ``widths[0]``, ``enc{k}``/``dec{k}``
+    get ``widths[k]`` (the last, ``enc{levels}``, is the bottleneck, without a decoder twin)."""
     widths = list(widths)
-    if len(widths) != len(DEFAULT_WIDTHS):
-        raise ValueError(f"widths needs {len(DEFAULT_WIDTHS)} level widths, got {len(widths)}: {widths}")
-    return {"stem": widths[0], "enc1": widths[1], "enc2": widths[2], "enc3": widths[3], "enc4": widths[4],
-            "dec3": widths[3], "dec2": widths[2], "dec1": widths[1], "dec0": widths[0]}
+    levels = len(widths) - 1
+    if levels not in LEVELS:
+        raise ValueError(f"widths needs {', '.join(str(n + 1) for n in LEVELS)} level widths (levels + 1), got "
+                         f"{len(widths)}: {widths}")
+    return {"stem": widths[0], **{f"enc{k}": widths[k] for k in range(1, levels + 1)},
+            **{f"dec{k}": widths[k] for k in range(levels - 1, -1, -1)}}
 
 
 def channels_to_widths(channels: dict[str, int]) -> list[int] | None:
-    """The five level widths ``channels`` expands from, or None when the decoder widths differ from the encoder's."""
-    candidate = [channels.get(n) for n in ("stem", "enc1", "enc2", "enc3", "enc4")]
+    """The level widths ``channels`` expands from, or None when the decoder widths differ from the encoder's."""
+    levels = sum(1 for n in channels if n.startswith("enc"))
+    candidate = [channels.get(n) for n in ("stem", *(f"enc{k}" for k in range(1, levels + 1)))]
+    if levels not in LEVELS or None in candidate:
+        return None
     return candidate if widths_to_channels(candidate) == dict(channels) else None
 
 
@@ -172,16 +213,19 @@ class MobileUNet(nn.Module):
         raw_channels: raw output channels (the CFA's 4 or 9; the noise channel is not returned).
         block: ``ds``, ``ir`` or ``conv`` (see the module docstring).
         upsample: ``nearest`` or ``bilinear`` resize in the decoder.
-        stem: ``full`` or ``s2`` (see :data:`STEMS`).
+        stem: ``full``, ``s2`` or ``s4`` (see :data:`STEMS`).
+        levels: encoder stages (:data:`LEVELS`); ``channels`` names :func:`width_layers` of it.
+        bottleneck: blocks after the stride-2 conv of the deepest stage (the others get one).
+        head: raw head after an ``s2``/``s4`` stem, ``tconv`` or ``d2s`` (see :data:`HEADS`).
 
-    H and W must be multiples of :data:`SIZE_MULTIPLE` (checked unless tracing or compiling).
+    H and W must be multiples of ``size_multiple`` (:func:`size_multiple`: 16 by default; checked unless tracing or
+    compiling).
     """
-
-    size_multiple = SIZE_MULTIPLE
 
     def __init__(self, in_channels: int = 4, scale: int = 2, channels: dict[str, int] | None = None,
                  output: str = "srgb", raw_channels: int | None = None, block: str = "ds",
-                 upsample: str = "nearest", stem: str = "full"):
+                 upsample: str = "nearest", stem: str = "full", levels: int = DEFAULT_LEVELS,
+                 bottleneck: int = DEFAULT_BOTTLENECK, head: str = "tconv"):
         super().__init__()
         raw_channels = check_output(output, scale, in_channels, raw_channels)
         if block not in BLOCKS:
@@ -190,8 +234,15 @@ class MobileUNet(nn.Module):
             raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-        channels = dict(channels) if channels is not None else widths_to_channels(DEFAULT_WIDTHS)
-        check_layer_channels(channels, WIDTH_LAYERS)
+        if levels not in LEVELS:
+            raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
+        if bottleneck not in BOTTLENECKS:
+            raise ValueError(f"bottleneck must be one of {BOTTLENECKS}, got {bottleneck!r}")
+        if head not in HEADS or (head == "d2s" and (output != "raw" or stem == "full")):
+            raise ValueError(f"head must be one of {HEADS} ('d2s' only for raw output after an s2/s4 stem), got "
+                             f"{head!r} with output {output!r}, stem {stem!r}")
+        channels = dict(channels) if channels is not None else widths_to_channels(DEFAULT_WIDTHS[:levels + 1])
+        check_layer_channels(channels, width_layers(levels))
         self.in_channels = in_channels
         self.output = output
         self.raw_channels = raw_channels
@@ -199,23 +250,42 @@ class MobileUNet(nn.Module):
         self.block = block
         self.upsample = upsample
         self.stem_kind = stem
-        s2 = stem == "s2"
+        self.levels = levels
+        self.bottleneck = bottleneck
+        self.head_kind = head
+        self.size_multiple = size_multiple(stem, levels)
+        packed = stem != "full"             # the stem downsamples; the first stage and the last decoder keep its size
         c = channels
-        self.stem = nn.Conv2d(in_channels, c["stem"], 2, 2) if s2 else nn.Conv2d(in_channels, c["stem"], 3, 1, 1)
+        if stem == "s4":
+            # space-to-depth of 2x2 (4 * in_channels outputs: can be lossless), then the s2 stem on it: together one
+            # linear 4x4 stride-4 conv, in two because Ethos-U convs take strides <= 3
+            self.stem0 = nn.Conv2d(in_channels, 4 * in_channels, 2, 2)
+            self.stem = nn.Conv2d(4 * in_channels, c["stem"], 2, 2)
+        else:
+            self.stem = nn.Conv2d(in_channels, c["stem"], 2, 2) if packed else nn.Conv2d(in_channels, c["stem"], 3, 1, 1)
         prev = c["stem"]
-        for k in range(1, 5):
-            setattr(self, f"enc{k}", Stage(block, prev, c[f"enc{k}"], ENCODER_DEPTH[k - 1],
-                                           stride=1 if s2 and k == 1 else 2))
+        for k in range(1, levels + 1):
+            setattr(self, f"enc{k}", Stage(block, prev, c[f"enc{k}"], bottleneck if k == levels else 1,
+                                           stride=1 if packed and k == 1 else 2))
             prev = c[f"enc{k}"]
-        for k in (3, 2, 1, 0):
+        for k in range(levels - 1, -1, -1):
             skip = c["stem"] if k == 0 else c[f"enc{k}"]
-            setattr(self, f"dec{k}", UpStage(block, prev, skip, c[f"dec{k}"], None if s2 and k == 0 else upsample))
+            setattr(self, f"dec{k}", UpStage(block, prev, skip, c[f"dec{k}"], None if packed and k == 0 else upsample))
             prev = c[f"dec{k}"]
         if output == "raw":
-            self.head = (nn.ConvTranspose2d(prev, self.raw_channels, 2, 2) if s2 else
-                         nn.Conv2d(prev, self.raw_channels, 1))
+            if head == "d2s":
+                self.head = nn.Conv2d(prev, self.raw_channels * STEM_STRIDE[stem] ** 2, 1)
+                self.pixel_shuffle = nn.PixelShuffle(STEM_STRIDE[stem])
+            elif stem == "s4":
+                # two linear 2x2 stride-2 transposed convs: a 4x4 stride-4 one of rank 4 * raw_channels (full rank)
+                self.head_up = nn.ConvTranspose2d(prev, 4 * self.raw_channels, 2, 2)
+                self.head = nn.ConvTranspose2d(4 * self.raw_channels, self.raw_channels, 2, 2)
+            elif packed:
+                self.head = nn.ConvTranspose2d(prev, self.raw_channels, 2, 2)
+            else:
+                self.head = nn.Conv2d(prev, self.raw_channels, 1)
         else:
-            r = 2 * scale if s2 else scale
+            r = STEM_STRIDE[stem] * scale
             self.head = nn.Conv2d(prev, 3 * r * r, 1)
             self.pixel_shuffle = nn.PixelShuffle(r)
         self.reset_parameters()
@@ -225,6 +295,7 @@ class MobileUNet(nn.Module):
         get gain 1; a raw head starts at zero, so the untrained net returns its noisy input."""
         linear = {id(m) for m in self.modules() if isinstance(m, (IRBlock, UpStage))
                   for m in ([m.project] if isinstance(m, IRBlock) else [m.lateral])}
+        linear |= {id(getattr(self, n)) for n in ("stem0", "head_up") if hasattr(self, n)}
         relu_gain = nn.init.calculate_gain("relu")
         for m in self.modules():
             if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -241,46 +312,71 @@ class MobileUNet(nn.Module):
     @property
     def channels(self) -> dict[str, int]:
         """Current per-layer widths, read from the layers (so they reflect in-place pruning)."""
-        return {name: getattr(self, name).out_channels for name in WIDTH_LAYERS}
+        return {name: getattr(self, name).out_channels for name in width_layers(self.levels)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             if x.dim() != 4 or x.shape[1] != self.in_channels:
                 raise ValueError(f"MobileUNet expects packed raw of shape (N, {self.in_channels}, H, W), "
                                  f"got {tuple(x.shape)}")
-            if x.shape[2] % SIZE_MULTIPLE or x.shape[3] % SIZE_MULTIPLE:
-                raise ValueError(f"MobileUNet needs packed H and W to be multiples of {SIZE_MULTIPLE}, got "
+            if x.shape[2] % self.size_multiple or x.shape[3] % self.size_multiple:
+                raise ValueError(f"MobileUNet needs packed H and W to be multiples of {self.size_multiple}, got "
                                  f"{tuple(x.shape)}; pad the input (e.g. reflect) and crop the output")
         inp = x
-        skips = [F.relu(self.stem(x))]
-        for k in range(1, 5):
+        skips = [F.relu(self.stem(self.stem0(x) if self.stem_kind == "s4" else x))]
+        for k in range(1, self.levels + 1):
             skips.append(getattr(self, f"enc{k}")(skips[-1]))
         x = skips.pop()
-        for k in (3, 2, 1, 0):
+        for k in range(self.levels - 1, -1, -1):
             x = getattr(self, f"dec{k}")(x, skips[k])
         if self.output == "raw":
+            if self.head_kind == "d2s":
+                return inp[:, : self.raw_channels] + self.pixel_shuffle(self.head(x))
+            if self.stem_kind == "s4":
+                x = self.head_up(x)
             return inp[:, : self.raw_channels] + self.head(x)
         return self.pixel_shuffle(self.head(x))
 
 
 # ---------------------------------------------------------------- model.json
 def normalize_mobile_spec(spec: dict, where: str) -> dict:
-    """Fill and check a ``mobile-unet`` spec's own fields: ``widths`` (five level widths) or ``channels`` (per-layer
-    widths, wins when both are given), ``block``, ``upsample`` and ``stem``."""
+    """Fill and check a ``mobile-unet`` spec's own fields: ``widths`` (``levels + 1`` level widths) or ``channels``
+    (per-layer widths, wins when both are given), ``block``, ``upsample``, ``stem``, ``levels`` and ``bottleneck``."""
     from darkc.errors import DarkcError
 
     for key, allowed, default in (("block", BLOCKS, "ds"), ("upsample", UPSAMPLES, "nearest"),
-                                  ("stem", STEMS, "full")):
+                                  ("stem", STEMS, "full"), ("levels", LEVELS, DEFAULT_LEVELS),
+                                  ("bottleneck", BOTTLENECKS, DEFAULT_BOTTLENECK), ("head", HEADS, "tconv")):
         value = spec.setdefault(key, default)
-        if value not in allowed:
+        if value not in allowed or isinstance(value, bool) or isinstance(value, float):
             raise DarkcError(f"{where}: field {key!r} is {value!r}; use one of {list(allowed)}")
-    return normalize_level_widths(spec, where, default_widths=DEFAULT_WIDTHS, width_layers=WIDTH_LAYERS,
-                                  to_channels=widths_to_channels, to_widths=channels_to_widths,
-                                  levels="full packed resolution, then 1/2 .. 1/16")
+    if spec["head"] == "d2s" and (spec.get("output") != "raw" or spec["stem"] == "full"):
+        raise DarkcError(f"{where}: field 'head' is 'd2s', which needs output 'raw' and stem 's2' or 's4' (got "
+                         f"{spec.get('output')!r}, {spec['stem']!r}); use head 'tconv'")
+    levels = spec["levels"]
+    return normalize_level_widths(spec, where, default_widths=DEFAULT_WIDTHS[:levels + 1],
+                                  width_layers=width_layers(levels), to_channels=widths_to_channels,
+                                  to_widths=channels_to_widths,
+                                  levels=f"the stem's resolution, then each of the {levels} encoder stages'")
+
+
+def adapter_options(spec: dict) -> dict:
+    """The :class:`darkc.models.adapter.Adapter` keywords of a ``mobile-unet`` spec (missing fields: defaults): the
+    head convs (never pruned), the decoder stages as feature taps, the size multiple, the width layers and the s4
+    stem's space-to-depth conv ``stem0`` (its width is ``4 * in_channels``, not a width layer: never pruned)."""
+    stem, levels = spec.get("stem", "full"), spec.get("levels", DEFAULT_LEVELS)
+    raw_s4 = stem == "s4" and spec.get("output", "srgb") == "raw" and spec.get("head", "tconv") == "tconv"
+    return {"head": ("head_up", "head") if raw_s4 else ("head",),
+            "feature_taps": tuple(f"dec{k}" for k in range(levels - 1, -1, -1)),
+            "size_multiple": size_multiple(stem, levels), "activations": ("relu",),
+            "width_layers": width_layers(levels), "native_widths": True,
+            "fixed": ("stem0",) if stem == "s4" else ()}
 
 
 def build_mobile_unet(spec: dict) -> MobileUNet:
     """The mobile U-Net a normalised spec describes."""
     return MobileUNet(spec["in_channels"], spec["scale"], spec["channels"], output=spec["output"],
                       raw_channels=spec["out_channels"] if spec["output"] == "raw" else None,
-                      block=spec["block"], upsample=spec["upsample"], stem=spec["stem"])
+                      block=spec["block"], upsample=spec["upsample"], stem=spec["stem"],
+                      levels=spec.get("levels", DEFAULT_LEVELS), bottleneck=spec.get("bottleneck", DEFAULT_BOTTLENECK),
+                      head=spec.get("head", "tconv"))
