@@ -1,6 +1,8 @@
 """Small fixtures shared by the test files, the cache isolation every test runs under, and the CI rule that a
 skipped test fails."""
+import hashlib
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +25,80 @@ def isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DARKC_CACHE", str(root / "darkc"))
     monkeypatch.setenv("DARKC_ARM_CACHE", _ARM_CACHE)
     yield root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_dead_leaves():
+    """``darkc.data.sources.dead_leaves`` computed once per argument set in this pytest process.
+
+    It is a pure function of its arguments (seeded), and the slowest part of most stage tests: every prune
+    (rescale inputs), distill and train on the default synthetic data draws 768x768 dead-leaves scenes (~3-8 s
+    each on one core) that the previous test drew too. Each call still returns a fresh array (callers write into
+    it); subprocesses compute their own."""
+    import inspect
+
+    import darkc.data.sources as sources
+
+    real = sources.dead_leaves
+    signature = inspect.signature(real)
+    memo: dict = {}
+
+    def dead_leaves(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()                  # the function's own defaults, whatever they become
+        key = repr(sorted(bound.arguments.items()))
+        if key not in memo:
+            if len(memo) >= 48:                 # ~7 MB per 768x768 scene
+                memo.pop(next(iter(memo)))
+            memo[key] = real(*args, **kwargs)
+        return memo[key].copy()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources, "dead_leaves", dead_leaves)
+        yield memo
+
+
+def _tree_sha256(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def _reference_template(tmp_path_factory):
+    """The Bayer reference validation set as ``darkc.evaluate.reference_dir`` writes it, once per session (about
+    15 s of dead-leaves scenes and DNG writing on one core, which each test that evaluates on it paid anew). Tests
+    get it through :func:`reference_set`; the teardown fails if any test changed a file of it."""
+    from darkc.evaluate import reference_dir
+
+    root = tmp_path_factory.mktemp("reference_template")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DARKC_CACHE", str(root))
+        folder = reference_dir("bayer")
+    assert folder.is_relative_to(root) and (folder / "synth.json").is_file()
+    digest = _tree_sha256(folder)
+    yield folder
+    assert _tree_sha256(folder) == digest, f"a test wrote into the shared reference set {folder}"
+
+
+@pytest.fixture
+def reference_set(isolated_caches, _reference_template):
+    """This test's cache already holds the Bayer reference set (``$DARKC_CACHE/reference-bayer-v2``, hard links to
+    the session's copy), so ``darkc eval``, the pipeline's eval stage and the benchmark scripts (subprocesses
+    inherit ``DARKC_CACHE``) read it instead of writing it. For tests whose subject is not the set's creation, which
+    still runs once per session, in the template (tests/test_reference_set.py pins the set's content)."""
+    dest = Path(os.environ["DARKC_CACHE"]) / _reference_template.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:            # another file system: copy
+            shutil.copy2(src, dst)
+
+    shutil.copytree(_reference_template, dest, copy_function=link)
+    return dest
 
 
 def _skip_fails_in_ci(report) -> None:

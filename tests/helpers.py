@@ -35,3 +35,20 @@ def tiny_checkpoint(path: Path, spec: dict, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     save_checkpoint(torch_default_init(build_model(spec)), spec, path)
     return path
+
+
+def run_benchmark(name: str, argv: list[str]) -> int:
+    """``benchmarks/<name>.py`` ``main(argv)`` in this process: no interpreter and torch start-up per run, and the
+    session's shared dead-leaves scenes (tests/conftest.py) instead of drawing them again."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+        return module.main([str(a) for a in argv])
+    finally:
+        sys.modules.pop(spec.name, None)

@@ -136,6 +136,7 @@ def test_contract_travels_in_the_file_and_model_json(art):
     assert "darkc.contract" in read_metadata(out / "model.tflite")
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_load_runner_enhance_and_eval_take_the_tflite(tiny, art, capsys):
     out, _ = art
     runner = load_runner(str(out / "model-int8io.tflite"))
@@ -245,6 +246,7 @@ def test_sqnr_db_values():
         sqnr_db(ref[:2], ref)
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_export_benchmark_script(tiny, tmp_path):
     """benchmarks/export_tflite.py on the tiny model, one variant, one reference pair."""
     import importlib.util

@@ -91,9 +91,11 @@ def test_kill_during_synth(tmp_path):
     _killed_keeps_previous_then_rerun([*base, "--seed", "1"], [*base, "--seed", "2"], out)
 
 
-def test_kill_during_prune(teacher, tmp_path):
+def test_kill_during_prune(teacher, tmp_path, synth_bayer):
     out = tmp_path / "p"
-    base = ["prune", "--model", teacher, "--round-to", "4", "--no-eval", "--latency-size", "none", "-o", out]
+    # --data: the rescale inputs from a few small DNGs, not 768 px dead-leaves scenes drawn again in each process
+    base = ["prune", "--model", teacher, "--round-to", "4", "--no-eval", "--latency-size", "none",
+            "--data", synth_bayer.dir, "--patch", "64", "-o", out]
     _killed_keeps_previous_then_rerun([*base, "--ratio", "0.5"], [*base, "--ratio", "0.25"], out)
 
 
@@ -141,9 +143,10 @@ def test_kill_during_distill_then_resume(teacher, tmp_path, synth_bayer):
     assert (out / "model.safetensors").is_file()
 
 
-def test_kill_during_pipeline_stage(teacher, tmp_path):
+def test_kill_during_pipeline_stage(teacher, tmp_path, synth_bayer):
     recipe = tmp_path / "r.toml"
-    recipe.write_text(f'[pipeline]\nteacher = "{teacher}"\nthreads = 1\n\n[prune]\nratio = 0.5\nround_to = 4\n')
+    recipe.write_text(f'[pipeline]\nteacher = "{teacher}"\nthreads = 1\n\n[prune]\nratio = 0.5\nround_to = 4\n'
+                      f'data = "{synth_bayer.dir}"\npatch = 64\n')
     out = tmp_path / "run"
     assert main(["pipeline", str(recipe), "-o", str(out)]) == 0
     stage = next(p for p in out.iterdir() if p.is_dir() and "prune" in p.name)
@@ -164,14 +167,15 @@ def test_two_runs_writing_the_same_output_do_not_interleave(tmp_path, capsys):
     assert not (tmp_path / ".s.lock").exists()
 
 
-def test_pipeline_resumes_a_distillation_killed_half_way(teacher, tmp_path):
+def test_pipeline_resumes_a_distillation_killed_half_way(teacher, tmp_path, synth_bayer):
     """A kill during the distill stage leaves RUN/02-distill.partial with its last checkpoint; the re-run resumes
     from it (its training history starts with the killed run's step-1 record, wall time included), and a .partial
     from another recipe is discarded (the history starts afresh)."""
     recipe = tmp_path / "r.toml"
-    recipe.write_text(f'[pipeline]\nteacher = "{teacher}"\nthreads = 1\n\n[prune]\nratio = 0.5\nround_to = 4\n\n'
-                      '[distill]\ninit = "pruned"\nkd = "output"\nsteps = 3\nbatch_size = 1\npatch = 64\n'
-                      'val_every = 0\nckpt_every = 1\n')
+    # data: the stages read a few small DNGs instead of drawing 768 px dead-leaves scenes in each process
+    recipe.write_text(f'[pipeline]\nteacher = "{teacher}"\nthreads = 1\n\n[prune]\nratio = 0.5\nround_to = 4\n'
+                      f'data = "{synth_bayer.dir}"\npatch = 64\n\n[distill]\ninit = "pruned"\nkd = "output"\nsteps = 3\n'
+                      f'batch_size = 1\npatch = 64\nval_every = 0\nckpt_every = 1\ndata = "{synth_bayer.dir}"\n')
     out = tmp_path / "run"
     partial, final = out / "02-distill.partial", out / "02-distill"
     for stale in (False, True):

@@ -91,6 +91,7 @@ def test_mobile_student_of_a_sid_teacher_with_feature_kd(tmp_path, monkeypatch):
                     evaluate=False, latency_size=None, val_every=0)
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_mobile_unet_through_the_pipeline(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tiny_checkpoint(tmp_path / "teacher", normalize_spec(MOBILE))

@@ -70,6 +70,7 @@ def stage_dirs(out):
     return sorted(p.name for p in out.iterdir() if p.is_dir())
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_tiny_recipe_end_to_end_then_skip_then_rerun_from_deleted_stage(tmp_path, teacher):
     path, out = recipe(tmp_path, teacher), tmp_path / "run"
     res = run_pipeline(path, out, progress=False)
@@ -116,6 +117,7 @@ def test_tiny_recipe_end_to_end_then_skip_then_rerun_from_deleted_stage(tmp_path
     assert [s for s, v in res["stages"].items() if v == "ran"] == stages[3:]
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_changed_recipe_table_reruns_that_stage_and_later(tmp_path, teacher):
     out = tmp_path / "run"
     path = recipe(tmp_path, teacher, bench=False)
@@ -158,6 +160,7 @@ def test_bad_recipes_fail_before_any_work(tmp_path, teacher):
         assert not out.exists()
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_cli_pipeline(tmp_path, teacher, capsys):
     path = recipe(tmp_path, teacher, bench=False)
     text = open(path).read()

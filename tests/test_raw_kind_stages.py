@@ -272,6 +272,7 @@ def _recipe(tmp_path, teacher, extra: str = "") -> str:
     return str(path)
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_pipeline_runs_a_raw_noise_teacher_end_to_end(raw_model, tmp_path, monkeypatch):
     from darkc.errors import DarkcError
     from darkc.inference import load_runner

@@ -109,6 +109,7 @@ def tiny_teacher(tmp_path_factory):
     return save_checkpoint(build_model(spec), spec, tmp_path_factory.mktemp("t") / "teacher")
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_every_stage_writes_its_report_files_from_the_cli(tmp_path, tiny_teacher, capsys):
     t, o = str(tiny_teacher), tmp_path
     runs = {

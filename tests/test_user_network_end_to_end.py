@@ -69,6 +69,7 @@ def _json_out(capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_user_network_through_every_command(teacher, tmp_path, capsys):
     assert json.loads((teacher / "model.json").read_text())["arch"] == ARCH
     assert main(["prune", "--model", str(teacher), "--ratio", "0.5", "--round-to", "4", "--patch", "64",
@@ -106,6 +107,7 @@ def test_user_network_through_every_command(teacher, tmp_path, capsys):
     assert math.isfinite(_json_out(capsys)["psnr"])
 
 
+@pytest.mark.usefixtures("reference_set")
 def test_user_network_through_the_pipeline(teacher, tmp_path, capsys):
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(textwrap.dedent(f'''
