@@ -124,3 +124,15 @@ def test_vela_operator_counts_in_the_readme_match_latency_json():
     text = README.replace("\n", " ")
     assert u65["cpu_ops"] == 1 and "DEPTH_TO_SPACE stays on the CPU" in text
     assert f"({100 * u65['npu_share']:.0f} % of operators on the NPU)" in text
+
+
+def test_mobile_architecture_paragraph_quotes_its_record():
+    """The README's mobile-unet vs SID comparison holds what benchmarks/results/mobile_quality.json says."""
+    rows = {r["label"]: r for r in json.loads((RESULTS / "mobile_quality.json").read_text())["rows"]}
+    text = " ".join(README.split())
+    for label in ("mobile-unet ds s2 16-112", "sid-unet 4-48"):
+        r = rows[label]
+        assert f"{r['reference']['psnr']:.2f}" in text and f"{r['ood']['psnr']:.2f}" in text, label
+        assert f"{r['reference']['ssim']:.3f}" in text, label
+        for device in ("cortex-a78 x1", "cortex-a78 x4", "ethos-u65-512", "ethos-u55-256", "host"):
+            assert f"{r['devices'][device]['ms']:.1f}" in text, (label, device)
