@@ -52,3 +52,42 @@ def run_benchmark(name: str, argv: list[str]) -> int:
         return module.main([str(a) for a in argv])
     finally:
         sys.modules.pop(spec.name, None)
+
+
+def tiny_recipe(path: Path, teacher, export: bool = False) -> Path:
+    """A ``darkc pipeline`` recipe for a tiny teacher: prune 0.5 (round 4), one distillation step with output and
+    feature KD, INT8 TFLite at 64x64, optionally an ONNX export, bench on the host, eval of the student on one pair;
+    written to ``path``."""
+    import textwrap
+
+    text = textwrap.dedent(f'''
+        [pipeline]
+        teacher = "{teacher}"
+        threads = 1
+        [prune]
+        ratio = 0.5
+        round_to = 4
+        patch = 64
+        [distill]
+        kd = "output,features"
+        steps = 1
+        batch_size = 1
+        patch = 64
+        val_every = 0
+        ckpt_every = 1
+        [quantize]
+        targets = ["tflite"]
+        input_size = "64x64"
+        samples = 2
+        [bench]
+        devices = ["host"]
+        size = "64x64"
+        runs = 2
+        [eval]
+        limit = 1
+        models = ["student"]
+    ''')
+    if export:
+        text += '[export]\ntargets = ["onnx"]\n'
+    path.write_text(text)
+    return path

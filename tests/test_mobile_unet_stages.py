@@ -5,11 +5,10 @@ quantize (INT8 TFLite) -> export (ONNX) -> bench -> eval). Tiny widths, 64 px, o
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 import torch
-from helpers import raises_naming, tiny_checkpoint
+from helpers import raises_naming, tiny_checkpoint, tiny_recipe
 from safetensors.torch import load_file
 
 from darkc.cli import main
@@ -95,36 +94,7 @@ def test_mobile_student_of_a_sid_teacher_with_feature_kd(tmp_path, monkeypatch):
 def test_mobile_unet_through_the_pipeline(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tiny_checkpoint(tmp_path / "teacher", normalize_spec(MOBILE))
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text(textwrap.dedent(f'''
-        [pipeline]
-        teacher = "{tmp_path / 'teacher'}"
-        threads = 1
-        [prune]
-        ratio = 0.5
-        round_to = 4
-        patch = 64
-        [distill]
-        kd = "output,features"
-        steps = 1
-        batch_size = 1
-        patch = 64
-        val_every = 0
-        ckpt_every = 1
-        [quantize]
-        targets = ["tflite"]
-        input_size = "64x64"
-        samples = 2
-        [export]
-        targets = ["onnx"]
-        [bench]
-        devices = ["host"]
-        size = "64x64"
-        runs = 2
-        [eval]
-        limit = 1
-        models = ["student"]
-    '''))
+    recipe = tiny_recipe(tmp_path / "recipe.toml", tmp_path / "teacher", export=True)
     assert main(["pipeline", str(recipe), "-o", "run"]) == 0
     out = capsys.readouterr().out
     assert all(f"{stage:9s} ran" in out for stage in ("prune", "distill", "quantize", "export", "bench", "eval")), out

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import tiny_recipe
 from safetensors.torch import load_file
 
 from darkc.cli import main
@@ -109,34 +110,7 @@ def test_user_network_through_every_command(teacher, tmp_path, capsys):
 
 @pytest.mark.usefixtures("reference_set")
 def test_user_network_through_the_pipeline(teacher, tmp_path, capsys):
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text(textwrap.dedent(f'''
-        [pipeline]
-        teacher = "{teacher}"
-        threads = 1
-        [prune]
-        ratio = 0.5
-        round_to = 4
-        patch = 64
-        [distill]
-        kd = "output,features"
-        steps = 1
-        batch_size = 1
-        patch = 64
-        val_every = 0
-        ckpt_every = 1
-        [quantize]
-        targets = ["tflite"]
-        input_size = "64x64"
-        samples = 2
-        [bench]
-        devices = ["host"]
-        size = "64x64"
-        runs = 2
-        [eval]
-        limit = 1
-        models = ["student"]
-    '''))
+    recipe = tiny_recipe(tmp_path / "recipe.toml", teacher)
     assert main(["pipeline", str(recipe), "-o", "run"]) == 0
     out = capsys.readouterr().out
     assert all(f"{stage:9s} ran" in out for stage in ("prune", "distill", "quantize", "bench", "eval")), out
