@@ -145,3 +145,17 @@ def synth_bayer(tmp_path_factory):
     list_file = write_dataset(out, images, profile, seed=seed, size=size, progress=False)
     return SimpleNamespace(dir=out, list_file=list_file, images=images, profile=profile, seed=seed,
                            size=size, ratios=SID_RATIOS)
+
+
+@pytest.fixture
+def arm_setup():
+    """The emulated ARM setup; skipped when missing, except in CI (where .ci/run builds it first)."""
+    from darkc.errors import DarkcError
+    from darkc.latency import arm
+
+    try:
+        return arm.find_setup()
+    except DarkcError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (.ci/run must run `darkc bench --setup-arm` before the tests)")
+        pytest.skip(str(exc))

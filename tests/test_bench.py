@@ -4,7 +4,6 @@ The ARM tests need the emulated setup (`darkc bench --setup-arm`, which .ci/run 
 skipped when it is missing, in CI they fail.
 """
 import json
-import os
 
 import numpy as np
 import pytest
@@ -52,17 +51,6 @@ def _plain_int8_tflite(path, width: int, seed: int = 0):
 def plain(tmp_path_factory):
     d = tmp_path_factory.mktemp("plain")
     return {w: _plain_int8_tflite(d / f"plain{w}-int8.tflite", w) for w in (8, 32)}
-
-
-@pytest.fixture
-def arm_setup():
-    """The emulated ARM setup; skipped when missing, except in CI (where .ci/run builds it first)."""
-    try:
-        return arm.find_setup()
-    except DarkcError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (.ci/run must run `darkc bench --setup-arm` before the tests)")
-        pytest.skip(str(exc))
 
 
 # ---------------------------------------------------------------- host

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 import pytest
 import torch
@@ -185,18 +184,6 @@ def test_cli_and_recipe_take_target_ms(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- emulated
-@pytest.fixture
-def arm_setup():
-    from darkc.latency import arm
-
-    try:
-        return arm.find_setup()
-    except DarkcError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (.ci/run must run `darkc bench --setup-arm` before the tests)")
-        pytest.skip(str(exc))
-
-
 def test_cost_model_agrees_with_the_emulated_estimate_on_a_tiny_pruned_model(arm_setup):
     """Calibrated on the real estimates of the unpruned and the floor-width model, the cost model predicts a
     half-pruned model within the estimator's error band of its own real estimate (fp32 LiteRT, 2 emulated

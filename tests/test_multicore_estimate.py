@@ -3,7 +3,6 @@ validation's error band on every ARM figure.
 
 The emulated tests need the ARM setup (`darkc bench --setup-arm`); outside CI they are skipped when it is missing.
 """
-import os
 
 import numpy as np
 import pytest
@@ -93,16 +92,6 @@ def test_every_arm_figure_carries_the_error_band():
 
 
 # ---------------------------------------------------------------- emulated
-@pytest.fixture
-def arm_setup():
-    try:
-        return arm.find_setup()
-    except DarkcError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (.ci/run must run `darkc bench --setup-arm` before the tests)")
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def conv_net(tmp_path_factory):
     """Two 3x3 convolutions (4 -> 32 -> 12), float32 TFLite at packed 32x32: enough work for a 2-thread pool."""

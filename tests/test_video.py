@@ -268,19 +268,6 @@ def test_scene_cut_does_not_ghost():
     assert errors[DEFAULT_TEMPORAL][2] < per_frame, errors                 # and smoothing resumes after it
 
 
-@pytest.fixture
-def arm_setup():
-    """The emulated ARM setup; skipped when missing, except in CI (where .ci/run builds it first)."""
-    from darkc.latency import arm
-
-    try:
-        return arm.find_setup()
-    except DarkcError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (.ci/run must run `darkc bench --setup-arm` before the tests)")
-        pytest.skip(str(exc))
-
-
 def test_filter_instructions_are_counted_under_qemu_and_grow_with_the_frame(arm_setup, tmp_path):
     """The ARM cost of the filter: its own numpy/OpenCV code counted per frame in the aarch64 userland."""
     from darkc.video.cost import count_filter, stand_in_frames
