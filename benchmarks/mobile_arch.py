@@ -193,20 +193,21 @@ def main(argv=None) -> int:
                   "host": {"cpu": cpu_name(), "simd": cpu_flags(), "cores": os.cpu_count()},
                   "command": f"python benchmarks/mobile_arch.py --out {args.out} --size {args.size}"}
         with atomic_path(rows_path) as tmp:
-            Path(tmp).write_text(json.dumps(portable(record), indent=1, default=_jsonable) + "\n")
+            Path(tmp).write_text(json.dumps(portable(record), indent=1, default=jsonable) + "\n")
     if args.merge is not None:
         record = {"variants": rows, "size": args.size, "frame": list(FRAME),
                   "host": {"cpu": cpu_name(), "simd": cpu_flags(), "cores": os.cpu_count()},
                   "command": f"python benchmarks/mobile_arch.py --out {args.out} --size {args.size}"}
         with atomic_path(rows_path) as tmp:
-            Path(tmp).write_text(json.dumps(portable(record), indent=1, default=_jsonable) + "\n")
+            Path(tmp).write_text(json.dumps(portable(record), indent=1, default=jsonable) + "\n")
     with atomic_path(out.with_suffix(".md")) as tmp:
         Path(tmp).write_text(format_md(rows, args))
     print(out.with_suffix(".md").read_text())
     return 0
 
 
-def _jsonable(v):
+def jsonable(v):
+    """JSON for numpy scalars (and str of anything else) in the records."""
     if isinstance(v, (np.integer, np.floating)):
         return v.item()
     return str(v)

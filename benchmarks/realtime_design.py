@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from int8_speed import cpu_flags, cpu_name      # benchmarks/ is on sys.path when a script in it runs
+from mobile_arch import jsonable
 
 from darkc.errors import atomic_path
 from darkc.provenance import portable
@@ -307,17 +307,11 @@ def main(argv=None) -> int:
         record = {"candidates": rows, "frame_raw_hw": FRAME_RAW, "packed_hw": list(PACKED), "targets_ms": TARGETS,
                   "host": {"cpu": cpu_name(), "simd": cpu_flags(), "cores": os.cpu_count()}, "command": command}
         with atomic_path(rows_path) as tmp:
-            Path(tmp).write_text(json.dumps(portable(record), indent=1, default=_jsonable) + "\n")
+            Path(tmp).write_text(json.dumps(portable(record), indent=1, default=jsonable) + "\n")
         with atomic_path(out.with_suffix(".md")) as tmp:
             Path(tmp).write_text(format_md(rows, command))
     print(out.with_suffix(".md").read_text())
     return 0
-
-
-def _jsonable(v):
-    if isinstance(v, (np.integer, np.floating)):
-        return v.item()
-    return str(v)
 
 
 if __name__ == "__main__":
