@@ -94,6 +94,7 @@ def dead_leaves(size: tuple[int, int], seed: int, r_min: float = 3.0, r_max: flo
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     # inverse-CDF sampling of p(r) ~ r^-3 on [r_min, r_max]
     a, b = r_min ** -2, r_max ** -2
+    n_covered = 0           # covered.sum(), kept as a count: a mean over the image per leaf dominated the cost
     for _ in range(20000):
         r = (a - rng.random() * (a - b)) ** -0.5
         cy, cx = rng.uniform(-r, h + r), rng.uniform(-r, w + r)
@@ -112,7 +113,8 @@ def dead_leaves(size: tuple[int, int], seed: int, r_min: float = 3.0, r_max: flo
         patch = img[y0:y1, x0:x1]
         patch[disk] = np.clip(colour[None, :] * shade[disk][:, None], 0, 1)
         covered[y0:y1, x0:x1] |= disk
-        if covered.mean() > 0.995:
+        n_covered += int(disk.sum())
+        if n_covered / covered.size > 0.995:
             break
     sigma = rng.uniform(0.3, 1.2)
     img = cv2.GaussianBlur(img, (0, 0), sigma)
