@@ -100,8 +100,7 @@ def device_cost(folder: Path, work: Path) -> dict:
             out[f"{dev} x{t}"] = {"ms": by["latency_ms"], "band": r.get("error_band"),
                                   "how": f"estimated, {r['runtime']}, {by['cores']}, error band "
                                          f"{band_text(r.get('error_band'))}"}
-    for dev in NPU_DEVICES:
-        r = bench(int8, devices=[dev])["devices"][dev]
+    for dev, r in bench(int8, devices=list(NPU_DEVICES))["devices"].items():
         out[dev] = {"ms": r["latency_ms"], "how": r["method"]}
     return out
 

@@ -85,6 +85,23 @@ class FeatureTap:
 
 
 @torch.no_grad()
+def _tap_sizes(model: nn.Module, names, side: int) -> dict[str, tuple[int, int]]:
+    """Output (H, W) of each tapped module of ``model`` on one random packed input ``side`` px square, in the order
+    the forward pass reaches them."""
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [model.get_submodule(n).register_forward_hook(
+        lambda m, i, o, n=n: sizes.__setitem__(n, tuple(o.shape[-2:]))) for n in names]
+    p = next(model.parameters())
+    was = model.training
+    try:
+        model.eval()(torch.rand(1, adapter_of(model).in_channels, side, side, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
 def tap_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
     """``(student layer, teacher layer)`` pairs that feature distillation compares.
 
@@ -96,21 +113,8 @@ def tap_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
     if t_taps and all(_submodule(student, n) is not None for n in t_taps) and set(t_taps) <= set(s_taps):
         return [(n, n) for n in t_taps]
     side = 4 * max(adapter_of(teacher).size_multiple(teacher), adapter_of(student).size_multiple(student))
-    sizes: dict[int, dict[str, tuple]] = {}
-    for which, model, names in ((0, student, s_taps), (1, teacher, t_taps)):
-        found = sizes.setdefault(which, {})
-        hooks = [model.get_submodule(n).register_forward_hook(
-            lambda m, i, o, n=n, found=found: found.__setitem__(n, tuple(o.shape[-2:]))) for n in names]
-        p = next(model.parameters())
-        was = model.training
-        try:
-            model.eval()(torch.rand(1, adapter_of(model).in_channels, side, side, device=p.device, dtype=p.dtype))
-        finally:
-            model.train(was)
-            for h in hooks:
-                h.remove()
-    by_size = {hw: n for n, hw in sizes[0].items()}
-    pairs = [(by_size[hw], n) for n, hw in sizes[1].items() if hw in by_size]
+    by_size = {hw: n for n, hw in _tap_sizes(student, s_taps, side).items()}
+    pairs = [(by_size[hw], n) for n, hw in _tap_sizes(teacher, t_taps, side).items() if hw in by_size]
     if not pairs:
         raise DarkcError(f"feature distillation: the student's taps {s_taps} and the teacher's {t_taps} share no "
                          f"resolution; use --kd output")

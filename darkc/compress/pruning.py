@@ -236,7 +236,7 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
         # every prunable conv has a floor, not only the width layers: a width layer may be a block (the mobile
         # U-Net's stages) whose convs are what Torch-Pruning's groups name
         floors = {m: _floor_width(m.out_channels, round_to, max_layer_ratio) for m in model.modules()
-                  if isinstance(m, CONVS) and not any(m is h for h in keep)}
+                  if isinstance(m, CONVS) and m not in keep}
         for k in range(1, steps + 1):
             if importance == "taylor":
                 _taylor_gradients(model, example_input)
@@ -251,9 +251,10 @@ def prune_model(model: nn.Module, spec: dict, ratio: float, importance: str = "l
         with torch.no_grad():
             shape = tuple(model(example_input).shape)
     model.train(was_training)
-    odd = {n: c for n, c in adapter.widths(model).items() if c != before[n] and c % round_to}
+    after = adapter.widths(model)
+    odd = {n: c for n, c in after.items() if c != before[n] and c % round_to}
     now = [h.out_channels for h in heads]
-    if adapter.widths(model) == before and not allow_unchanged:
+    if after == before and not allow_unchanged:
         raise DarkcError(f"arch {spec.get('arch')!r}: pruning to ratio {ratio} removed no channel (every layer is at "
                          f"its floor: round_to {round_to}, at most {max_layer_ratio:.0%} per layer); prune a wider "
                          f"model or lower --round-to")

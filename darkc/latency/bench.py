@@ -419,8 +419,7 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
                              f"{subject.fixed[0] * subject.scale} or re-export at that size")
     arm_hw = padded_hw(parse_resolution(arm_size, "--arm-size") if isinstance(arm_size, str) else
                        tuple(arm_size or DEFAULT_ARM_SIZE), subject.cfa, subject.multiple)
-    npus = [d for d in devices if d != HOST and d not in arm_mod.PROFILES and not is_cluster_name(d)]
-    if npus and subject.kind in ("checkpoint", "pretrained"):
+    if subject.kind in ("checkpoint", "pretrained") and any(d in npu_mod.ACCELERATORS for d in devices):
         check_npu_subject(subject, hw, "fp32")
     main_file = host_file(subject, hw) if HOST in devices else subject.path
     cost = _cost(subject, main_file, hw)
