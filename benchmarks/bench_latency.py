@@ -17,7 +17,9 @@ Writes <out>.md, <out>.json, <out>.png, plus, unless --quick:
 
 --baseline FILE fails (exit 1), against FILE, when: a key of FILE is not measured by this run or this run measures
 one FILE lacks; an ARM instruction count or a Vela cycle count moved by more than --max-count-growth either way;
-a host latency ratio (model variant / teacher fp32, same run) moved by more than --max-ratio-growth either way;
+a host latency ratio (model variant / teacher fp32, same run) moved by more than --max-ratio-growth either way
+(host ratios are kept per instruction-set level, e.g. `x86_64 avx512_vnni`, since INT8 vs FP32 speed depends on
+it; on a level FILE lacks they are reported, not gated, and --write-baseline adds this host's level);
 an Ethos-U NPU operator share fell or its CPU-fallback operator count rose; an aarch64-vs-x86-64 parity check
 failed; or a shipped model's weights differ from those FILE was made for. FILE is made by --quick (what CI runs);
 after re-shipping a model, regenerate it with one command:
@@ -36,7 +38,7 @@ from pathlib import Path
 from darkc.errors import DarkcError, atomic_path, sha256_file
 from darkc.provenance import portable
 from darkc.latency import bench, write_report
-from darkc.latency.bench import bench_npus
+from darkc.latency.bench import bench_npus, host_isa
 from darkc.latency.report import plot, quality_from_eval
 from darkc.latency.artifact import export_cached
 from darkc.sizes import padded_hw, parse_resolution
@@ -174,6 +176,41 @@ def gated(results: dict[str, dict], reference: str) -> dict:
             elif ref and label != reference:
                 out[f"{label} | host | latency / {reference}"] = host_min(res) / ref
     return out
+
+
+def split_host(current: dict) -> tuple[dict, dict]:
+    """(counts, host ratios) of :func:`gated`'s keys: ARM/Vela counts are the same on every host; host latency
+    ratios are comparable only between hosts of one instruction-set level (:func:`darkc.latency.bench.host_isa`),
+    so the baseline keeps them per level."""
+    host = {k: v for k, v in current.items() if " | host | " in k}
+    return {k: v for k, v in current.items() if k not in host}, host
+
+
+def gate(current: dict, base: dict, isa: str, max_count: float, max_ratio: float) -> tuple[list[str], list[str]]:
+    """(failures, notes) of this run's :func:`gated` keys against the baseline file's content ``base``: counts
+    against ``base['gated']``, host ratios against ``base['host_ratios'][isa]``; on a level the baseline lacks the
+    host ratios are reported, not gated (a note says so)."""
+    counts, host = split_host(current)
+    failures, notes = compare(counts, base["gated"], max_count, max_ratio)
+    by_isa = base.get("host_ratios", {})
+    if isa in by_isa:
+        more_failures, more_notes = compare(host, by_isa[isa], max_count, max_ratio)
+        return failures + more_failures, notes + more_notes
+    have = ", ".join(sorted(by_isa)) or "none"
+    notes += [f"{key}: {value:.6g}, NOT GATED: the baseline has host ratios for {have}, this host is {isa} (INT8 "
+              f"vs FP32 speed differs by instruction set); add this host's with --write-baseline"
+              for key, value in host.items()]
+    return failures, notes
+
+
+def baseline_file(current: dict, isa: str, old: dict | None, weights: dict, **extra) -> dict:
+    """The baseline written by --write-baseline: this run's counts and this host's ratios; another level's host
+    ratios in ``old`` are kept when they were made for the same weights and size (else they are stale)."""
+    counts, host = split_host(current)
+    kept = {}
+    if old and old.get("weights_sha256") == weights and old.get("size") == extra.get("size"):
+        kept = {k: v for k, v in old.get("host_ratios", {}).items() if k != isa}
+    return {"gated": counts, "host_ratios": {isa: host, **kept}, "weights_sha256": weights, **extra}
 
 
 def compare(current: dict, baseline: dict, max_count: float, max_ratio: float) -> tuple[list[str], list[str]]:
@@ -414,18 +451,19 @@ def main(argv=None) -> int:
     print(Path(paths["md"]).read_text())
     weights = {n: sha256_file(pretrained_dir(n) / "model.safetensors") for n in names}
     if a.write_baseline:
+        old = json.loads(Path(a.baseline).read_text()) if Path(a.baseline).is_file() else None
+        content = baseline_file(current, host_isa(), old, weights, size=a.size, arm_size=a.arm_size,
+                                command=extra["command"])
         with atomic_path(a.baseline) as tmp:
-            Path(tmp).write_text(json.dumps(portable({"gated": current, "weights_sha256": weights, "size": a.size,
-                                                      "arm_size": a.arm_size, "command": extra["command"]}), indent=1)
-                                 + "\n")
-        print(f"wrote baseline {a.baseline}", file=sys.stderr)
+            Path(tmp).write_text(json.dumps(portable(content), indent=1) + "\n")
+        print(f"wrote baseline {a.baseline} (host ratios for {', '.join(content['host_ratios'])})", file=sys.stderr)
     elif a.baseline:
         base_path = Path(a.baseline)
         if not base_path.is_file():
             print(f"error: baseline {base_path} not found; create it with --write-baseline", file=sys.stderr)
             return 1
         base = json.loads(base_path.read_text())
-        failures, notes = compare(current, base["gated"], a.max_count_growth, a.max_ratio_growth)
+        failures, notes = gate(current, base, host_isa(), a.max_count_growth, a.max_ratio_growth)
         failures += check_weights(weights, base.get("weights_sha256", {}))
         for n in notes:
             print(f"ok: {n}", file=sys.stderr)

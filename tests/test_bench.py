@@ -244,7 +244,7 @@ def test_report_files(tiny, tmp_path):
     assert "latency ms" in format_result(res, "table")
 
 
-def test_baseline_gate_flags_growth_beyond_the_threshold():
+def _bench_latency_module():
     import importlib.util
     from pathlib import Path
 
@@ -252,6 +252,11 @@ def test_baseline_gate_flags_growth_beyond_the_threshold():
     spec = importlib.util.spec_from_file_location("bench_latency", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_baseline_gate_flags_growth_beyond_the_threshold():
+    mod = _bench_latency_module()
     base = {"t | cortex-a78 | instructions": 1000.0, "t int8 | host | latency / t": 0.2, "t | u55 | cycles": 50.0}
     now = {"t | cortex-a78 | instructions": 1030.0, "t int8 | host | latency / t": 0.25, "t | u55 | cycles": 50.0,
            "new | cortex-a55 | instructions": 7.0}
@@ -260,3 +265,34 @@ def test_baseline_gate_flags_growth_beyond_the_threshold():
     assert len(failures) == 2 and failures[0].startswith("t | cortex-a78 | instructions")
     assert "new | cortex-a55 | instructions" in failures[1] and "not in the baseline" in failures[1]
     assert len(notes) == 2 and all("limit" in n for n in notes)
+
+
+def test_host_ratios_are_gated_per_instruction_set_level():
+    """INT8/FP32 host speed depends on the CPU's INT8 instructions (0.80 on AVX2, 0.22 with VNNI): a host ratio is
+    compared only with the baseline of the same level; counts are compared on every host."""
+    mod = _bench_latency_module()
+    now = {"t | cortex-a78 | instructions": 1000.0, "t int8 | host | latency / t": 0.22}
+    base = mod.baseline_file(now, "x86_64 avx512_vnni", None, {"t": "abc"}, size="64x64")
+    assert base["gated"] == {"t | cortex-a78 | instructions": 1000.0}
+    assert base["host_ratios"] == {"x86_64 avx512_vnni": {"t int8 | host | latency / t": 0.22}}
+    slower = {**now, "t int8 | host | latency / t": 0.80}
+    failures, _ = mod.gate(slower, base, "x86_64 avx512_vnni", max_count=0.02, max_ratio=0.5)
+    assert len(failures) == 1 and "host" in failures[0]
+    failures, notes = mod.gate(slower, base, "x86_64 avx2", max_count=0.02, max_ratio=0.5)
+    assert not failures and any("NOT GATED" in n and "x86_64 avx2" in n for n in notes)
+    grown = {**slower, "t | cortex-a78 | instructions": 1100.0}
+    assert len(mod.gate(grown, base, "x86_64 avx2", max_count=0.02, max_ratio=0.5)[0]) == 1
+    # another level's ratios survive a rewrite for the same weights and size, not for new weights
+    both = mod.baseline_file(slower, "x86_64 avx2", base, {"t": "abc"}, size="64x64")
+    assert set(both["host_ratios"]) == {"x86_64 avx2", "x86_64 avx512_vnni"}
+    fresh = mod.baseline_file(slower, "x86_64 avx2", base, {"t": "new"}, size="64x64")
+    assert set(fresh["host_ratios"]) == {"x86_64 avx2"}
+
+
+def test_host_isa_names_the_int8_level():
+    import platform
+
+    from darkc.latency.bench import host_isa
+
+    isa = host_isa()
+    assert isa.split()[0] == platform.machine()

@@ -106,6 +106,29 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: INT8-relevant instruction-set levels, fastest first: ONNX Runtime's MLAS and XNNPACK pick their INT8 kernels by
+#: these, so INT8 vs FP32 host speed differs by level (teacher INT8/FP32, LiteRT, 1 thread: 0.80 on an AVX2 EPYC,
+#: 0.22 on an AVX-512 VNNI Xeon).
+_ISA_LEVELS = {"x86_64": ["amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2", "sse4_1"],
+               "aarch64": ["sme", "i8mm", "asimddp", "asimd"]}
+
+
+def host_isa() -> str:
+    """The host's machine and its best INT8-relevant instruction-set level, e.g. ``x86_64 avx512_vnni``: host
+    latency ratios are comparable only between hosts of the same level."""
+    machine = platform.machine()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return machine
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    best = next((f for f in _ISA_LEVELS.get(machine, []) if f in flags), None)
+    return f"{machine} {best}" if best else machine
+
+
 def _worker_env(threads: int) -> dict:
     """The worker's environment: darkc's own root and the folders architecture plugins were imported from on its
     PYTHONPATH (its torch runtime loads the checkpoint, whose ``model.json`` names the plugin), thread counts."""
@@ -429,7 +452,7 @@ def bench(model, devices=(HOST,), size=None, threads=(1,), runs: int = 10, warmu
         "output": subject.output, "noise_input": subject.noise_input,
         "resolution": _resolution(subject, hw),
         "graph": {k: cost[k] for k in ("macs", "bytes", "weight_bytes", "source", "dtype")},
-        "host": {"cpu": _cpu_name(), "machine": platform.machine(), "cores": os.cpu_count()},
+        "host": {"cpu": _cpu_name(), "machine": platform.machine(), "isa": host_isa(), "cores": os.cpu_count()},
         "devices": {}, "notes": subject.notes,
         "metrics": None,        # quality comes from an evaluation record (report.quality_from_eval), not model.json
     }
