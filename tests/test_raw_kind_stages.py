@@ -170,6 +170,10 @@ def test_distilled_student_is_of_the_teachers_kind_and_kd_is_in_the_gamma_domain
         s, t = student(batch["input"]), teacher(batch["input"]).clamp(0, 1)
     assert float(loss) == pytest.approx(float(get_loss("l1-gamma")(s, t)), rel=1e-5)
     assert float(loss) != pytest.approx(float(torch.nn.functional.l1_loss(s, t)), rel=1e-2)
+    linear = distill_objective(teacher, beta=1.0, output="raw", raw_loss="l1")(student, batch)[0].detach()
+    assert float(linear) == pytest.approx(float(torch.nn.functional.l1_loss(s, t)), rel=1e-5)
+    with raises_naming("--raw-loss", "'l2'", "isp-l1, l1-gamma, l1"):
+        distill_objective(teacher, output="raw", raw_loss="l2")
 
 
 def test_distill_refuses_a_student_of_another_kind_and_the_chroma_term(raw_model, small_pairs, tmp_path):

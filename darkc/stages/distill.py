@@ -29,6 +29,8 @@ class Config:
     beta: float = field(default=0.99, metadata={"help": "L1 share of the output term (rest MS-SSIM)"})
     chroma_weight: float = field(default=0.0, metadata={
         "help": "weight of an L1 term on the output's chroma vs the teacher's (keeps small students off grey)"})
+    raw_loss: str = field(default="isp-l1", metadata={
+        "help": "raw-output teachers: output distance, isp-l1 (through each sample's ISP), l1-gamma or l1"})
     steps: int = field(default=2000, metadata={"help": "training steps"})
     batch_size: int = field(default=4, metadata={"help": "batch"})
     patch: int = field(default=512, metadata={"help": "patch side in raw px"})
