@@ -170,8 +170,14 @@ def test_distilled_student_is_of_the_teachers_kind_and_kd_is_in_the_gamma_domain
         s, t = student(batch["input"]), teacher(batch["input"]).clamp(0, 1)
     assert float(loss) == pytest.approx(float(get_loss("l1-gamma")(s, t)), rel=1e-5)
     assert float(loss) != pytest.approx(float(torch.nn.functional.l1_loss(s, t)), rel=1e-2)
-    linear = distill_objective(teacher, beta=1.0, output="raw", raw_loss="l1")(student, batch)[0].detach()
+    # synthetic batches carry each sample's ISP, which only isp-l1 uses
+    with_isp = {**batch, "isp": torch.eye(3, 4)[None].repeat(2, 1, 1)}
+    linear = distill_objective(teacher, beta=1.0, output="raw", raw_loss="l1")(student, with_isp)[0].detach()
     assert float(linear) == pytest.approx(float(torch.nn.functional.l1_loss(s, t)), rel=1e-5)
+    gamma = distill_objective(teacher, beta=1.0, output="raw", raw_loss="l1-gamma")(student, with_isp)[0].detach()
+    assert float(gamma) == pytest.approx(float(loss), rel=1e-5)
+    rendered = distill_objective(teacher, beta=1.0, output="raw")(student, with_isp)[0].detach()
+    assert float(rendered) == pytest.approx(float(get_loss("isp-l1")(s, t, with_isp["isp"])), rel=1e-5)
     with raises_naming("--raw-loss", "'l2'", "isp-l1, l1-gamma, l1"):
         distill_objective(teacher, output="raw", raw_loss="l2")
 

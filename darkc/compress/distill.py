@@ -155,15 +155,15 @@ def distill_objective(teacher: nn.Module, *, kd=("output",), gt_weight: float = 
                          f"outputs raw (its colour comes from the file's own matrix); drop --chroma-weight")
     if raw_loss not in RAW_LOSSES:
         raise DarkcError(f"--raw-loss {raw_loss!r}: use one of {', '.join(RAW_LOSSES)}")
-    distance = output_distance(output)
-    if output == "raw" and raw_loss == "l1":
-        distance = F.l1_loss
+    plain = F.l1_loss if output == "raw" and raw_loss == "l1" else output_distance(output)
+    isp_loss = None
     if output == "raw" and raw_loss == "isp-l1":  # synthetic batches carry each sample's ISP: compare as rendered
         from darkc.losses import IspL1Loss
 
         isp_loss = IspL1Loss()
-        raw_distance = distance
-        distance = lambda a, b, isp=None: isp_loss(a, b, isp) if isp is not None else raw_distance(a, b)  # noqa: E731
+
+    def distance(a: torch.Tensor, b: torch.Tensor, isp: torch.Tensor | None = None) -> torch.Tensor:
+        return isp_loss(a, b, isp) if isp_loss is not None and isp is not None else plain(a, b)
     kd = tuple(kd)
     teacher = teacher.eval().requires_grad_(False)
     ms_ssim = MSSSIMLoss()
