@@ -455,8 +455,11 @@ def report_md(data: dict, clips: list[str], labels: list[str], figs: list) -> st
                              f"{r['network_ms']:.1f} | {100 * r['filter_ms'] / r['network_ms']:.1f} % | **estimate**: "
                              f"{r['filter_instructions'] / 1e6:.0f}M vs {r['network_instructions'] / 1e6:.0f}M guest "
                              f"instructions / (IPC {r['ipc']:g} x {r['clock_ghz']:g} GHz) |")
+        dtypes = ", ".join(f"{k} {r.get('dtype', 'float32')}" for k, r in cost["host"].items())
         lines += ["", f"Host: process CPU time per frame, the filter over {cost['frames'] - 1} frames of "
-                      f"{cost['stand_in']} (after one that starts it), alternating with one LiteRT invoke of the "
+                      f"{cost['stand_in']} (after one that starts it; frames as `darkc video` hands them to each "
+                      f"filter, darkc.video.cost.as_filtered: {dtypes}; uint8 = the 8-bit frames the writer encodes, "
+                      f"rounded with or without a filter), alternating with one LiteRT invoke of the "
                       f"{cost['network']} at raw {cost['network_raw_size']} ({cost['network_file']}); both are inflated "
                       f"by the other jobs on this host. ARM: the same filter code (numpy + OpenCV "
                       f"{h['opencv']}, aarch64 wheels) run under QEMU user mode; darkc's plugin counts the guest "

@@ -249,6 +249,37 @@ def test_fast_flow_follows_a_subpixel_pan_across_tiles():
     assert gain > 4.0, gain
 
 
+def _u8(frames):
+    return [np.rint(np.clip(f, 0, 1) * 255).astype(np.uint8) for f in frames]
+
+
+def test_fast_flow_on_8bit_frames_keeps_its_gains():
+    """darkc video hands fast-flow the 8-bit frames the writer encodes: it must give 8-bit frames back, with the same
+    denoising on a sub-pixel pan and on a static scene as on float frames (an 8-bit history that stops following
+    small changes, or decisions taken on 0-255 values, would lose it)."""
+    rng = np.random.default_rng(12)
+    h, w, n = 160, 288, 10
+    scene = cv2.resize(rng.random((h // 12 + 6, w // 12 + 6, 3)).astype(np.float32), (w + 36, h + 36),
+                       interpolation=cv2.INTER_CUBIC) * 0.6 + 0.2
+    truths = [cv2.warpAffine(scene, np.float32([[1, 0, 1.3 * t], [0, 1, 0.6 * t]]), (w, h), flags=cv2.INTER_LINEAR)
+              for t in range(n)]
+    frames = _noisy(truths, 0.05, 13)
+    gains = {}
+    for name, given in (("float", frames), ("uint8", _u8(frames))):
+        filt = make_filter("fast-flow")
+        outs = [filt(f) for f in given]
+        assert all(o.dtype == given[0].dtype for o in outs)
+        outs = [o.astype(np.float32) / 255 if o.dtype == np.uint8 else o for o in outs]
+        gains[name] = np.mean([psnr(t, o) - psnr(t, f) for t, o, f in zip(truths[4:], outs[4:], frames[4:])])
+    assert gains["uint8"] > 4.0 and abs(gains["uint8"] - gains["float"]) < 0.3, gains
+    static = _noisy([truths[0]] * 8, 0.03, 3)
+    filt = make_filter("fast-flow")
+    outs = [filt(f).astype(np.float32) / 255 for f in _u8(static)]
+    assert _mean_flicker(outs, [truths[0]] * 8) < 0.5 * _mean_flicker(static, [truths[0]] * 8)
+    with pytest.raises(DarkcError, match="float32 frame follows uint8"):
+        filt(static[0])
+
+
 def test_scene_cut_does_not_ghost():
     """After many frames of one scene, the first frame of another must not carry the old one (the default filter
     detects the cut and restarts); ema, which cannot tell, shows the old scene: the test can fail."""

@@ -49,6 +49,15 @@ def stand_in_frames(h: int, w: int, n: int = 4, seed: int = 0) -> np.ndarray:
     return np.stack(frames)
 
 
+def as_filtered(kind: str, frames: np.ndarray) -> np.ndarray:
+    """``frames`` as ``darkc video`` hands them to a ``kind`` filter: the 8-bit frames the writer encodes when the
+    filter takes them (:attr:`darkc.video.temporal.TemporalFilter.takes_uint8`; the rounding is the writer's, done
+    with or without a filter, so not the filter's cost), else float32."""
+    if make_filter(kind).takes_uint8:
+        return np.rint(np.clip(frames, 0, 1) * 255).astype(np.uint8)
+    return np.ascontiguousarray(frames, np.float32)
+
+
 def host_cost(kind: str, frames: np.ndarray, tflite: str | os.PathLike, runs: int = 3) -> dict:
     """Median process CPU ms per frame of ``kind`` over ``frames`` and of one LiteRT invoke of ``tflite`` (1 thread),
     measured in alternation ``runs`` times."""
@@ -60,6 +69,7 @@ def host_cost(kind: str, frames: np.ndarray, tflite: str | os.PathLike, runs: in
     inp = it.get_input_details()[0]
     it.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
     it.invoke()                                             # warm-up
+    frames = as_filtered(kind, frames)
     net, filt_ms = [], []
     for _ in range(runs):
         t = time.process_time()
@@ -73,6 +83,7 @@ def host_cost(kind: str, frames: np.ndarray, tflite: str | os.PathLike, runs: in
         filt_ms.append(1000 * (time.process_time() - t) / (len(frames) - 1))
     return {"filter_ms": statistics.median(filt_ms), "network_ms": statistics.median(net), "runs": runs,
             "filter_ms_runs": filt_ms, "network_ms_runs": net, "input": [int(v) for v in inp["shape"]],
+            "dtype": str(frames.dtype),
             "method": "process CPU time, 1 thread, filter (median over passes of the mean per frame) and one LiteRT "
                       "invoke of the INT8 student, alternating"}
 
@@ -131,7 +142,7 @@ def arm_cost(kind: str, frames: np.ndarray, tflite_small: str | os.PathLike, sma
     out = {}
     with tempfile.TemporaryDirectory(prefix="darkc-filter-frames-") as tmp:
         npy = Path(tmp) / "frames.npy"
-        np.save(npy, np.ascontiguousarray(frames, np.float32))
+        np.save(npy, as_filtered(kind, frames))
         for name in profiles:
             if name not in arm.PROFILES:
                 raise DarkcError(f"{name} is not a known ARM core profile: use some of {', '.join(arm.PROFILES)}")

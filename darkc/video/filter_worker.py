@@ -5,7 +5,7 @@ Runs inside the emulated aarch64 userland (numpy and OpenCV only: no torch), so 
 
     qemu-aarch64 ... python3.11 filter_worker.py --root REPO --frames frames.npy --kind fast-flow
 
-``--frames``: float32 (N, H, W, C). The first frame starts the filter (not counted); each of the others is filtered
+``--frames``: float32 or uint8 (N, H, W, C). The first frame starts the filter (not counted); each of the others is filtered
 between two marker syscalls (:data:`darkc.latency.worker.MARK_START` / ``MARK_STOP``). Prints one JSON line.
 """
 from __future__ import annotations

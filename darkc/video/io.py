@@ -200,12 +200,16 @@ def open_sequence(path: str | os.PathLike) -> Sequence:
     return Sequence(root, [FrameRef(i, p) for i, p in enumerate(files)])
 
 
-def _rgb8(frame: np.ndarray) -> np.ndarray:
+def rgb8(frame: np.ndarray) -> np.ndarray:
+    """The 8-bit frame the writer encodes: float sRGB in [0, 1] rounded to 0-255; uint8 frames as they are."""
+    if frame.dtype == np.uint8:
+        return frame
     return np.rint(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 class VideoWriter:
-    """Writes (H, W, 3) float sRGB frames to an MP4 and/or a PNG folder; commits only on a clean exit.
+    """Writes (H, W, 3) sRGB frames (float in [0, 1] or uint8) to an MP4 and/or a PNG folder; commits only on a
+    clean exit.
 
     Use as a context manager; leaving it with an exception removes everything written so far.
     """
@@ -242,7 +246,8 @@ class VideoWriter:
         return self
 
     def write(self, frame: np.ndarray, index: int | None = None) -> None:
-        """Append one (H, W, 3) float sRGB frame in [0, 1]; ``index`` names its PNG (default: the count)."""
+        """Append one (H, W, 3) sRGB frame (float in [0, 1] or uint8); ``index`` names its PNG (default: the
+        count)."""
         h, w = frame.shape[:2]
         if self.size is None:
             self.size = (h, w)
@@ -252,7 +257,7 @@ class VideoWriter:
             raise DarkcError(f"frame {index if index is not None else self.count} is {w}x{h} but the video "
                              f"{self.mp4 or self.png_dir} is {self.size[1]}x{self.size[0]}: every frame must have the "
                              f"same size")
-        rgb = _rgb8(frame)
+        rgb = rgb8(frame)
         if self._gen is not None:
             self._gen.send(np.ascontiguousarray(rgb).tobytes())
         if self._png_tmp is not None:

@@ -29,7 +29,7 @@ from ..data.orientation import apply_flip
 from ..data.raw import amplify, read_raw, render_packed
 from ..errors import DarkcError, atomic_path
 from ..inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner, model_input
-from .io import VideoWriter, open_sequence
+from .io import VideoWriter, open_sequence, rgb8
 from .darken import DEFAULT_RATIO as DARKEN_RATIO
 from .darken import Darkener
 from .metrics import NoRefScore, VideoScore
@@ -150,7 +150,7 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
     score = VideoScore() if seq.has_truth else NoRefScore() if metrics is not None or darkener else None
 
     n = len(seq.frames)
-    stages = ("read", "raw_filter", "network", "filter", "write", "metrics")
+    stages = ("read", "raw_filter", "network", "to_8bit", "filter", "write", "metrics")
     wall = dict.fromkeys(stages, 0.0)
     cpu = dict.fromkeys(stages, 0.0)
     skipped: list[dict] = []
@@ -206,16 +206,21 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             hwc = np.ascontiguousarray(render_packed(ref.path, net_out) if runner.output == "raw"
                                        else net_out.transpose(1, 2, 0))
             marks.append((time.perf_counter(), time.process_time()))
+            if out_filter is None or out_filter.takes_uint8:   # the 8-bit frame the writer encodes, filtered as such
+                hwc = rgb8(hwc)
+            marks.append((time.perf_counter(), time.process_time()))
             if out_filter is not None:
                 hwc = out_filter(hwc)
             marks.append((time.perf_counter(), time.process_time()))
             writer.write(apply_flip(hwc, flip), ref.index)      # turned as LibRaw turns the frame
             marks.append((time.perf_counter(), time.process_time()))
+            if score is not None:           # the frames as written, 8-bit
+                shown = rgb8(hwc).astype(np.float32) * np.float32(1 / 255)
             if isinstance(score, VideoScore):
                 flows = ref.read_flows()
-                score.add(np.clip(hwc, 0, 1), ref.read_truth(), *(flows or (None, None)), cut=ref.cut)
+                score.add(shown, ref.read_truth(), *(flows or (None, None)), cut=ref.cut)
             elif score is not None:
-                score.add(np.clip(hwc, 0, 1))
+                score.add(shown)
             marks.append((time.perf_counter(), time.process_time()))
             for key, (a, b) in zip(stages, zip(marks, marks[1:])):
                 wall[key] += b[0] - a[0]

@@ -201,9 +201,14 @@ class NoiseModel:
 
 
 class TemporalFilter:
-    """A recursive filter over (H, W, C) float32 frames; call it on each frame in order. This base is ``none``."""
+    """A recursive filter over (H, W, C) float32 frames; call it on each frame in order. This base is ``none``.
+
+    A filter whose :attr:`takes_uint8` is true also filters 8-bit frames (0-255) in place of float ones and gives
+    8-bit frames back: ``darkc video`` hands it the 8-bit frame the writer encodes, which moves a quarter of the
+    bytes of a float frame through every full-resolution pass."""
 
     kind = "none"
+    takes_uint8 = True
 
     def __init__(self, strength: float | None = None):
         s = DEFAULT_STRENGTH[self.kind] if strength is None else strength
@@ -220,10 +225,13 @@ class TemporalFilter:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 3:
             raise ValueError(f"frames must be (H, W, C), got shape {x.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.uint8 if x.dtype == np.uint8 and self.takes_uint8 else np.float32)
         if self.prev_out is not None and self.prev_out.shape != x.shape:
             raise DarkcError(f"a frame of shape {x.shape} follows one of shape {self.prev_out.shape}: every frame "
                              f"of a video must have the same size")
+        if self.prev_out is not None and self.prev_out.dtype != x.dtype:
+            raise DarkcError(f"a {x.dtype} frame follows {self.prev_out.dtype} ones: give a filter frames of one type "
+                             f"(or reset it)")
         y = (self._first(x) if self.prev_out is None else self._step(x)).reshape(x.shape)
         self.prev_out = y
         return y
@@ -244,6 +252,7 @@ class EMAFilter(TemporalFilter):
 
 class MotionAdaptiveFilter(TemporalFilter):
     kind = "motion-adaptive"
+    takes_uint8 = False
 
     def reset(self) -> None:
         super().reset()
@@ -504,7 +513,9 @@ class FastFlowFilter(TemporalFilter):
         size = (max(8, w // self.scale), max(8, h // self.scale))
         half = cv2.pyrDown(x, borderType=cv2.BORDER_REPLICATE) if self.scale >= 4 and x.shape[2] <= 4 else x
         small = cv2.resize(half, size, interpolation=cv2.INTER_LINEAR if half is not x else cv2.INTER_AREA)
-        return small if small.ndim == 3 else small[..., None]
+        small = small if small.ndim == 3 else small[..., None]
+        # decisions in float [0, 1] whatever the frames are (8-bit frames: scaled at low resolution, 1/16 the px)
+        return small * np.float32(1 / 255) if small.dtype == np.uint8 else small
 
     def _first(self, x: np.ndarray) -> np.ndarray:
         self.prev_in_low = self.prev_out_low = self._low(x)
