@@ -231,18 +231,23 @@ def test_moving_square_is_not_ghosted():
     assert errors["fast-flow"] < base + 0.03, errors
 
 
-def test_fast_flow_follows_a_subpixel_pan_across_tiles():
-    """A textured scene panning 1.3 px right and 0.6 px down per frame over 3x2 tiles of fast-flow (edge tiles read
-    past the frame): each tile's translation must line the history up with the frame, to a fraction of a px, or the
-    texture blurs or the history is rejected and the noise stays (with the tiles' flow sign flipped, or whole-px
-    shifts only, the gain stayed far under the bound when tried)."""
+def _subpixel_pan():
+    """(truths, noisy frames): a textured scene panning 1.3 px right and 0.6 px down per frame, 160x288, 10 frames."""
     rng = np.random.default_rng(12)
     h, w, n = 160, 288, 10
     scene = cv2.resize(rng.random((h // 12 + 6, w // 12 + 6, 3)).astype(np.float32), (w + 36, h + 36),
                        interpolation=cv2.INTER_CUBIC) * 0.6 + 0.2
     truths = [cv2.warpAffine(scene, np.float32([[1, 0, 1.3 * t], [0, 1, 0.6 * t]]), (w, h), flags=cv2.INTER_LINEAR)
               for t in range(n)]
-    frames = _noisy(truths, 0.05, 13)
+    return truths, _noisy(truths, 0.05, 13)
+
+
+def test_fast_flow_follows_a_subpixel_pan_across_tiles():
+    """A textured scene panning 1.3 px right and 0.6 px down per frame over 3x2 tiles of fast-flow (edge tiles read
+    past the frame): each tile's translation must line the history up with the frame, to a fraction of a px, or the
+    texture blurs or the history is rejected and the noise stays (with the tiles' flow sign flipped, or whole-px
+    shifts only, the gain stayed far under the bound when tried)."""
+    truths, frames = _subpixel_pan()
     filt = make_filter("fast-flow")
     outs = [filt(f) for f in frames]
     gain = np.mean([psnr(t, o) - psnr(t, f) for t, o, f in zip(truths[4:], outs[4:], frames[4:])])
@@ -257,13 +262,7 @@ def test_fast_flow_on_8bit_frames_keeps_its_gains():
     """darkc video hands fast-flow the 8-bit frames the writer encodes: it must give 8-bit frames back, with the same
     denoising on a sub-pixel pan and on a static scene as on float frames (an 8-bit history that stops following
     small changes, or decisions taken on 0-255 values, would lose it)."""
-    rng = np.random.default_rng(12)
-    h, w, n = 160, 288, 10
-    scene = cv2.resize(rng.random((h // 12 + 6, w // 12 + 6, 3)).astype(np.float32), (w + 36, h + 36),
-                       interpolation=cv2.INTER_CUBIC) * 0.6 + 0.2
-    truths = [cv2.warpAffine(scene, np.float32([[1, 0, 1.3 * t], [0, 1, 0.6 * t]]), (w, h), flags=cv2.INTER_LINEAR)
-              for t in range(n)]
-    frames = _noisy(truths, 0.05, 13)
+    truths, frames = _subpixel_pan()
     gains = {}
     for name, given in (("float", frames), ("uint8", _u8(frames))):
         filt = make_filter("fast-flow")
