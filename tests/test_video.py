@@ -279,6 +279,15 @@ def test_fast_flow_on_8bit_frames_keeps_its_gains():
         filt(static[0])
 
 
+def test_opencv_blend_linear_divides_by_the_weight_sum():
+    """fast-flow's full-resolution blend relies on it (weights 1 and k / (1 - k)); an OpenCV that stops doing so
+    must fail here rather than brighten every filtered video."""
+    a, b = np.full((4, 6, 3), 100, np.uint8), np.full((4, 6, 3), 200, np.uint8)
+    ones, three = np.ones((4, 6), np.float32), np.full((4, 6), 3.0, np.float32)
+    assert (cv2.blendLinear(a, b, ones, three) == 175).all()
+    assert np.allclose(cv2.blendLinear(a.astype(np.float32), b.astype(np.float32), ones, three), 175.0, atol=1e-3)
+
+
 def test_scene_cut_does_not_ghost():
     """After many frames of one scene, the first frame of another must not carry the old one (the default filter
     detects the cut and restarts); ema, which cannot tell, shows the old scene: the test can fail."""

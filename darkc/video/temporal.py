@@ -504,6 +504,7 @@ class FastFlowFilter(TemporalFilter):
         self.prev_out_low: np.ndarray | None = None
         self.prev_grey: np.ndarray | None = None
         self._hist: np.ndarray | None = None                 # full-resolution scratch for the translated history
+        self._ones: np.ndarray | None = None                 # full-resolution blend weight of the frame
         self.cuts = 0
 
     def _low(self, x: np.ndarray) -> np.ndarray:
@@ -594,9 +595,12 @@ class FastFlowFilter(TemporalFilter):
                 _shift_tile(prev, tile, y0, x0, float(tiles[i, j, 0]) * fx, float(tiles[i, j, 1]) * fy)
                 if any_still[i, j]:
                     cv2.copyTo(prev[y0:y1, x0:x1], still_full[y0:y1, x0:x1], tile)
-        k_full = cv2.resize(k, (w, h), interpolation=cv2.INTER_LINEAR)
-        keep = cv2.resize(1.0 - k, (w, h), interpolation=cv2.INTER_LINEAR)
-        return cv2.blendLinear(x, hist, keep, k_full).reshape(x.shape)
+        # cv2.blendLinear divides by the sum of the weights (tests/test_video.py pins it): weights 1 and k / (1 - k)
+        # give x + k (hist - x) with one full-resolution resize instead of two (k <= strength < 1)
+        if self._ones is None or self._ones.shape != (h, w):
+            self._ones = np.ones((h, w), np.float32)
+        odds = cv2.resize(k / (1.0 - k), (w, h), interpolation=cv2.INTER_LINEAR)
+        return cv2.blendLinear(x, hist, self._ones, odds).reshape(x.shape)
 
 
 _FILTERS = {f.kind: f for f in (TemporalFilter, EMAFilter, MotionAdaptiveFilter, FlowFilter, FastFlowFilter)}
