@@ -402,7 +402,7 @@ def report_md(data: dict, clips: list[str], labels: list[str], figs: list) -> st
     default = "fast-flow"
     lines = [
         "# Temporal filtering for `darkc video`", "",
-        f"Command: `nice -n 10 {meta['command']}` ({meta['seconds']:.0f} s on {h['processor']}, {h['cpus']} CPUs "
+        f"Command: `{meta['command']}` ({meta['seconds']:.0f} s on {h['processor']}, {h['cpus']} CPUs "
         f"shared with other jobs, {h['threads']} thread(s), torch {h['torch']}, OpenCV {h['opencv']}).", "",
         f"- Clips: `darkc synth --video`, {meta['frames']} frames, longer side {meta['size']} raw px, two moving "
         f"objects each (occlusions); " + "; ".join(
