@@ -309,18 +309,25 @@ def test_scene_cut_does_not_ghost():
 
 def test_filter_instructions_are_counted_under_qemu_and_grow_with_the_frame(arm_setup, tmp_path):
     """The ARM cost of the filter: its own numpy/OpenCV code counted per frame in the aarch64 userland."""
-    from darkc.video.cost import count_filter, stand_in_frames
+    from darkc.video.cost import as_filtered, count_filter, count_filter_calls, stand_in_frames
 
     counts = {}
     for h, w in ((64, 96), (192, 288)):
         npy = tmp_path / f"f{h}.npy"
-        np.save(npy, stand_in_frames(h, w, n=3))
+        np.save(npy, as_filtered("fast-flow", stand_in_frames(h, w, n=3)))
         counts[h] = count_filter("fast-flow", npy, "cortex-a76")
         assert len(counts[h]["per_frame"]) == 2 and min(counts[h]["per_frame"]) > 1e5
     # 9x the pixels; fast-flow has a fixed part per frame (its Python, per tile and per step), so not 9x the count
     assert counts[192]["instructions"] > 3 * counts[64]["instructions"], counts
     # no one-time cost (a library loading on first use) lands in the first counted frame
     assert max(counts[64]["per_frame"]) < 1.5 * min(counts[64]["per_frame"]), counts
+    # per OpenCV call: the full-resolution calls of fast-flow are there once per tile or frame, and the calls'
+    # windows hold part of the frame's count, not more
+    calls = count_filter_calls("fast-flow", tmp_path / "f192.npy", "cortex-a76")
+    assert calls["getRectSubPix"]["calls"] >= 6 and calls["blendLinear"]["calls"] == 2, calls
+    assert calls["DIS flow"]["calls"] == 1 and calls["DIS flow"]["instructions"] > 1e4, calls
+    inside = sum(c["instructions"] for c in calls.values())
+    assert 0.3 * counts[192]["instructions"] < inside < counts[192]["instructions"], (inside, counts[192])
 
 
 def test_filters_check_their_input():

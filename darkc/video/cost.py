@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -112,8 +113,9 @@ def opencv_site() -> Path:
     return site
 
 
-def count_filter(kind: str, frames_npy: Path, cpu: str, timeout: float = 1800.0) -> dict:
-    """Guest instructions per filtered frame of ``kind`` over the frames in ``frames_npy`` on QEMU ``-cpu cpu``."""
+def _run_worker(kind: str, frames_npy: Path, cpu: str, timeout: float, per_call: bool) -> tuple[list[int], int, dict]:
+    """The filter worker under QEMU ``-cpu cpu``: (the filtering thread's count per window, the process total, the
+    per-call record when ``per_call``)."""
     from ..latency import arm
 
     setup = arm.find_setup()
@@ -121,16 +123,41 @@ def count_filter(kind: str, frames_npy: Path, cpu: str, timeout: float = 1800.0)
     env = arm._guest_env(setup)
     env["PYTHONPATH"] = f"{setup.site}:{site}"
     with tempfile.TemporaryDirectory(prefix="darkc-filter-arm-") as tmp:
-        log = Path(tmp) / "insn.log"
+        log, calls = Path(tmp) / "insn.log", Path(tmp) / "calls.json"
         cmd = [str(setup.qemu), "-R", arm.GUEST_RESERVE, "-seed", "0", "-L", str(setup.root), "-cpu", cpu,
                "-plugin", str(setup.plugin), "-d", "plugin", "-D", str(log), str(setup.root / arm.GUEST_PYTHON),
-               str(WORKER), "--root", str(ROOT), "--frames", str(frames_npy), "--kind", kind, "--marks"]
+               str(WORKER), "--root", str(ROOT), "--frames", str(frames_npy), "--kind", kind,
+               *(["--per-call", str(calls)] if per_call else ["--marks"])]
         if shutil.which("setarch"):
             cmd = ["setarch", os.uname().machine, "-R", *cmd]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
         windows, total = arm._finish(proc, log, f"temporal filter {kind} on emulated -cpu {cpu}", timeout)
-    counts = [w.owner if hasattr(w, "owner") else int(w) for w in windows]      # the filtering thread's count
+        record = json.loads(calls.read_text()) if per_call else {}
+    return [w.owner if hasattr(w, "owner") else int(w) for w in windows], total, record
+
+
+def count_filter(kind: str, frames_npy: Path, cpu: str, timeout: float = 1800.0) -> dict:
+    """Guest instructions per filtered frame of ``kind`` over the frames in ``frames_npy`` on QEMU ``-cpu cpu``."""
+    counts, total, _ = _run_worker(kind, frames_npy, cpu, timeout, per_call=False)
     return {"instructions": statistics.mean(counts), "per_frame": counts, "process_total": total}
+
+
+def count_filter_calls(kind: str, frames_npy: Path, cpu: str, timeout: float = 1800.0) -> dict:
+    """Guest instructions per filtered frame of ``kind`` spent in each OpenCV function (and DIS flow), from one
+    window per outermost call: {name: {"instructions", "calls"}} per filtered frame, largest first; what is not in
+    an OpenCV call (numpy, Python) is the frame's count (:func:`count_filter`) less their sum."""
+    counts, _, record = _run_worker(kind, frames_npy, cpu, timeout, per_call=True)
+    names = record["names"][record["first"]:]
+    if len(counts) < len(names):
+        raise DarkcError(f"per-call count of {kind}: {len(counts)} windows for {len(names)} calls; rerun `darkc bench "
+                         f"--setup-arm`")
+    frames = np.load(frames_npy, mmap_mode="r").shape[0] - 1
+    out: dict[str, dict] = {}
+    for name, n in zip(names, counts[len(counts) - len(names):]):
+        row = out.setdefault(name, {"instructions": 0.0, "calls": 0.0})
+        row["instructions"] += n / frames
+        row["calls"] += 1 / frames
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["instructions"]))
 
 
 def arm_cost(kind: str, frames: np.ndarray, tflite_small: str | os.PathLike, small_shape, pixel_scale: float,
