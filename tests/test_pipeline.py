@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,3 +173,17 @@ def test_cli_pipeline(tmp_path, teacher, capsys):
     assert "distill   ran" in outp and "report.md" in outp
     assert main(["pipeline", path, "-o", str(tmp_path / "run"), "--from", "nope"]) == 1
     assert "--from" in capsys.readouterr().err
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml")))
+def test_shipped_recipes_load_and_are_feasible(recipe):
+    """Every recipe in recipes/ parses, holds only known keys with valid values, and its teacher exists and suits it
+    (no training runs)."""
+    from darkc.pipeline import _check_feasible
+
+    loaded = load_recipe(RECIPES / recipe)
+    teacher = _check_feasible(loaded)
+    assert teacher["kind"] == "pretrained" and loaded["pipeline"]["teacher"] in ("teacher", "teacher-raw")
