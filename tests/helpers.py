@@ -37,21 +37,34 @@ def tiny_checkpoint(path: Path, spec: dict, seed: int = 0) -> Path:
     return path
 
 
-def run_benchmark(name: str, argv: list[str]) -> int:
-    """``benchmarks/<name>.py`` ``main(argv)`` in this process: no interpreter and torch start-up per run, and the
-    session's shared dead-leaves scenes (tests/conftest.py) instead of drawing them again."""
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (registered in ``sys.modules`` while it is loaded: dataclasses look
+    their module up while the class is made); the caller removes it with ``sys.modules.pop(module.__name__)``."""
     import importlib.util
     import sys
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module          # dataclasses look their module up while the class is made
+    sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
+    return module
+
+
+def run_benchmark(name: str, argv: list[str]) -> int:
+    """``benchmarks/<name>.py`` ``main(argv)`` in this process: no interpreter and torch start-up per run, and the
+    session's shared dead-leaves scenes (tests/conftest.py) instead of drawing them again."""
+    import sys
+
+    module = load_benchmark(name)
+    try:
         return module.main([str(a) for a in argv])
     finally:
-        sys.modules.pop(spec.name, None)
+        sys.modules.pop(module.__name__, None)
 
 
 def tiny_recipe(path: Path, teacher, export: bool = False) -> Path:

@@ -56,3 +56,28 @@ def test_prune_sweep_script(tmp_path):
     assert rows["ratio 0.5"]["params"] < rows["unpruned"]["params"]
     assert rows["ratio 0.5"]["latency_ms"] > 0
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ood_decompose_hybrid_sensor_has_the_other_sensors_noise_relative_to_full_scale():
+    import sys
+
+    from darkc.data.profiles import OOD_PROFILE, get_profile
+    from helpers import load_benchmark
+
+    mod = load_benchmark("ood_decompose")
+    try:
+        ref, ood = get_profile(None), get_profile(OOD_PROFILE["bayer"])
+        hybrid = mod.with_noise_of(ood, ref, "h")
+        assert (hybrid.black, hybrid.white, hybrid.xyz_to_cam, hybrid.red_gain) == \
+            (ood.black, ood.white, ood.xyz_to_cam, ood.red_gain)
+        c = ood.span / ref.span
+        assert hybrid.gain_range == pytest.approx((ref.gain_range[0] * c, ref.gain_range[1] * c))
+        for k in (ref.gain_range[0], 2.0, ref.gain_range[1]):
+            # same noise at the same normalised signal: sigma / span and the shot noise K / span both carry over
+            assert hybrid.read_sigma(k * c) / hybrid.span == pytest.approx(ref.read_sigma(k) / ref.span, rel=1e-9)
+            assert hybrid.row_sigma(k * c) / hybrid.span == pytest.approx(ref.row_sigma(k) / ref.span, rel=1e-9)
+        sets = mod.sets()
+        assert list(sets)[0] == "reference" and list(sets)[-1] == "held-out"
+        assert sets["reference colour, held-out noise"].xyz_to_cam == ref.xyz_to_cam
+    finally:
+        sys.modules.pop(mod.__name__, None)
