@@ -20,7 +20,6 @@ with any denoiser (LibRaw + NLM loses it too). Writes <out>.md/.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
@@ -34,9 +33,9 @@ from darkc.data.profiles import OOD_PROFILE, get_profile
 from darkc.data.reference import REFERENCE_SEED, REFERENCE_SIZE
 from darkc.data.sources import validation_images
 from darkc.data.synth import write_dataset
-from darkc.errors import DarkcError, atomic_path
+from darkc.errors import DarkcError
 from darkc.evaluate import evaluate
-from darkc.provenance import portable
+from darkc.provenance import portable, write_records
 
 BASELINE = "libraw+nlm"
 
@@ -99,13 +98,8 @@ def main(argv=None) -> int:
     command = "python benchmarks/ood_decompose.py " + " ".join(argv if argv is not None else sys.argv[1:])
     data = {"command": command, "sets": list(sets()), "hybrid_profiles": profiles, "scores": scores,
             "host": f"{platform.machine()} CPU, {a.threads} torch threads", "wall_s": time.monotonic() - t0}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps(portable(data), indent=1) + "\n")
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        Path(tmp).write_text(markdown(data))
-    print(f"wrote {out}.md/.json in {data['wall_s']:.0f} s", file=sys.stderr)
+    write_records(a.out, data, markdown(portable(data)))
+    print(f"wrote {a.out}.md/.json in {data['wall_s']:.0f} s", file=sys.stderr)
     return 0
 
 

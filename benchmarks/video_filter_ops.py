@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import platform
 import pstats
 import re
@@ -25,9 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from darkc.errors import DarkcError, atomic_path
+from darkc.errors import DarkcError
 from darkc.latency import arm
-from darkc.provenance import portable
+from darkc.provenance import write_records
 from darkc.video.cost import as_filtered, count_filter, count_filter_calls, stand_in_frames
 from darkc.video.temporal import make_filter
 
@@ -85,13 +84,8 @@ def main(argv=None) -> int:
             "qemu_cpu": prof.qemu_cpu, "frames": int(len(frames) - 1), "frame_instructions": frame_instr,
             "not_in_opencv_calls": rest, "calls": calls, "host_ms": host, "host_total_ms": host_total,
             "host": f"{platform.machine()}, OpenCV {cv2.__version__}, 1 thread", "wall_s": time.monotonic() - t0}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps(portable(data), indent=1) + "\n")
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        Path(tmp).write_text(markdown(data))
-    print(Path(out.with_suffix(".md")).read_text())
+    write_records(a.out, data, markdown(data))
+    print(Path(a.out).with_suffix(".md").read_text())
     return 0
 
 

@@ -110,6 +110,21 @@ def portable(record, run: str | os.PathLike | None = None):
     return record
 
 
+def write_records(prefix: str | os.PathLike, data: dict, markdown: str) -> None:
+    """A benchmark's record pair: ``<prefix>.json`` (``data`` made :func:`portable`) and ``<prefix>.md``, each
+    written atomically (a temporary file, then a rename), the folder created if needed."""
+    import json
+
+    from .errors import atomic_path
+
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(prefix.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(portable(data), indent=1) + "\n")
+    with atomic_path(prefix.with_suffix(".md")) as tmp:
+        Path(tmp).write_text(markdown)
+
+
 def command_line(stage: str, model, options: dict, out) -> str:
     """The shell command ``darkc STAGE --model MODEL --opt value ... -o OUT`` recorded in provenance, the one way
     every stage writes it. ``options`` are keyed by flag (``--no-eval``) or by name (``eval_limit`` ->

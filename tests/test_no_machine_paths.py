@@ -84,3 +84,16 @@ def test_checkpoint_records_its_command_without_the_machines_paths(tmp_path):
     assert str(tmp_path) not in text
     prov = json.loads(text)["provenance"]
     assert prov["command"].endswith("/runs/a") and prov["command"].startswith("darkc train -o $TMPDIR/")
+
+
+def test_benchmark_records_are_written_portable_and_whole(tmp_path, monkeypatch):
+    from darkc.provenance import write_records
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    made = tmp_path / "home" / "runs" / "rs-1"
+    prefix = tmp_path / "out" / "sub" / "report"
+    write_records(prefix, {"command": f"darkc distill -o {made}", "psnr": 20.5}, "# report\n")
+    data = json.loads(prefix.with_suffix(".json").read_text())
+    assert data == {"command": "darkc distill -o ~/runs/rs-1", "psnr": 20.5}
+    assert prefix.with_suffix(".md").read_text() == "# report\n"
+    assert sorted(p.name for p in prefix.parent.iterdir()) == ["report.json", "report.md"]   # no temporary left
