@@ -76,16 +76,20 @@ def main(argv=None) -> int:
         from darkc.compress.distill import agreement_with_teacher
         from darkc.evaluate import reference_frames
         from darkc.models import count_macs, count_params, load_checkpoint, resolve_model_ref
+        from darkc.models.builder import io_kind
 
         torch.set_num_threads(args.threads)
         mine, spec = load_checkpoint(resolve_model_ref(args.model)[1])
         other, ospec = load_checkpoint(resolve_model_ref(args.vs)[1])
-        agree = agreement_with_teacher(mine.float(), other.float(), reference_frames(spec["cfa"]))
+        output, noise = io_kind(spec)                 # raw-output models: their input has a noise channel
+        agree = agreement_with_teacher(mine.float(), other.float(),
+                                       reference_frames(spec["cfa"], target=output, noise_input=noise))
         shape = (spec["in_channels"], 544, 960)
         res["vs"] = {"model": args.vs, **agree,
                      "params": [count_params(mine), count_params(other)],
                      "macs_1920x1080": [count_macs(mine, shape), count_macs(other, shape)]}
-        extra = (f"\nAgreement with `{args.vs}` on the reference frames (whole frames, torch): "
+        extra = (f"\nAgreement with `{args.vs}` on the reference frames (whole frames, torch"
+                 f"{', the packed raw outputs' if output == 'raw' else ''}): "
                  f"PSNR {agree['psnr']:.2f} dB, SSIM {agree['ssim']:.4f}. Params {count_params(mine):,} vs "
                  f"{count_params(other):,}; conv MACs per 1920x1080 raw frame {res['vs']['macs_1920x1080'][0] / 1e9:.2f} G"
                  f" vs {res['vs']['macs_1920x1080'][1] / 1e9:.2f} G.\n")

@@ -24,6 +24,21 @@ def test_eval_quality_script(tmp_path, synth_bayer):
     assert "| model |" in out.with_suffix(".md").read_text()
 
 
+def test_eval_quality_vs_a_teacher_of_raw_output_noise_conditioned_models(tmp_path, synth_bayer):
+    # the agreement frames must carry the noise channel and compare raw outputs (they were sRGB frames without it)
+    spec = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 8, 8, 8], "output": "raw",
+            "input": {"noise": "std-map"}}
+    torch.manual_seed(0)
+    save_checkpoint(build_model(spec), spec, tmp_path / "m")
+    save_checkpoint(build_model(spec), spec, tmp_path / "t")
+    out = tmp_path / "rep" / "q"
+    assert run_benchmark("eval_quality", ["--model", tmp_path / "m", "--data", synth_bayer.list_file, "--out", out,
+                                          "--limit", "1", "--threads", "1", "--vs", tmp_path / "t"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["vs"]["frames"] == 24 and data["vs"]["psnr"] > 0      # random raw outputs may clamp alike: inf
+    assert "the packed raw outputs" in out.with_suffix(".md").read_text()
+
+
 def _tiny_teacher(path: Path) -> Path:
     spec = {"arch": "sid-unet", "cfa": "bayer", "widths": [16, 16, 16, 16, 16]}
     torch.manual_seed(0)

@@ -21,6 +21,8 @@ PRETRAINED_NAMES: dict[str, str] = {
     "teacher-xtrans": "full SID U-Net (X-Trans), what `teacher` means for X-Trans raw files",
     "teacher-raw": "raw-output, noise-conditioned U-Net (Bayer) trained on a 9-sensor pool; its colour comes from "
                    "each file's own matrix (preview: shorter training than `teacher`)",
+    "student-raw": "compressed mobile student of `teacher-raw` (Bayer, raw output: each file's own colour matrix; "
+                   "preview)",
 }
 
 #: Kinds returned by :func:`resolve_model_ref`.
