@@ -9,15 +9,20 @@ from darkc.models import build_model, save_checkpoint
 from helpers import run_benchmark
 
 
-def test_eval_quality_script(tmp_path, synth_bayer):
-    spec = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 8, 8, 8]}
+def _eval_quality_vs(tmp_path, data, limit: int, **spec) -> tuple[dict, Path]:
+    """benchmarks/eval_quality.py on a random tiny model of ``spec`` with ``--vs`` another one: (JSON, out prefix)."""
+    spec = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 8, 8, 8], **spec}
     torch.manual_seed(0)
     save_checkpoint(build_model(spec), spec, tmp_path / "m")
     save_checkpoint(build_model(spec), spec, tmp_path / "other")
     out = tmp_path / "rep" / "q"
-    assert run_benchmark("eval_quality", ["--model", tmp_path / "m", "--data", synth_bayer.list_file, "--out", out,
-                                          "--limit", "3", "--threads", "1", "--vs", tmp_path / "other"]) == 0
-    data = json.loads(out.with_suffix(".json").read_text())
+    assert run_benchmark("eval_quality", ["--model", tmp_path / "m", "--data", data, "--out", out, "--limit", limit,
+                                          "--threads", "1", "--vs", tmp_path / "other"]) == 0
+    return json.loads(out.with_suffix(".json").read_text()), out
+
+
+def test_eval_quality_script(tmp_path, synth_bayer):
+    data, out = _eval_quality_vs(tmp_path, synth_bayer.list_file, 3)
     assert data["n"] == 3 and "libraw+nlm" in data["baselines"]
     assert data["vs"]["frames"] == 24 and 0 < data["vs"]["psnr"] < 100 and data["vs"]["macs_1920x1080"][0] > 0
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
@@ -26,15 +31,7 @@ def test_eval_quality_script(tmp_path, synth_bayer):
 
 def test_eval_quality_vs_a_teacher_of_raw_output_noise_conditioned_models(tmp_path, synth_bayer):
     # the agreement frames must carry the noise channel and compare raw outputs (they were sRGB frames without it)
-    spec = {"arch": "sid-unet", "cfa": "bayer", "widths": [8, 8, 8, 8, 8], "output": "raw",
-            "input": {"noise": "std-map"}}
-    torch.manual_seed(0)
-    save_checkpoint(build_model(spec), spec, tmp_path / "m")
-    save_checkpoint(build_model(spec), spec, tmp_path / "t")
-    out = tmp_path / "rep" / "q"
-    assert run_benchmark("eval_quality", ["--model", tmp_path / "m", "--data", synth_bayer.list_file, "--out", out,
-                                          "--limit", "1", "--threads", "1", "--vs", tmp_path / "t"]) == 0
-    data = json.loads(out.with_suffix(".json").read_text())
+    data, out = _eval_quality_vs(tmp_path, synth_bayer.list_file, 1, output="raw", input={"noise": "std-map"})
     assert data["vs"]["frames"] == 24 and data["vs"]["psnr"] > 0      # random raw outputs may clamp alike: inf
     assert "the packed raw outputs" in out.with_suffix(".md").read_text()
 

@@ -141,3 +141,16 @@ def test_mobile_architecture_paragraph_quotes_its_record():
         assert f"{r['reference']['ssim']:.3f}" in text, label
         for device in ("cortex-a78 x1", "cortex-a78 x4", "ethos-u65-512", "ethos-u55-256", "host"):
             assert f"{r['devices'][device]['ms']:.1f}" in text, (label, device)
+
+
+def test_int8_cost_sentence_quotes_its_record():
+    rows = json.loads((RESULTS / "int8_quality.json").read_text())["rows"]
+    text = " ".join(README.split())
+
+    def cost(model, file):
+        fp32, q = rows[model]["FP32 (torch)"], rows[model][file]
+        return [f"{fp32[s]['psnr'] - q[s]['psnr']:.2f}" for s in ("reference", "held-out sensor")]
+
+    assert "the sRGB student {} / {} dB (TFLite".format(*cost("student", "TFLite int8")) in text
+    assert "the raw student {} / {} dB (ONNX Runtime QDQ: {} / {} dB)".format(
+        *cost("student-raw", "TFLite int8"), *cost("student-raw", "ONNX int8")) in text
