@@ -117,9 +117,9 @@ def markdown(data: dict) -> str:
         cells = [f"{s['psnr']:.2f}" + (f" ({s['psnr'] - ref:+.2f})" if name != "reference" else "")
                  + f" / {s['ssim']:.3f} / {s['deltae']:.2f}" for name, s in by_set.items()]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += ["", "Per ratio, PSNR dB:", "", "| model | set | " + " | ".join(
-        next(iter(next(iter(data["scores"].values())).values()))["per_ratio"]) + " |"]
-    lines.append("|---|---|" + "---|" * len(next(iter(next(iter(data["scores"].values())).values()))["per_ratio"]))
+    ratios = list(next(iter(data["scores"].values()))["reference"]["per_ratio"])
+    lines += ["", "Per ratio, PSNR dB:", "", "| model | set | " + " | ".join(ratios) + " |",
+              "|---|---|" + "---|" * len(ratios)]
     for model, by_set in data["scores"].items():
         for name, s in by_set.items():
             lines.append(f"| {model} | {name} | " + " | ".join(f"{v['psnr']:.2f}" for v in s["per_ratio"].values())
