@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from darkc.errors import DarkcError, atomic_path  # noqa: E402
 from darkc.evaluate import evaluate  # noqa: E402
-from darkc.provenance import portable  # noqa: E402
+from darkc.provenance import portable, write_records  # noqa: E402
 
 SETS = {"reference": "synthetic", "ood": "ood"}
 
@@ -83,11 +83,8 @@ def main(argv=None) -> int:
             "host": f"{platform.machine()} CPU, {a.threads} torch threads", "wall_s": time.monotonic() - t0}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps(portable(data), indent=1) + "\n")
     plot(data, out.with_suffix(".png"))
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        Path(tmp).write_text(markdown(portable(data), out.with_suffix(".png").name))
+    write_records(out, data, markdown(portable(data), out.with_suffix(".png").name))
     print(f"wrote {out}.md/.json/.png in {data['wall_s']:.0f} s", file=sys.stderr)
     return 0
 

@@ -111,8 +111,9 @@ def portable(record, run: str | os.PathLike | None = None):
 
 
 def write_records(prefix: str | os.PathLike, data: dict, markdown: str) -> None:
-    """A benchmark's record pair: ``<prefix>.json`` (``data`` made :func:`portable`) and ``<prefix>.md``, each
-    written atomically (a temporary file, then a rename), the folder created if needed."""
+    """A record pair, a benchmark's or a stage's report: ``<prefix>.json`` (``data`` made :func:`portable`, values
+    JSON does not know written as text) and ``<prefix>.md``, each written atomically (a temporary file, then a
+    rename), the folder created if needed."""
     import json
 
     from .errors import atomic_path
@@ -120,7 +121,7 @@ def write_records(prefix: str | os.PathLike, data: dict, markdown: str) -> None:
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(prefix.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps(portable(data), indent=1) + "\n")
+        Path(tmp).write_text(json.dumps(portable(data), indent=1, default=str) + "\n")
     with atomic_path(prefix.with_suffix(".md")) as tmp:
         Path(tmp).write_text(markdown)
 

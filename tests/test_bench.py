@@ -245,14 +245,9 @@ def test_report_files(tiny, tmp_path):
 
 
 def _bench_latency_module():
-    import importlib.util
-    from pathlib import Path
+    from helpers import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_latency.py"
-    spec = importlib.util.spec_from_file_location("bench_latency", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_latency")
 
 
 def test_baseline_gate_flags_growth_beyond_the_threshold():

@@ -249,13 +249,9 @@ def test_sqnr_db_values():
 @pytest.mark.usefixtures("reference_set")
 def test_export_benchmark_script(tiny, tmp_path):
     """benchmarks/export_tflite.py on the tiny model, one variant, one reference pair."""
-    import importlib.util
-    from pathlib import Path
+    from helpers import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "export_tflite.py"
-    spec = importlib.util.spec_from_file_location("export_tflite_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("export_tflite")
     out = tmp_path / "rep" / "tiny"
     assert bench.main(["--model", str(tiny), "--size", SIZE, "--samples", "2", "--limit", "1", "--repeat", "1",
                        "--only", "TFLite INT8", "--out", str(out)]) == 0

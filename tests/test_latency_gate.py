@@ -1,6 +1,5 @@
 """The latency gate (benchmarks/bench_latency.py --baseline) and the bench export cache: each way a regression
 used to slip through, shown to fail now."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,19 +9,11 @@ import pytest
 import darkc
 from darkc.errors import DarkcError
 from darkc.latency import artifact
-from helpers import tiny_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import load_benchmark, tiny_checkpoint
 
 
-def _load_bench_latency():
-    spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "benchmarks" / "bench_latency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-bl = _load_bench_latency()
+bl = load_benchmark("bench_latency")
 
 
 def _results(cycles=1000, share=1.0, cpu_ops=0, parity=True, instructions=5000.0, host_ms=(100.0, 20.0)):

@@ -1,11 +1,9 @@
 """benchmarks/real_raws.py: its measures (checkerboard amplitude, colour cast) on inputs with known answers, and
 its crop/render path on a tiny synthetic DNG, so a report on real raws cannot come from a broken measure."""
 import dataclasses
-import importlib.util
 import os
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,18 +12,15 @@ from darkc.data.dng import write_dng
 from darkc.data.profiles import get_profile
 from darkc.data.raw import read_raw, render_raw
 from darkc.inference import Runner
+from helpers import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def rr():
-    spec = importlib.util.spec_from_file_location("real_raws", ROOT / "benchmarks" / "real_raws.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["real_raws"] = mod          # dataclasses look their module up while the class is made
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("real_raws")
     yield mod
-    sys.modules.pop("real_raws", None)
+    sys.modules.pop(mod.__name__, None)
 
 
 def _smooth(h=96, w=128, seed=0, amp=0.3, freq=3.0):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 import types
 import typing
@@ -31,7 +30,7 @@ from typing import Any, Callable
 
 import click
 
-from darkc.errors import DarkcError, atomic_path
+from darkc.errors import DarkcError
 
 #: The stages, in the order ``darkc pipeline`` chains them.
 STAGES = ("prune", "distill", "quantize", "export", "bench", "eval")
@@ -175,14 +174,10 @@ def report_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
 def write_report(out_dir: str | os.PathLike, name: str, report: dict, markdown: str) -> dict:
     """Write a stage's report (paths made portable, see :mod:`darkc.provenance`) atomically; returns the report
     with ``report_files`` added."""
-    from darkc.provenance import portable
+    from darkc.provenance import portable, write_records
 
     md, js = report_paths(out_dir, name)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(js) as tmp:
-        Path(tmp).write_text(json.dumps(portable(report), indent=1, default=str) + "\n")
-    with atomic_path(md) as tmp:
-        Path(tmp).write_text(portable(markdown).rstrip() + "\n")
+    write_records(md.with_suffix(""), report, portable(markdown).rstrip() + "\n")
     return {**report, "report_files": [str(md), str(js)]}
 
 
