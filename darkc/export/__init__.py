@@ -131,7 +131,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
            input_size: str | None = "dynamic", calib: str | os.PathLike = "synthetic", calib_method: str = "minmax",
            samples: int | None = None, calib_size: int | None = None, calib_ratio: float | None = None,
            reduce_range: bool | str | None = None, io: str = "float", int8_activation: str = "leaky_relu",
-           check: bool = True, command: str | None = None) -> dict:
+           float_layers: str = "auto", check: bool = True, command: str | None = None) -> dict:
     """Export a checkpoint to ONNX (or TFLite) at one precision, check it against PyTorch, write the artifact.
 
     Args:
@@ -152,6 +152,9 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
             ``on``/True or ``off``/False force it.
         io: TFLite int8 only: ``float`` (QUANTIZE/DEQUANTIZE inside the model) or ``int8`` input and output.
         int8_activation: TFLite int8 only: ``leaky_relu`` or ``prelu`` (see ``darkc.export.tflite_int8.quantize_int8``).
+        float_layers: int8 only: layers left in float, ``auto`` (a raw-output model's full-resolution layers; none
+            of an sRGB model's, nor with ``io="int8"``), ``none`` or ``full-res`` (see
+            :mod:`darkc.export.float_layers`).
         check: fail when the parity check fails; with False it is still measured and recorded when possible.
         command: the command line, recorded in the provenance.
 
@@ -164,6 +167,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
             folder, exporter failure, or a failed parity check; nothing is written then.
     """
     from darkc.export.calibration import DEFAULT_CALIB_SIZE, DEFAULT_SAMPLES, calibration_inputs, check_count
+    from darkc.export.float_layers import check_float_layers, resolve_float_layers
     from darkc.export.onnx_int8 import check_method, check_reduce_range
     from darkc.data import cfa as cfa_mod
     from darkc.models import load_checkpoint, read_spec, resolve_model_ref, size_multiple_of
@@ -174,6 +178,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     precision = check_precision(precision)
     calib_method = check_method(calib_method)
     reduce_range = check_reduce_range(reduce_range)
+    check_float_layers(float_layers)
     samples = check_count(DEFAULT_SAMPLES if samples is None else samples, "--samples")
     calib_size = check_count(DEFAULT_CALIB_SIZE if calib_size is None else calib_size, "--calib-size")
     if io != "float" and (target != "tflite" or precision != "int8"):
@@ -188,6 +193,12 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         raise DarkcError(f"{model} is already an exported {kind} model; export from its PyTorch checkpoint "
                          f"directory (model.safetensors + model.json)")
     spec = read_spec(src_dir)
+    # int8 I/O is an NPU's deployment, which needs a full-integer model: there ``auto`` keeps nothing in float
+    kept_float = "none" if precision != "int8" or (float_layers == "auto" and io != "float") else \
+        resolve_float_layers(float_layers, spec)
+    if kept_float != "none" and io != "float":
+        raise DarkcError(f"--io {io} needs a full-integer model, but --float-layers {float_layers} keeps layers in "
+                         f"float; pass --float-layers none (or auto) with --io {io}, or leave --io out")
     multiple = size_multiple_of(spec)
     if calib_size % multiple:
         raise DarkcError(f"--calib-size {calib_size} must be a multiple of {multiple} packed px (the model's size "
@@ -213,7 +224,8 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     try:
         staged = staging / filename
         if exporter is None:
-            info = export_onnx(net, spec, staged, precision, fixed, calib_inputs, calib_method, reduce_range)
+            info = export_onnx(net, spec, staged, precision, fixed, calib_inputs, calib_method, reduce_range,
+                               kept_float)
             info["contract"] = _onnx_contract(net, spec, fixed)
             embed_onnx(staged, info["contract"])
         else:
@@ -221,7 +233,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
             # (1, C, h, w) calibration arrays for int8, else None, io=, calib_method=) -> dict of facts to record;
             # it embeds the input contract in the file and returns it under "contract"
             info = exporter(net, spec, staged, precision, fixed, calib_inputs, io=io, calib_method=calib_method,
-                            int8_activation=int8_activation)
+                            int8_activation=int8_activation, float_layers=kept_float)
             info = dict(info) if isinstance(info, dict) else {}
         if not staged.is_file():
             raise DarkcError(f"the {target} exporter wrote no {filename}; re-run, or report the bug")

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from darkc.errors import DarkcError, one_line
+from darkc.export.float_layers import onnx_full_res_nodes
 
 #: ``--calib-method`` values -> ONNX Runtime ``CalibrationMethod`` member names.
 CALIB_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
@@ -205,7 +206,7 @@ def _summarise(ranges, graph_path: Path, input_name: str, output_name: str) -> d
 
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inputs: list[np.ndarray],
                   method: str = "minmax", reduce_range: bool | None = None, input_name: str = "raw",
-                  output_name: str = "srgb") -> dict:
+                  output_name: str = "srgb", float_layers: str = "none") -> dict:
     """Quantise an FP32 ONNX graph to INT8 QDQ, calibrated on ``inputs``.
 
     Args:
@@ -215,6 +216,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
             size must fit the graph (any multiple of 16 for a dynamic graph).
         method: ``minmax`` / ``percentile`` / ``entropy``.
         reduce_range: 7-bit weights; None decides from this CPU (:func:`cpu_int8_info`).
+        float_layers: ``none`` (every node INT8) or ``full-res`` (nodes at the input's height and width stay
+            float, :mod:`darkc.export.float_layers`; ``auto`` is resolved by the caller).
 
     Returns:
         The calibration record: method, histogram settings, samples, weight/activation types, per-channel,
@@ -264,6 +267,12 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
             pre = Path(fp32_path)
             record["preprocess"] = f"skipped: quant_pre_process failed ({one_line(exc)[:200]})"
         step = "calibration"
+        excluded = []
+        if float_layers == "full-res":
+            excluded = onnx_full_res_nodes(pre, inputs[0].shape)
+        elif float_layers != "none":
+            raise DarkcError(f"float_layers {float_layers!r}: resolve 'auto' with darkc.export.float_layers first")
+        record["float_layers"] = {"rule": float_layers, "nodes": excluded}
         try:
             with _quiet():
                 ranges = _compute_ranges(pre, input_name, inputs, method, work)
@@ -274,7 +283,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
                                 quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=CalibrationMethod[CALIB_METHODS[method]],
-                                calibration_cache_path=str(cache))
+                                calibration_cache_path=str(cache), nodes_to_exclude=excluded)
         except DarkcError:
             raise
         except Exception as exc:  # onnxruntime raises many types (Fail, RuntimeError, ValueError)

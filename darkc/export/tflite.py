@@ -43,7 +43,7 @@ from darkc.errors import DarkcError, one_line
 from darkc.export.ai_edge import quiet_native, tool_version
 from darkc.export.contract import METADATA_KEY, input_contract
 from darkc.export.tflite_graph import (INPUT_NAME, LAYOUT, OUTPUT_NAME, graph_info, read_metadata, read_model,
-                                       write_model)
+                                       unexpected_float_ops, write_model)
 from darkc.export.tflite_int8 import INT8_ACTIVATIONS, check_io, kernel_agreement, quantize_int8
 from darkc.export.tflite_rewrite import append_depth_to_space, name_io, rename_output, set_metadata
 
@@ -191,7 +191,8 @@ def _where(info: dict) -> dict:
 # ---------------------------------------------------------------- the exporter
 def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "fp32",
                   input_size: tuple[int, int] | None = None, calib: list[np.ndarray] | None = None, *,
-                  io: str = "float", calib_method: str = "minmax", int8_activation: str = "leaky_relu") -> dict:
+                  io: str = "float", calib_method: str = "minmax", int8_activation: str = "leaky_relu",
+                  float_layers: str = "none") -> dict:
     """Write ``model`` as one ``.tflite`` file of the given precision (in place: pass a staging path).
 
     Args:
@@ -204,6 +205,7 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
         io: int8 only: ``float`` or ``int8`` input/output tensors.
         calib_method: int8 only: ``minmax`` (ai-edge-quantizer's static recipe calibrates min/max only).
         int8_activation: int8 only: ``leaky_relu`` or ``prelu``, see :func:`darkc.export.tflite_int8.quantize_int8`.
+        float_layers: int8 only: ``none`` or ``full-res`` (see :mod:`darkc.export.float_layers`).
 
     Returns:
         The export record: converter, layout, graph facts (op list with dtypes, counts, layout transposes, where
@@ -230,11 +232,14 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
     if precision == "fp16":
         content, info["fp16"] = quantize_fp16(content)
     elif precision == "int8":
-        content, info["calibration"] = quantize_int8(content, calib or [], io, activation=int8_activation)
+        content, info["calibration"] = quantize_int8(content, calib or [], io, activation=int8_activation,
+                                                     float_layers=float_layers)
     content = append_depth_to_space(content, block)
     graph = graph_info(content)
-    if precision == "int8" and graph["float_ops"]:
-        raise DarkcError(f"INT8 TFLite export has float operators: {graph['float_ops'][:3]}; re-export or report")
+    if precision == "int8":
+        left = unexpected_float_ops(content, list(input_size) if float_layers != "none" else None)
+        if left:
+            raise DarkcError(f"INT8 TFLite export has float operators: {left[:3]}; re-export or report")
     out_name = output_name(spec)
     contract = input_contract(spec, LAYOUT, graph["input"]["shape_signature"] or graph["input"]["shape"],
                               graph["input"]["dtype"], graph["input"]["quantization"],

@@ -113,6 +113,39 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
             "activation_zero_points": sorted(zero_points)}
 
 
+def unexpected_float_ops(model: bytes | str | os.PathLike, hw: list[int] | None = None) -> list[str]:
+    """:func:`graph_info`'s ``float_ops`` of an INT8 model less those a float region at height and width ``hw``
+    explains (``--float-layers full-res``): ops whose first input or first output is a rank-4 tensor of that
+    height and width, ops only such ops read (an activation before the region's first layer, e.g. the SID U-Net's
+    last upsampling), and the QUANTIZE / DEQUANTIZE ops at the region's border. ``hw`` None: every float op."""
+    content = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else model
+    m = read_model(content)
+    g = m.subgraphs[0]
+    info = graph_info(content)
+    if hw is None:
+        return info["float_ops"]
+
+    def at_hw(t: int) -> bool:
+        shape = g.tensors[t].shape
+        return shape is not None and len(shape) == 4 and list(shape[1:3]) == list(hw)
+
+    def in_region(op) -> bool:
+        return at_hw(int(op.inputs[0])) or at_hw(int(op.outputs[0]))
+
+    readers: dict[int, list] = {}
+    for op in g.operators:
+        for t in op.inputs:
+            readers.setdefault(int(t), []).append(op)
+    left = []
+    for op, text in zip(g.operators, info["ops"]):
+        if text not in info["float_ops"] or op_name(m, op) in ("QUANTIZE", "DEQUANTIZE") or in_region(op):
+            continue
+        users = readers.get(int(op.outputs[0]), [])
+        if not users or not all(in_region(u) for u in users):
+            left.append(text)
+    return left
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The ``metadata`` entries of a ``.tflite`` file that hold UTF-8 text, by name."""
     from ai_edge_litert.tools import flatbuffer_utils

@@ -1,4 +1,5 @@
-"""Full-integer INT8 TFLite: ai-edge-quantizer's static recipe, calibrated on packed raw inputs, made all-integer.
+"""INT8 TFLite: ai-edge-quantizer's static recipe, calibrated on packed raw inputs, made all-integer (or all but the
+layers ``--float-layers`` keeps in float, :mod:`darkc.export.float_layers`).
 
 The TFLite counterpart of :mod:`darkc.export.onnx_int8`; :func:`darkc.export.tflite.export_tflite` calls
 :func:`quantize_int8` on the float32 graph with samples from :mod:`darkc.export.calibration`.
@@ -8,21 +9,28 @@ tensor, min/max calibrated on packed raw inputs) does not know LEAKY_RELU nor DE
 float between DEQUANTIZE/QUANTIZE pairs (an NPU compiler then runs most of the graph on the CPU). Both have int8
 kernels in TFLite, so the graph is fixed (:mod:`darkc.export.tflite_rewrite`): each DEQUANTIZE -> LEAKY_RELU ->
 QUANTIZE becomes one int8 LEAKY_RELU (input and output keep their calibrated scales), DEPTH_TO_SPACE is placed on
-the int8 side by the exporter. Every operator is then integer; anything left in float is an error, never a silently
-float "INT8" model. I/O is float (a QUANTIZE after the input, a DEQUANTIZE before the output) or int8
-(``io="int8"``; scale and zero point in the tensors and in the contract).
+the int8 side by the exporter. Every operator is then integer, except those ``float_layers`` keeps in float (then
+the float input feeds them directly, :func:`darkc.export.tflite_rewrite.fold_round_trips`); anything else left in
+float is an error, never a silently float "INT8" model. I/O is float (a QUANTIZE after the input, a DEQUANTIZE
+before the output) or int8 (``io="int8"``; scale and zero point in the tensors and in the contract).
+
+Ranges are each tensor's min and max over all samples (:func:`_min_max`): ai-edge-quantizer's ``calibrate`` merges
+samples by a moving average, which clips every sample wider than the average one.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from darkc.errors import DarkcError, one_line
 from darkc.export.ai_edge import quiet_native, tool_version
-from darkc.export.tflite_graph import INPUT_NAME, SIGNATURE, graph_info, read_model, write_model
-from darkc.export.tflite_rewrite import compact_tensors, float_io, integer_io, integerise, leaky_to_prelu
+from darkc.export.float_layers import tflite_full_res_outputs
+from darkc.export.tflite_graph import INPUT_NAME, SIGNATURE, graph_info, read_model, unexpected_float_ops, write_model
+from darkc.export.tflite_rewrite import (compact_tensors, float_io, fold_round_trips, integer_io, integerise,
+                                         leaky_to_prelu)
 
 #: ``io`` values for int8: dtype of the model's input and output tensors.
 IO_TYPES = ("float", "int8")
@@ -37,8 +45,9 @@ def check_io(io: str) -> str:
 
 
 def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", threads: int | None = None,
-                  activation: str = "leaky_relu") -> tuple[bytes, dict]:
-    """Full-integer INT8 of a float TFLite model: every operator integer, calibrated on ``inputs``.
+                  activation: str = "leaky_relu", float_layers: str = "none") -> tuple[bytes, dict]:
+    """INT8 of a float TFLite model, calibrated on ``inputs``: every operator integer, or every operator but those
+    ``float_layers`` keeps in float.
 
     Args:
         content: the float32 flatbuffer (NHWC input).
@@ -52,13 +61,23 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
             kernels) or ``prelu`` (PRELU with alpha 0.2 held exactly as int8 127 x 0.2/127: 47.5 dB on XNNPACK,
             built-in and reference kernels alike, but XNNPACK leaves int8 PRELU to the built-in kernels: 1.8x
             slower on an x86 host).
+        float_layers: ``none`` (full integer) or ``full-res``: operators whose output has the input's height and
+            width stay float (:mod:`darkc.export.float_layers`; ``auto`` is resolved by the caller); the input then
+            stays float too (no QUANTIZE -> DEQUANTIZE round trip before the first float layer), and ``io`` must be
+            ``float``.
 
     Raises:
-        DarkcError: no samples, the quantizer failed, or an operator is left in float.
+        DarkcError: no samples, the quantizer failed, or an operator is left in float that ``float_layers`` does
+            not keep.
     """
     from ai_edge_quantizer import quantizer, recipe
 
     io = check_io(io)
+    if float_layers not in ("none", "full-res"):
+        raise DarkcError(f"float_layers {float_layers!r}: resolve 'auto' with darkc.export.float_layers first")
+    if float_layers != "none" and io != "float":
+        raise DarkcError(f"--io {io} needs a full-integer model but --float-layers {float_layers} keeps layers in "
+                         f"float; pass --float-layers none with --io {io}, or leave --io out")
     if activation not in INT8_ACTIVATIONS:
         raise DarkcError(f"--int8-activation {activation!r} is unknown; use one of {', '.join(INT8_ACTIVATIONS)}")
     if not inputs:
@@ -71,12 +90,16 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
                              f"export size")
     samples = [{INPUT_NAME: np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))} for x in inputs]
     threads = threads or min(4, os.cpu_count() or 1)
+    kept = tflite_full_res_outputs(read_model(content).subgraphs[0], [h, w]) if float_layers == "full-res" else []
+    # ai-edge-quantizer's scope of an op is its output names joined by ';' with a trailing ';'; the last match wins
+    rules = recipe.static_wi8_ai8() + [{"regex": "^" + re.escape(name) + ";$", "operation": "*",
+                                         "algorithm_key": "no_quantize"} for name in kept]
     try:
         import ai_edge_quantizer
 
         with quiet_native():
-            qt = quantizer.Quantizer(bytearray(content), recipe.static_wi8_ai8())
-            calibration = qt.calibrate({SIGNATURE: samples}, num_threads=threads)
+            qt = quantizer.Quantizer(bytearray(content), rules)
+            calibration = _min_max(qt, samples, threads)
             if INPUT_NAME in calibration:      # the input's range is the contract's [0, 1], not the samples'
                 seen = calibration[INPUT_NAME]
                 calibration[INPUT_NAME] = {**seen, "min": np.zeros_like(seen["min"]),
@@ -96,11 +119,14 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
         integer_io(m)
     else:
         float_io(m)
+        if kept:
+            fold_round_trips(m)
     compact_tensors(m, m.subgraphs[0])
     content = write_model(m)
     info = graph_info(content)
-    if info["float_ops"]:
-        left = ", ".join(f"{k} x{v}" for k, v in _count(info["float_ops"]).items())
+    left = unexpected_float_ops(content, [h, w] if kept else None)
+    if left:
+        left = ", ".join(f"{k} x{v}" for k, v in _count(left).items())
         raise DarkcError(f"INT8 TFLite export left operators in float ({left}); ai-edge-quantizer has no int8 rule "
                          f"for them - use an activation/op with int8 support or export --target onnx")
     record = {"method": "minmax", "quantizer": f"ai-edge-quantizer {version} static_wi8_ai8 (min/max)",
@@ -108,9 +134,29 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
               "activations": "int8 per tensor" + (" (symmetric)" if info["activation_zero_points"] == [0] else
                                                   ", asymmetric (zero points)"),
               "input_range": "[0, 1] (the input contract's range; calibrated ranges everywhere else)",
-              "io": io, "integerised": integerised, "activation": activation, "samples": len(inputs),
+              "io": io, "integerised": integerised, "activation": activation,
+              "float_layers": {"rule": float_layers, "ops": len(info["float_ops"]) if kept else 0},
+              "samples": len(inputs),
               "sample_sizes": [list(s) for s in sorted({tuple(x.shape[2:]) for x in inputs})]}
     return content, record
+
+
+def _min_max(qt, samples: list[dict], threads: int) -> dict:
+    """Each tensor's min and max over all ``samples``. ``Quantizer.calibrate`` merges the samples' ranges by a
+    moving average (smoothing 0.95), which lands near the mean sample's range: every sample beyond it is clipped,
+    and the held-out sensor (noisier than every training sensor) more than most (student-raw, 8 pairs: 16.87 dB
+    all-INT8 with the averaged ranges, benchmarks/results/int8_quality.md has the full sets). One sample per call,
+    merged here, gives the true extremes, as ONNX Runtime's MinMax calibrator does."""
+    merged: dict = {}
+    for sample in samples:
+        for name, qsv in qt.calibrate({SIGNATURE: [sample]}, num_threads=threads).items():
+            old = merged.get(name)
+            if old is None or "min" not in qsv or "max" not in qsv:
+                merged[name] = dict(qsv)
+            else:
+                merged[name] = {**old, "min": np.minimum(old["min"], qsv["min"]),
+                                "max": np.maximum(old["max"], qsv["max"])}
+    return merged
 
 
 def _count(items: list[str]) -> dict[str, int]:

@@ -229,6 +229,32 @@ def integerise(m) -> dict[str, int]:
     return done
 
 
+def fold_round_trips(m) -> None:
+    """Skip every float -> QUANTIZE -> DEQUANTIZE -> float round trip: the DEQUANTIZE's consumers read the float
+    tensor itself (ai-edge-quantizer quantises a graph input even when only float layers read it); the QUANTIZE
+    goes too when nothing else reads its output."""
+    g = m.subgraphs[0]
+    producers, consumers = _producers(g), _consumers(g)
+    drop: set[int] = set()
+    for i, op in enumerate(g.operators):
+        if op_name(m, op) != "DEQUANTIZE":
+            continue
+        q = producers.get(int(op.inputs[0]))
+        if q is None or op_name(m, g.operators[q]) != "QUANTIZE":
+            continue
+        src, dq_out = int(g.operators[q].inputs[0]), int(op.outputs[0])
+        if type_name(g.tensors[src].type) not in FLOAT_TYPES or dq_out in g.outputs:
+            continue
+        for u in consumers.get(dq_out, []):
+            g.operators[u].inputs = np.asarray([src if t == dq_out else t for t in g.operators[u].inputs],
+                                               dtype=np.int32)
+        drop.add(i)
+        mid = int(op.inputs[0])
+        if all(u in drop for u in consumers.get(mid, [])) and mid not in g.outputs:
+            drop.add(q)
+    _remove_ops(g, drop)
+
+
 def integer_io(m) -> None:
     """Drop the QUANTIZE after a float input and the DEQUANTIZE before a float output (no-op for integer I/O)."""
     g = m.subgraphs[0]

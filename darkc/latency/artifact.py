@@ -158,10 +158,12 @@ def load_subject(model, runtime: str | None = None) -> Subject:
 
 
 def export_cached(checkpoint: Path, target: str, precision: str, input_size: str, note: str,
-                  io: str = "float") -> tuple[Path, str]:
+                  io: str = "float", float_layers: str | None = None) -> tuple[Path, str]:
     """``checkpoint`` exported to ``target``/``precision`` at ``input_size`` (raw HxW or ``dynamic``), cached.
 
-    ``io="int8"``: int8 input/output tensors (TFLite int8 only), as an NPU deployment feeds them.
+    ``io="int8"``: int8 input/output tensors (TFLite int8 only), as an NPU deployment feeds them: a full-integer
+    model (``float_layers="none"``, even for a raw-output model, whose default keeps its full-resolution layers in
+    float: :mod:`darkc.export.float_layers`).
 
     Returns:
         ``(file, note)``: the exported file and a sentence saying where it came from.
@@ -170,15 +172,19 @@ def export_cached(checkpoint: Path, target: str, precision: str, input_size: str
 
     sha = sha256_file(checkpoint / "model.safetensors")[:16]
     name = f"model-{precision}.{'onnx' if target == 'onnx' else 'tflite'}"
+    if float_layers is None:
+        float_layers = "none" if io == "int8" else "auto"
     dest = (cache_dir() / "exports" / f"{sha}-{exporter_fingerprint()}"
-            / (f"{target}-{precision}-{input_size}" + ("-io8" if io == "int8" else "")))
+            / (f"{target}-{precision}-{input_size}" + ("-io8" if io == "int8" else "")
+               + ("" if float_layers == "auto" else f"-float-{float_layers}")))
     out = dest / name
     if not out.is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
         # a private staging folder: two runs filling the same entry never write into each other's files
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
-            opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES, "io": io} if precision == "int8" else {}
+            opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES, "io": io,
+                    "float_layers": float_layers} if precision == "int8" else {}
             export(str(checkpoint), tmp / name, target=target, precision=precision, input_size=input_size,
                    check=True, command=f"darkc bench ({note})", **opts)
             if not out.is_file():

@@ -196,8 +196,11 @@ def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Pat
             return subject.path, subject.runtime, arm_hw, None
         if subject.checkpoint is not None:
             io = "int8" if subject.record.get("input", {}).get("dtype") == "int8" else "float"
+            calib = subject.record.get("calibration") or {}
+            # int8 files made before --float-layers were full integer
+            rule = calib.get("float_layers", {}).get("rule", "none") if calib else None
             path, note = export_cached(subject.checkpoint, subject.kind, precision_of(subject, dtype),
-                                       raw_size(subject, arm_hw), "ARM emulation", io=io)
+                                       raw_size(subject, arm_hw), "ARM emulation", io=io, float_layers=rule)
             return path, subject.runtime, arm_hw, note
         if subject.fixed[0] * subject.fixed[1] <= MAX_ARM_PIXELS:
             return subject.path, subject.runtime, subject.fixed, "emulated at the file's own fixed size"

@@ -1,0 +1,75 @@
+"""Which layers an INT8 export leaves in float (``--float-layers``): NNCF's "ignored scope", chosen by a rule.
+
+A raw-output model's full-resolution layers need more than 8 bits. Its output is linear raw that LibRaw then
+white-balances, colour-corrects and gamma-encodes, so an 8-bit step in a dark region becomes several sRGB levels,
+whereas an sRGB model's 8-bit steps are already perceptual. Measured on the shipped ``student-raw`` (ONNX Runtime
+QDQ, 8 reference pairs at 512x768 raw): every layer INT8 22.66 -> 20.43 dB; each full-resolution layer alone INT8
+cost 0.26-0.95 dB, each lower-resolution layer alone at most 0.06; the head, the residual add and the last block
+kept in float together 21.27; every full-resolution layer in float 22.53 (-0.13), 16-bit activations there 22.43
+(benchmarks/results/int8_quality.md has the full-set figures).
+
+Rules:
+
+* ``none``: every layer INT8 (a full-integer model, what an NPU needs);
+* ``full-res``: every operator whose output has the input's packed height and width stays float (for the SID
+  U-Net: the first and last blocks, the last upsampling, the head and the residual add), found from the graph's
+  own shapes, so it holds for any network; the rest is INT8;
+* ``auto`` (default): ``full-res`` for a raw-output model, ``none`` for an sRGB one, and ``none`` for a TFLite
+  export with int8 I/O (``--io int8``: an NPU's deployment, which runs integer operators only).
+"""
+from __future__ import annotations
+
+from darkc.errors import DarkcError
+
+#: ``--float-layers`` values.
+FLOAT_LAYER_RULES = ("auto", "none", "full-res")
+
+
+def check_float_layers(value: str) -> str:
+    if value not in FLOAT_LAYER_RULES:
+        raise DarkcError(f"--float-layers {value!r} is unknown; use one of {', '.join(FLOAT_LAYER_RULES)}")
+    return value
+
+
+def resolve_float_layers(value: str, spec: dict) -> str:
+    """The rule that applies to the model of ``spec``: ``auto`` -> ``full-res`` for raw output, else ``none``."""
+    value = check_float_layers(value)
+    if value == "auto":
+        return "full-res" if spec.get("output") == "raw" else "none"
+    return value
+
+
+def onnx_full_res_nodes(model_path, input_shape: tuple[int, ...]) -> list[str]:
+    """Names of the nodes of the ONNX graph at ``model_path`` whose every rank-4 output has the input's height and
+    width, for an input of ``input_shape`` (N, C, H, W) (dynamic graphs are given that shape to infer the rest)."""
+    import onnx
+
+    m = onnx.load(str(model_path))
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    for d, n in zip(dims, input_shape):
+        d.ClearField("dim_param")
+        d.dim_value = int(n)
+    del m.graph.value_info[:]
+    for o in m.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    m = onnx.shape_inference.infer_shapes(m)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)}
+    hw = list(input_shape[2:])
+    out = []
+    for n in m.graph.node:
+        outs = [shapes.get(o) for o in n.output]
+        if outs and all(s is not None and len(s) == 4 and s[2:] == hw for s in outs):
+            out.append(n.name)
+    return out
+
+
+def tflite_full_res_outputs(g, hw: list[int]) -> list[str]:
+    """Output tensor names of the operators of TFLite subgraph ``g`` (NHWC) whose every output has height and
+    width ``hw``."""
+    out = []
+    for op in g.operators:
+        ts = [g.tensors[t] for t in op.outputs]
+        if ts and all(t.shape is not None and len(t.shape) == 4 and list(t.shape[1:3]) == hw for t in ts):
+            out.extend(t.name.decode() if isinstance(t.name, bytes) else str(t.name) for t in ts)
+    return out
