@@ -144,13 +144,20 @@ def test_mobile_architecture_paragraph_quotes_its_record():
 
 
 def test_int8_cost_sentence_quotes_its_record():
-    rows = json.loads((RESULTS / "int8_quality.json").read_text())["rows"]
+    data = json.loads((RESULTS / "int8_quality.json").read_text())
+    rows, lat = data["rows"], data["latency"]["student-raw"]
     text = " ".join(README.split())
 
     def cost(model, file):
         fp32, q = rows[model]["FP32 (torch)"], rows[model][file]
         return [f"{fp32[s]['psnr'] - q[s]['psnr']:.2f}" for s in ("reference", "held-out sensor")]
 
-    assert "the sRGB student {} / {} dB (TFLite".format(*cost("student", "TFLite int8")) in text
-    assert "the raw student {} / {} dB (ONNX Runtime QDQ: {} / {} dB)".format(
-        *cost("student-raw", "TFLite int8"), *cost("student-raw", "ONNX int8")) in text
+    default, full = "TFLite int8 (default: full-res layers float)", "TFLite int8, full integer (--float-layers none)"
+    assert "the sRGB student {} / {} dB (TFLite".format(*cost("student", "TFLite int8 (default: full integer)")) in text
+    assert "the raw student {} / {} dB, because".format(*cost("student-raw", default)) in text
+    assert "the raw student loses {} / {} dB (ONNX Runtime QDQ: {} / {} dB)".format(
+        *cost("student-raw", full), *cost("student-raw", "ONNX int8, full integer (--float-layers none)")) in text
+    assert "{:.1f} ms against {:.1f} ms full-integer and {:.1f} ms FP32".format(
+        lat[default]["host_ms"], lat[full]["host_ms"], lat["FP32"]["host_ms"]) in text
+    sens = json.loads((RESULTS / "int8_sensitivity.json").read_text())
+    assert f"lose {sens['fp32_onnx'] - sens['rows']['full-res nodes with 16-bit activations']:.2f} dB" in text

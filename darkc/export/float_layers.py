@@ -2,11 +2,11 @@
 
 A raw-output model's full-resolution layers need more than 8 bits. Its output is linear raw that LibRaw then
 white-balances, colour-corrects and gamma-encodes, so an 8-bit step in a dark region becomes several sRGB levels,
-whereas an sRGB model's 8-bit steps are already perceptual. Measured on the shipped ``student-raw`` (ONNX Runtime
-QDQ, 8 reference pairs at 512x768 raw): every layer INT8 22.66 -> 20.43 dB; each full-resolution layer alone INT8
-cost 0.26-0.95 dB, each lower-resolution layer alone at most 0.06; the head, the residual add and the last block
-kept in float together 21.27; every full-resolution layer in float 22.53 (-0.13), 16-bit activations there 22.43
-(benchmarks/results/int8_quality.md has the full-set figures).
+whereas an sRGB model's 8-bit steps are already perceptual. On the shipped ``student-raw``
+(benchmarks/results/int8_sensitivity.md, ONNX Runtime QDQ): the convs of the first and last blocks and the head, each
+alone in INT8, cost 0.26-0.95 dB, every other conv at most 0.06; all of them INT8, 2.23 dB; the full-resolution
+nodes in float, 0.11 dB; 16-bit activations there, 0.23 dB (benchmarks/results/int8_quality.md: the default INT8
+TFLite file loses 0.06 / 0.05 dB on the reference / held-out sets, full integer 1.51 / 1.12).
 
 Rules:
 

@@ -144,9 +144,9 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
 def _min_max(qt, samples: list[dict], threads: int) -> dict:
     """Each tensor's min and max over all ``samples``. ``Quantizer.calibrate`` merges the samples' ranges by a
     moving average (smoothing 0.95), which lands near the mean sample's range: every sample beyond it is clipped,
-    and the held-out sensor (noisier than every training sensor) more than most (student-raw, 8 pairs: 16.87 dB
-    all-INT8 with the averaged ranges, benchmarks/results/int8_quality.md has the full sets). One sample per call,
-    merged here, gives the true extremes, as ONNX Runtime's MinMax calibrator does."""
+    and frames of the held-out sensor (noisier than every training sensor) more than most. One sample per call,
+    merged here, gives the true extremes, as ONNX Runtime's MinMax calibrator does
+    (tests/test_float_layers.py::test_tflite_ranges_are_min_and_max_over_all_samples)."""
     merged: dict = {}
     for sample in samples:
         for name, qsv in qt.calibrate({SIGNATURE: [sample]}, num_threads=threads).items():
