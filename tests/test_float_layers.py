@@ -136,3 +136,24 @@ def test_tflite_ranges_are_min_and_max_over_all_samples(tmp_path):
     y = it.get_tensor(it.get_output_details()[0]["index"])
     assert (127 - zero) * scale >= 0.98 * float(y.max())
     assert (-128 - zero) * scale <= 0.98 * float(y.min()) + 1e-6
+
+
+@needs_tflite
+def test_npu_compiles_a_full_integer_export_of_a_file_with_float_layers(raw_ckpt, tmp_path):
+    """Ethos-U runs integer operators only: a default (mixed) INT8 file of a raw model is compiled as its
+    full-integer re-export, said in the file note; without a checkpoint beside it, a one-line error."""
+    pytest.importorskip("ethosu")
+    import shutil
+
+    from darkc.latency.bench import bench
+
+    folder = tmp_path / "m"
+    shutil.copytree(raw_ckpt, folder)
+    export(str(folder), folder / "model-int8.tflite", target="tflite", precision="int8", input_size="64x64",
+           samples=2, check=False)
+    d = bench(str(folder / "model-int8.tflite"), devices="ethos-u65-512")["devices"]["ethos-u65-512"]
+    assert "full-integer export instead" in d["file_note"] and d["file"] != str(folder / "model-int8.tflite")
+    alone = tmp_path / "alone.tflite"
+    shutil.copyfile(folder / "model-int8.tflite", alone)
+    with raises_naming("alone.tflite", "keeps layers in float", "--float-layers none"):
+        bench(str(alone), devices="ethos-u65-512")

@@ -318,14 +318,27 @@ def check_npu_subject(subject: Subject, target_hw, dtype: str) -> None:
         raise DarkcError(f"{subject.path} is a {precision} model; Ethos-U runs full-integer INT8 TFLite: {how}")
 
 
+def _float_layers_of(subject: Subject) -> str:
+    """The ``--float-layers`` rule an INT8 file was exported with (files made before the option: ``none``)."""
+    calib = subject.record.get("calibration") or {}
+    return calib.get("float_layers", {}).get("rule", "none")
+
+
 def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, int], str | None]:
     check_npu_subject(subject, target_hw, dtype)
     how = _npu_export_hint(subject, target_hw)
-    if subject.kind == "tflite" and subject.fixed == target_hw:
+    mixed = _float_layers_of(subject) != "none"
+    if mixed and subject.checkpoint is None:
+        raise DarkcError(f"{subject.path} keeps layers in float (--float-layers {_float_layers_of(subject)}), which "
+                         f"Ethos-U cannot run; export it with --float-layers none (or --io int8): {how}")
+    if subject.kind == "tflite" and subject.fixed == target_hw and not mixed:
         return subject.path, target_hw, None
     if subject.checkpoint is not None:
         path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, target_hw), "Vela",
                                    io="int8")
+        if mixed:
+            note = (f"{subject.path} keeps its full-resolution layers in float, which Ethos-U cannot run: Vela "
+                    f"compiles a full-integer export instead, {note}")
         return path, target_hw, note
     if subject.kind == "tflite" and subject.fixed is not None:
         return subject.path, subject.fixed, "compiled at the file's own fixed size (no checkpoint beside it)"
@@ -345,7 +358,7 @@ def _npu_export_at(subject: Subject, target_hw, dtype: str):
             path, _, note = npu_file(subject, target_hw, dtype)
         else:
             path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, hw), "Vela tiles",
-                                       io=io)
+                                       io=io, float_layers="none")
         if note:
             notes.append(note)
         return path

@@ -93,7 +93,12 @@ def check_integer_tflite(path: Path) -> dict:
     except Exception as exc:
         raise DarkcError(f"cannot read TFLite model {path}: {' '.join(str(exc).split())}; re-export it") from exc
     conv_types = [op for op in info["ops"] if op.startswith(("CONV_2D", "TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"))]
-    if info["float_ops"] or any("float" in op.split("->")[0] for op in conv_types):
+    float_convs = [op for op in conv_types if "float" in op.split("->")[0]]
+    if float_convs and len(float_convs) < len(conv_types):
+        raise DarkcError(f"{path} keeps layers in float ({len(float_convs)} of {len(conv_types)} convolutions: "
+                         f"--float-layers, a raw-output model's INT8 default); Ethos-U runs int8 only: export it with "
+                         f"`darkc export --target tflite --precision int8 --float-layers none --input-size HxW`")
+    if info["float_ops"] or float_convs:
         raise DarkcError(f"{path} is a float model ({len(info['float_ops'])} float operators); Ethos-U runs int8 "
                          f"only: export it with `darkc export --target tflite --precision int8 --input-size HxW`")
     sig = info["input"]["shape_signature"]
