@@ -20,8 +20,8 @@ Kinds:
   current frame better, so flat regions where flow is unreliable are still smoothed.
 * ``fast-flow`` (the default of ``darkc video``): the same idea with every decision at 1/:data:`FAST_SCALE`
   (one-way DIS flow, photometric occlusion test, scene-cut reset) and the history moved by one translation per
-  :data:`FAST_TILE` px tile, so that full resolution costs one downscale, one bilinear patch per tile, the
-  upsampling of the weights and one blend (:class:`FastFlowFilter`).
+  :data:`FAST_TILE` px tile, so that full resolution costs three area downscales, one bilinear patch per run of
+  tiles that move alike, the upsampling of the weights and one blend (:class:`FastFlowFilter`).
 
 For ``motion-adaptive`` and ``flow``, all decisions (noise level, difference, occlusion) are made at
 1/:data:`STAT_SCALE` resolution on local means
@@ -67,6 +67,10 @@ FAST_RAMP = (2.5, 5.0)
 #: benchmarks/results/video (320 px, where 96 px is a third of the frame: a zoom's flow varies across it as it
 #: would at 1080p) tiles of 16-96 px met the same targets within 2 points
 FAST_TILE = 96
+#: ``fast-flow`` moves its full-resolution history by multiples of this (px): neighbouring tiles that then move
+#: alike are moved in one call, and a still region (|shift| < half a step) by a copy. Whole px (1.0) missed the
+#: flicker / E_warp targets on 2 of the 9 clips of benchmarks/results/video (x100 hand-held, -44 % / -46 %).
+SHIFT_STEP = 1 / 8
 #: a tile takes its own median flow instead of the camera's affine motion where they differ by more (low-res px)
 TILE_OWN_FLOW = 0.25
 
@@ -133,7 +137,10 @@ class NoiseModel:
     bins = 16
     momentum = 0.7
     min_count = 32
-    max_samples = 10000
+    #: pixels sampled per update (a regular grid): ~250 per bin, and with ``momentum`` the estimate averages
+    #: several frames; 10000 cost 7M more guest instructions per 1080p frame of ``fast-flow`` on aarch64 (one
+    #: sort of them), the same filtering on the clips of benchmarks/results/video (which have fewer pixels)
+    max_samples = 4000
 
     def __init__(self):
         self.sigma: np.ndarray | None = None        # (bins, C)
@@ -418,20 +425,6 @@ def _affine_flow(flow: np.ndarray, step: int = 8, iters: int = 3) -> np.ndarray:
     return coef
 
 
-def _expand(tiles: np.ndarray, t: int, h: int, w: int) -> np.ndarray:
-    """Per-tile values (nty, ntx, ...) -> per low-res px (h, w, ...)."""
-    return np.ascontiguousarray(np.repeat(np.repeat(tiles, t, 0), t, 1)[:h, :w])
-
-
-def _warp_cubic(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """:func:`_warp_rel`, bicubic: at low resolution, bilinear interpolation blurs a shifted image by up to a
-    low-res px (4 full-res px), which the full-resolution history does not have. Bilinear for over 4 channels
-    (packed X-Trans raw), which OpenCV's bicubic remap does not take."""
-    flags = (cv2.INTER_CUBIC if img.shape[2] <= 4 else cv2.INTER_LINEAR) | cv2.WARP_RELATIVE_MAP
-    out = cv2.remap(img, flow, None, flags, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(img.shape)
-
-
 def _shift_tile(src: np.ndarray, dst: np.ndarray, y0: int, x0: int, dx: float, dy: float) -> None:
     """``dst`` (th, tw, C), the tile of ``src`` (H, W, C) at (y0, x0) seen through a translation:
     ``dst(p) = src(p + (dx, dy))``, bilinear, samples outside ``src`` repeating its border (as ``cv2.remap`` with
@@ -446,10 +439,36 @@ def _shift_tile(src: np.ndarray, dst: np.ndarray, y0: int, x0: int, dx: float, d
     dst[...] = cv2.remap(src, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(dst.shape)
 
 
+def _move(src: np.ndarray, dst: np.ndarray, y0: int, x0: int, dx: float, dy: float) -> None:
+    """:func:`_shift_tile`; for a whole-px translation a copy of the part inside ``src`` and its edge rows and
+    columns repeated outward (as BORDER_REPLICATE) for the part past it."""
+    if not (dx.is_integer() and dy.is_integer()):
+        _shift_tile(src, dst, y0, x0, dx, dy)
+        return
+    h, w = src.shape[:2]
+    th, tw = dst.shape[:2]
+    ys, xs = y0 + int(dy), x0 + int(dx)                       # src window of dst
+    a, b = max(0, -ys), th - max(0, ys + th - h)                # dst rows / cols that lie inside src
+    c, d = max(0, -xs), tw - max(0, xs + tw - w)
+    if a >= b or c >= d:                                        # wholly past the frame
+        _shift_tile(src, dst, y0, x0, dx, dy)
+        return
+    np.copyto(dst[a:b, c:d], src[ys + a:ys + b, xs + c:xs + d])
+    if a:
+        dst[:a, c:d] = dst[a:a + 1, c:d]
+    if b < th:
+        dst[b:, c:d] = dst[b - 1:b, c:d]
+    if c:
+        dst[:, :c] = dst[:, c:c + 1]
+    if d < tw:
+        dst[:, d:] = dst[:, d - 1:d]
+
+
 class FastFlowFilter(TemporalFilter):
     """Motion-compensated recursive filter whose every decision is taken at 1/:data:`FAST_SCALE` resolution and
     whose history is moved by one translation per :data:`FAST_TILE` px tile, so that full resolution costs one
-    downscale, one bilinear patch extraction per tile, two weight upsamplings and one blend.
+    bilinear patch extraction per run of tiles that move alike, three area downscales, two weight upsamplings and
+    one blend.
 
     Per frame ``x``:
 
@@ -467,16 +486,20 @@ class FastFlowFilter(TemporalFilter):
     4. one translation per tile (:meth:`_tile_flows`): a robust affine fit of the whole flow field at the tile's
        centre (pans, zooms and shake are affine, and a fit over the frame is steadier than a local estimate where
        the image is flat), or the tile's median flow where that differs (a moving object, a nearer plane);
-    5. per low-res pixel, the previous *output*'s low-res image moved the same way (bicubic: a bilinear low-res
-       warp blurs by up to 4 full-res px, which the full-resolution history does not, and E_warp fell to -50 % on
-       the worst clip) or not moved at all, whichever matches ``x_low`` better: still history keeps flat regions
-       free of the interpolation blur that changes with each frame's sub-pixel shift (flicker -48 % instead of
-       -54 % on the x100 hand-held clip without it); ``m``, its normalised difference, gives ``k = ramp(m)``
-       (:data:`FAST_RAMP`), zeroed one low-res px around every mismatch so that the bilinear upsampling of ``k``
-       does not blend history across the edge of a moving object;
-    6. full resolution: each tile of the previous output moved by its translation (bilinear, ``cv2.getRectSubPix``;
-       the still pixels of a tile that has both keep the previous output), then ``y = x + k (hist - x)`` with
-       ``k`` upsampled.
+    5. full resolution: the previous output moved tile by tile (bilinear, ``cv2.getRectSubPix``; shifts rounded to
+       :data:`SHIFT_STEP` so that neighbouring tiles that move alike are moved in one call, and a still region by a
+       copy);
+    6. per low-res pixel, that moved history or the previous output not moved at all, each as the blend will see
+       it (downscaled from full resolution like ``x_low``), whichever matches ``x_low`` better: still history
+       keeps flat regions free of the interpolation blur that changes with each frame's sub-pixel shift (flicker
+       -48 % instead of -54 % on the x100 hand-held clip without it); ``m``, its normalised difference, gives
+       ``k = ramp(m)`` (:data:`FAST_RAMP`), zeroed one low-res px around every mismatch so that the bilinear
+       upsampling of ``k`` does not blend history across the edge of a moving object; the still pixels take the
+       previous output unmoved, then ``y = x + k (hist - x)`` with ``k`` upsampled (and the same blend at low
+       resolution is the next frame's low-res previous output). Judging the downscaled full-resolution history
+       replaced a bicubic warp of the low-res previous output (18M of 152M guest instructions per 1080p frame on
+       aarch64) and filters the 9 clips of benchmarks/results/video as well (every target met, each figure within
+       0.05 dB and 1 point).
 
     Tile-constant translation instead of a per-pixel warp: ``cv2.remap`` of a 3-channel float 1920x1080 frame costs
     16-20 ms CPU on the host (its 3-channel path is not vectorised in OpenCV 5.0) and 93M guest instructions on
@@ -563,41 +586,40 @@ class FastFlowFilter(TemporalFilter):
             return x
         self.noise.update(in_diff, grey)
         sigma = self.noise(grey)
-        # 4. one translation per tile, judged by the previous output's low-res image moved the same way
+        # 4. one translation per tile; the previous output moved by them at full resolution
         t = max(1, round(self.tile * lw / w))
         tiles = self._tile_flows(bwd, t)
-        warped = _warp_cubic(self.prev_out_low, _expand(tiles, t, lh, lw))
-        # 5. per low-res px: translated or still history, and the blend weight from the better one
-        m_warped = self._m(x_low, warped, sigma)
+        scale = np.float32([w / lw, h / lh])
+        shifts = np.round(tiles * scale / SHIFT_STEP) * SHIFT_STEP
+        if self._hist is None or self._hist.shape != x.shape:
+            self._hist = np.empty_like(x)
+        hist, prev = self._hist, self.prev_out
+        rows, cols = _tile_bounds(lh, t, h), _tile_bounds(lw, t, w)
+        for (_, _, y0, y1), row in zip(rows, shifts.tolist()):
+            # one copy per run of neighbouring tiles that move alike (a pan: one per row of tiles)
+            j = 0
+            while j < len(cols):
+                end = j + 1
+                while end < len(cols) and row[end] == row[j]:
+                    end += 1
+                x0, x1 = cols[j][2], cols[end - 1][3]
+                _move(prev, hist[y0:y1, x0:x1], y0, x0, *row[j])
+                j = end
+        # 5. per low-res px: moved or still history, whichever matches x_low better (both as the blend will see
+        # them: the moved full-resolution history and the previous output, downscaled), and the blend weight
+        hist_low = self._low(hist)
+        m_warped = self._m(x_low, hist_low, sigma)
         m_still = self._m(x_low, self.prev_out_low, sigma)
         still = (m_still < m_warped).view(np.uint8)
         m = np.minimum(m_warped, m_still)
         k = _ramp(m, self.strength, FAST_RAMP)
         k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).view(bool)] = 0.0
-        hist_low = warped
         cv2.copyTo(self.prev_out_low, still, hist_low)
         self.prev_out_low = cv2.blendLinear(x_low, hist_low, 1.0 - k, k).reshape(x_low.shape)
-        # 6. full resolution: the previous output moved tile by tile (still px: not moved), then one blend
-        if self._hist is None or self._hist.shape != x.shape:
-            self._hist = np.empty_like(x)
-        hist, prev = self._hist, self.prev_out
-        fx, fy = w / lw, h / lh
-        any_still = _per_tile(still, t, np.any)
-        all_still = _per_tile(still, t, np.all)
-        still_full = None
-        if (any_still & ~all_still).any():          # 4x bilinear then a threshold: nearest, at a third of its cost
+        if still.any():                             # 4x bilinear then a threshold: nearest, at a third of its cost
             still_full = cv2.threshold(cv2.resize(still * np.uint8(255), (w, h), interpolation=cv2.INTER_LINEAR),
                                        127, 1, cv2.THRESH_BINARY)[1]
-        cols = _tile_bounds(lw, t, w)
-        for i, (_, _, y0, y1) in enumerate(_tile_bounds(lh, t, h)):
-            for j, (_, _, x0, x1) in enumerate(cols):
-                tile = hist[y0:y1, x0:x1]
-                if all_still[i, j]:
-                    np.copyto(tile, prev[y0:y1, x0:x1])
-                    continue
-                _shift_tile(prev, tile, y0, x0, float(tiles[i, j, 0]) * fx, float(tiles[i, j, 1]) * fy)
-                if any_still[i, j]:
-                    cv2.copyTo(prev[y0:y1, x0:x1], still_full[y0:y1, x0:x1], tile)
+            cv2.copyTo(prev, still_full, hist)
         # cv2.blendLinear divides by the sum of the weights (tests/test_video.py pins it): weights 1 and k / (1 - k)
         # give x + k (hist - x) with one full-resolution resize instead of two (k <= strength < 1)
         if self._ones is None or self._ones.shape != (h, w):
