@@ -163,7 +163,8 @@ def export_cached(checkpoint: Path, target: str, precision: str, input_size: str
 
     ``io="int8"``: int8 input/output tensors (TFLite int8 only), as an NPU deployment feeds them: a full-integer
     model (``float_layers="none"``, even for a raw-output model, whose default keeps its full-resolution layers in
-    float: :mod:`darkc.export.float_layers`).
+    float: :mod:`darkc.export.float_layers`). ``float_layers``: int8 only, that rule instead (that of a file being
+    re-exported at another size).
 
     Returns:
         ``(file, note)``: the exported file and a sentence saying where it came from.
@@ -172,7 +173,7 @@ def export_cached(checkpoint: Path, target: str, precision: str, input_size: str
 
     sha = sha256_file(checkpoint / "model.safetensors")[:16]
     name = f"model-{precision}.{'onnx' if target == 'onnx' else 'tflite'}"
-    if float_layers is None:
+    if float_layers is None or precision != "int8":
         float_layers = "none" if io == "int8" else "auto"
     dest = (cache_dir() / "exports" / f"{sha}-{exporter_fingerprint()}"
             / (f"{target}-{precision}-{input_size}" + ("-io8" if io == "int8" else "")

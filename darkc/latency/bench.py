@@ -189,6 +189,12 @@ def _litert_exporter_available() -> bool:
     return True
 
 
+def _float_layers_of(subject: Subject) -> str:
+    """The ``--float-layers`` rule an INT8 file was exported with (files made before the option: ``none``)."""
+    calib = subject.record.get("calibration") or {}
+    return calib.get("float_layers", {}).get("rule", "none")
+
+
 def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Path, str, tuple[int, int], str | None]:
     """``(file, runtime, packed hw, note)`` the emulated ARM cores run."""
     if subject.kind in ("onnx", "tflite"):
@@ -196,11 +202,9 @@ def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Pat
             return subject.path, subject.runtime, arm_hw, None
         if subject.checkpoint is not None:
             io = "int8" if subject.record.get("input", {}).get("dtype") == "int8" else "float"
-            calib = subject.record.get("calibration") or {}
-            # int8 files made before --float-layers were full integer
-            rule = calib.get("float_layers", {}).get("rule", "none") if calib else None
             path, note = export_cached(subject.checkpoint, subject.kind, precision_of(subject, dtype),
-                                       raw_size(subject, arm_hw), "ARM emulation", io=io, float_layers=rule)
+                                       raw_size(subject, arm_hw), "ARM emulation", io=io,
+                                       float_layers=_float_layers_of(subject))
             return path, subject.runtime, arm_hw, note
         if subject.fixed[0] * subject.fixed[1] <= MAX_ARM_PIXELS:
             return subject.path, subject.runtime, subject.fixed, "emulated at the file's own fixed size"
@@ -316,12 +320,6 @@ def check_npu_subject(subject: Subject, target_hw, dtype: str) -> None:
     precision = precision_of(subject, dtype)
     if precision != "int8":
         raise DarkcError(f"{subject.path} is a {precision} model; Ethos-U runs full-integer INT8 TFLite: {how}")
-
-
-def _float_layers_of(subject: Subject) -> str:
-    """The ``--float-layers`` rule an INT8 file was exported with (files made before the option: ``none``)."""
-    calib = subject.record.get("calibration") or {}
-    return calib.get("float_layers", {}).get("rule", "none")
 
 
 def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, int], str | None]:
