@@ -20,7 +20,7 @@ Kinds:
   current frame better, so flat regions where flow is unreliable are still smoothed.
 * ``fast-flow`` (the default of ``darkc video``): the same idea with every decision at 1/:data:`FAST_SCALE`
   (one-way DIS flow, photometric occlusion test, scene-cut reset) and the history moved by one translation per
-  :data:`FAST_TILE` px tile, so that full resolution costs three area downscales, one bilinear patch per run of
+  :data:`FAST_TILE` px tile, so that full resolution costs two area downscales, one bilinear patch per run of
   tiles that move alike, the upsampling of the weights and one blend (:class:`FastFlowFilter`).
 
 For ``motion-adaptive`` and ``flow``, all decisions (noise level, difference, occlusion) are made at
@@ -467,7 +467,7 @@ def _move(src: np.ndarray, dst: np.ndarray, y0: int, x0: int, dx: float, dy: flo
 class FastFlowFilter(TemporalFilter):
     """Motion-compensated recursive filter whose every decision is taken at 1/:data:`FAST_SCALE` resolution and
     whose history is moved by one translation per :data:`FAST_TILE` px tile, so that full resolution costs one
-    bilinear patch extraction per run of tiles that move alike, three area downscales, two weight upsamplings and
+    bilinear patch extraction per run of tiles that move alike, two area downscales, two weight upsamplings and
     one blend.
 
     Per frame ``x``:
