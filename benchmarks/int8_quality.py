@@ -32,6 +32,7 @@ SIZE = "512x768"
 FRAME = "1088x1920"
 TARGETS = {"TFLite": "tflite", "ONNX": "onnx"}
 ARM = "cortex-a78"
+NPU = "ethos-u65-512"
 
 
 def scores(model, threads: int) -> dict:
@@ -43,12 +44,20 @@ def scores(model, threads: int) -> dict:
 
 
 def rules_of(model: str) -> list[str]:
-    """``auto`` (the default), plus ``none`` when the default keeps layers of this model in float."""
+    """``auto`` (the default), plus ``none`` and ``int16`` (--int16-layers full-res) when the default keeps layers of
+    this model in float."""
     spec = read_spec(resolve_model_ref(model)[1])
-    return ["auto"] + (["none"] if resolve_float_layers("auto", spec) != "none" else [])
+    return ["auto"] + (["none", "int16"] if resolve_float_layers("auto", spec) != "none" else [])
+
+
+def options(rule: str) -> dict:
+    """export() options of a variant."""
+    return {"float_layers": "auto", "int16_layers": "full-res"} if rule == "int16" else {"float_layers": rule}
 
 
 def label(target: str, rule: str, model: str) -> str:
+    if rule == "int16":
+        return f"{target} int8, full-res int16 (--int16-layers full-res)"
     if rule == "none":
         return f"{target} int8, full integer (--float-layers none)"
     kept = resolve_float_layers(rule, read_spec(resolve_model_ref(model)[1]))
@@ -56,19 +65,23 @@ def label(target: str, rule: str, model: str) -> str:
 
 
 def speed(model: str, rules: list[str], tmp: Path, command: str) -> dict:
-    """LiteRT host (1 thread, measured) and one Cortex-A78 (estimated) latency of FP32 and each INT8 variant."""
+    """LiteRT host (1 thread, measured), one Cortex-A78 (estimated) and, for integer files, Ethos-U65-512 (Vela)
+    latency of FP32 and each INT8 variant."""
     out = {}
     for name, precision, rule in [("FP32", "fp32", "auto")] + [(label("TFLite", r, model), "int8", r) for r in rules]:
-        opts = {"samples": 4, "float_layers": rule} if precision == "int8" else {}
+        opts = {"samples": 4, **options(rule)} if precision == "int8" else {}
         rep = export(model, tmp / f"{Path(model).name}-{precision}-{rule}" / "model.tflite", target="tflite",
                      precision=precision, input_size=FRAME, command=command, **opts)
-        r = bench(rep["file"], devices=["host", ARM], threads=[1], runs=10, parity=False)
-        host, arm = r["devices"]["host"], r["devices"][ARM]
+        integer = precision == "int8" and not rep["calibration"]["float_layers"]["ops"]
+        r = bench(rep["file"], devices=["host", ARM] + ([NPU] if integer else []), threads=[1], runs=10,
+                  parity=False)
+        host, arm, npu = r["devices"]["host"], r["devices"][ARM], r["devices"].get(NPU)
         out[name] = {"host_ms": host["latency_ms"], "arm_ms": arm["latency_ms"], "arm_instructions":
                      arm.get("instructions"), "arm_method": arm.get("method"), "arm_error_band":
-                     (arm.get("error_band") or {}).get("text"), "macs": (r.get("graph") or {}).get("macs")}
-        print(f"{model} {name}: host {host['latency_ms']:.1f} ms, {ARM} {arm['latency_ms']:.1f} ms (estimated)",
-              file=sys.stderr, flush=True)
+                     (arm.get("error_band") or {}).get("text"), "macs": (r.get("graph") or {}).get("macs"),
+                     "npu_ms": npu["latency_ms"] if npu else None, "npu_tile": (npu or {}).get("tile")}
+        print(f"{model} {name}: host {host['latency_ms']:.1f} ms, {ARM} {arm['latency_ms']:.1f} ms (estimated)"
+              + (f", {NPU} {npu['latency_ms']:.1f} ms (Vela)" if npu else ""), file=sys.stderr, flush=True)
     return out
 
 
@@ -90,8 +103,8 @@ def main(argv=None) -> int:
                     for rule in rules:
                         name = label(target, rule, model)
                         rep = export(model, Path(tmp) / f"{Path(model).name}-{key}-{rule}", target=key,
-                                     precision="int8", input_size=SIZE, calib="synthetic", float_layers=rule,
-                                     check=False, command=f"{command} ({name} of {model})")
+                                     precision="int8", input_size=SIZE, calib="synthetic", check=False,
+                                     command=f"{command} ({name} of {model})", **options(rule))
                         rows[model][name] = scores(rep["file"], a.threads)
                         print(f"{model} {name}: {rows[model][name]['reference']['psnr']:.2f} / "
                               f"{rows[model][name]['held-out sensor']['psnr']:.2f} dB", file=sys.stderr, flush=True)
@@ -132,13 +145,19 @@ def markdown(data: dict) -> str:
                   f"same file counted under QEMU at raw 128x128, scaled by pixels, fitted IPC"
                   + (f"; {band}" if band else "") + "), not measured on a phone.", "",
                   f"| model | file | host ms | {ARM} ms (estimated) | {ARM} instructions | INT8 speed-up host / "
-                  f"{ARM} |", "|---|---|---|---|---|---|"]
+                  f"{ARM} | {NPU} ms (Vela, integer files) |", "|---|---|---|---|---|---|---|"]
         for model, files in lat.items():
             fp = files["FP32"]
             for name, v in files.items():
                 up = "" if name == "FP32" else f"{fp['host_ms'] / v['host_ms']:.2f}x / {fp['arm_ms'] / v['arm_ms']:.2f}x"
                 ins = f"{v['arm_instructions'] / 1e9:.2f}G" if v.get("arm_instructions") else "-"
-                lines.append(f"| {model} | {name} | {v['host_ms']:.1f} | {v['arm_ms']:.1f} | {ins} | {up} |")
+                npu = "-" if v.get("npu_ms") is None else f"{v['npu_ms']:.1f}"
+                lines.append(f"| {model} | {name} | {v['host_ms']:.1f} | {v['arm_ms']:.1f} | {ins} | {up} | {npu} |")
+        lines += ["", f"{NPU}: Vela's estimate of the whole frame (tiled when it does not fit the configuration's "
+                  "SRAM; CPU-fallback operators, here the float input's QUANTIZE and the output's DEQUANTIZE, not "
+                  "included), for the files an NPU can run: full-integer and int16 ones. LiteRT runs int16 "
+                  "activations on reference kernels: the host and ARM figures of that file are not what a CPU "
+                  "deployment would use."]
     return "\n".join(lines) + "\n"
 
 

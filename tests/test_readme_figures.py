@@ -159,5 +159,8 @@ def test_int8_cost_sentence_quotes_its_record():
         *cost("student-raw", full), *cost("student-raw", "ONNX int8, full integer (--float-layers none)")) in text
     assert "{:.1f} ms against {:.1f} ms full-integer and {:.1f} ms FP32".format(
         lat[default]["host_ms"], lat[full]["host_ms"], lat["FP32"]["host_ms"]) in text
-    sens = json.loads((RESULTS / "int8_sensitivity.json").read_text())
-    assert f"lose {sens['fp32_onnx'] - sens['rows']['full-res nodes with 16-bit activations']:.2f} dB" in text
+    wide = "TFLite int8, full-res int16 (--int16-layers full-res)"
+    assert "costs the raw student {} / {} dB (TFLite; ONNX Runtime {} / {} dB)".format(
+        *cost("student-raw", wide), *cost("student-raw", "ONNX int8, full-res int16 (--int16-layers full-res)")) in text
+    assert "at {:.1f} ms on Ethos-U65-512 (Vela) against {:.1f} ms full-integer".format(
+        lat[wide]["npu_ms"], lat[full]["npu_ms"]) in text

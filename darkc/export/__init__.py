@@ -131,7 +131,8 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
            input_size: str | None = "dynamic", calib: str | os.PathLike = "synthetic", calib_method: str = "minmax",
            samples: int | None = None, calib_size: int | None = None, calib_ratio: float | None = None,
            reduce_range: bool | str | None = None, io: str = "float", int8_activation: str = "leaky_relu",
-           float_layers: str = "auto", check: bool = True, command: str | None = None) -> dict:
+           float_layers: str = "auto", int16_layers: str = "none", check: bool = True,
+           command: str | None = None) -> dict:
     """Export a checkpoint to ONNX (or TFLite) at one precision, check it against PyTorch, write the artifact.
 
     Args:
@@ -155,6 +156,8 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         float_layers: int8 only: layers left in float, ``auto`` (a raw-output model's full-resolution layers; none
             of an sRGB model's, nor with ``io="int8"``), ``none`` or ``full-res`` (see
             :mod:`darkc.export.float_layers`).
+        int16_layers: int8 only: ``none`` or ``full-res`` (those operators integer with 16-bit activations: an
+            NPU's way to keep a raw-output model's precision; ``auto`` float layers are then none).
         check: fail when the parity check fails; with False it is still measured and recorded when possible.
         command: the command line, recorded in the provenance.
 
@@ -167,7 +170,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
             folder, exporter failure, or a failed parity check; nothing is written then.
     """
     from darkc.export.calibration import DEFAULT_CALIB_SIZE, DEFAULT_SAMPLES, calibration_inputs, check_count
-    from darkc.export.float_layers import check_float_layers, resolve_float_layers
+    from darkc.export.float_layers import check_float_layers, check_int16_layers, resolve_float_layers
     from darkc.export.onnx_int8 import check_method, check_reduce_range
     from darkc.data import cfa as cfa_mod
     from darkc.models import load_checkpoint, read_spec, resolve_model_ref, size_multiple_of
@@ -179,6 +182,10 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
     calib_method = check_method(calib_method)
     reduce_range = check_reduce_range(reduce_range)
     check_float_layers(float_layers)
+    check_int16_layers(int16_layers)
+    if int16_layers != "none" and float_layers != "auto" and float_layers != "none":
+        raise DarkcError(f"--float-layers {float_layers} and --int16-layers {int16_layers} both claim the "
+                         f"full-resolution layers; choose one (float for CPUs, int16 for NPUs)")
     samples = check_count(DEFAULT_SAMPLES if samples is None else samples, "--samples")
     calib_size = check_count(DEFAULT_CALIB_SIZE if calib_size is None else calib_size, "--calib-size")
     if io != "float" and (target != "tflite" or precision != "int8"):
@@ -194,8 +201,10 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
                          f"directory (model.safetensors + model.json)")
     spec = read_spec(src_dir)
     # int8 I/O is an NPU's deployment, which needs a full-integer model: there ``auto`` keeps nothing in float
-    kept_float = "none" if precision != "int8" or (float_layers == "auto" and io != "float") else \
+    kept_float = "none" if precision != "int8" or (float_layers == "auto" and (io != "float" or
+                                                                              int16_layers != "none")) else \
         resolve_float_layers(float_layers, spec)
+    int16_layers = int16_layers if precision == "int8" else "none"
     if kept_float != "none" and io != "float":
         raise DarkcError(f"--io {io} needs a full-integer model, but --float-layers {float_layers} keeps layers in "
                          f"float; pass --float-layers none (or auto) with --io {io}, or leave --io out")
@@ -225,7 +234,7 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
         staged = staging / filename
         if exporter is None:
             info = export_onnx(net, spec, staged, precision, fixed, calib_inputs, calib_method, reduce_range,
-                               kept_float)
+                               kept_float, int16_layers)
             info["contract"] = _onnx_contract(net, spec, fixed)
             embed_onnx(staged, info["contract"])
         else:
@@ -233,7 +242,8 @@ def export(model, out: str | os.PathLike | None = None, *, target: str = "onnx",
             # (1, C, h, w) calibration arrays for int8, else None, io=, calib_method=) -> dict of facts to record;
             # it embeds the input contract in the file and returns it under "contract"
             info = exporter(net, spec, staged, precision, fixed, calib_inputs, io=io, calib_method=calib_method,
-                            int8_activation=int8_activation, float_layers=kept_float)
+                            int8_activation=int8_activation, float_layers=kept_float,
+                            int16_layers=int16_layers)
             info = dict(info) if isinstance(info, dict) else {}
         if not staged.is_file():
             raise DarkcError(f"the {target} exporter wrote no {filename}; re-run, or report the bug")

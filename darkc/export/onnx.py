@@ -158,7 +158,7 @@ def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
 
 def export_onnx(model, spec: dict, path: str | os.PathLike, precision: str = "fp32",
                 fixed_size: tuple[int, int] | None = None, calib_inputs=None, calib_method: str = "minmax",
-                reduce_range: bool | None = None, float_layers: str = "none") -> dict:
+                reduce_range: bool | None = None, float_layers: str = "none", int16_layers: str = "none") -> dict:
     """Write ``model`` as one ONNX file of the given precision (in place: pass a staging path).
 
     Args:
@@ -168,7 +168,8 @@ def export_onnx(model, spec: dict, path: str | os.PathLike, precision: str = "fp
             :func:`darkc.export.onnx_int8.quantize_onnx`).
         fixed_size: packed (h, w) or None for dynamic H/W.
         calib_inputs: int8 only: calibration samples (1, C, h, w), at ``fixed_size`` when it is set.
-        calib_method, reduce_range, float_layers: int8 only, see :func:`darkc.export.onnx_int8.quantize_onnx`.
+        calib_method, reduce_range, float_layers, int16_layers: int8 only, see
+            :func:`darkc.export.onnx_int8.quantize_onnx`.
 
     Returns:
         The export record: graph info (exporter, opset, simplification) plus ``fp16`` or ``calibration``.
@@ -187,7 +188,7 @@ def export_onnx(model, spec: dict, path: str | os.PathLike, precision: str = "fp
             from darkc.export.onnx_int8 import quantize_onnx
 
             info["calibration"] = quantize_onnx(fp32, path, calib_inputs, calib_method, reduce_range,
-                                                INPUT_NAME, out_name, float_layers)
+                                                INPUT_NAME, out_name, float_layers, int16_layers)
     finally:
         fp32.unlink(missing_ok=True)
     return info

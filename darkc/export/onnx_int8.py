@@ -206,7 +206,7 @@ def _summarise(ranges, graph_path: Path, input_name: str, output_name: str) -> d
 
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inputs: list[np.ndarray],
                   method: str = "minmax", reduce_range: bool | None = None, input_name: str = "raw",
-                  output_name: str = "srgb", float_layers: str = "none") -> dict:
+                  output_name: str = "srgb", float_layers: str = "none", int16_layers: str = "none") -> dict:
     """Quantise an FP32 ONNX graph to INT8 QDQ, calibrated on ``inputs``.
 
     Args:
@@ -218,6 +218,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
         reduce_range: 7-bit weights; None decides from this CPU (:func:`cpu_int8_info`).
         float_layers: ``none`` (every node INT8) or ``full-res`` (nodes at the input's height and width stay
             float, :mod:`darkc.export.float_layers`; ``auto`` is resolved by the caller).
+        int16_layers: ``none`` or ``full-res`` (those nodes' activations, and the input, uint16: the graph is
+            moved to opset 21, which ONNX Runtime's quantiser does on its own).
 
     Returns:
         The calibration record: method, histogram settings, samples, weight/activation types, per-channel,
@@ -273,6 +275,15 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
         elif float_layers != "none":
             raise DarkcError(f"float_layers {float_layers!r}: resolve 'auto' with darkc.export.float_layers first")
         record["float_layers"] = {"rule": float_layers, "nodes": excluded}
+        wide = []
+        if int16_layers == "full-res":
+            import onnx
+
+            graph = onnx.load(str(pre), load_external_data=False).graph
+            nodes = set(onnx_full_res_nodes(pre, inputs[0].shape))
+            wide = sorted({input_name} | {o for n in graph.node if n.name in nodes for o in n.output})
+        record["int16_layers"] = {"rule": int16_layers, "tensors": wide}
+        overrides = {"TensorQuantOverrides": {t: [{"quant_type": QuantType.QUInt16}] for t in wide}} if wide else None
         try:
             with _quiet():
                 ranges = _compute_ranges(pre, input_name, inputs, method, work)
@@ -283,7 +294,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
                                 quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=CalibrationMethod[CALIB_METHODS[method]],
-                                calibration_cache_path=str(cache), nodes_to_exclude=excluded)
+                                calibration_cache_path=str(cache), nodes_to_exclude=excluded,
+                                extra_options=overrides)
         except DarkcError:
             raise
         except Exception as exc:  # onnxruntime raises many types (Fail, RuntimeError, ValueError)

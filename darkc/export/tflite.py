@@ -192,7 +192,7 @@ def _where(info: dict) -> dict:
 def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "fp32",
                   input_size: tuple[int, int] | None = None, calib: list[np.ndarray] | None = None, *,
                   io: str = "float", calib_method: str = "minmax", int8_activation: str = "leaky_relu",
-                  float_layers: str = "none") -> dict:
+                  float_layers: str = "none", int16_layers: str = "none") -> dict:
     """Write ``model`` as one ``.tflite`` file of the given precision (in place: pass a staging path).
 
     Args:
@@ -205,7 +205,7 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
         io: int8 only: ``float`` or ``int8`` input/output tensors.
         calib_method: int8 only: ``minmax`` (ai-edge-quantizer's static recipe calibrates min/max only).
         int8_activation: int8 only: ``leaky_relu`` or ``prelu``, see :func:`darkc.export.tflite_int8.quantize_int8`.
-        float_layers: int8 only: ``none`` or ``full-res`` (see :mod:`darkc.export.float_layers`).
+        float_layers, int16_layers: int8 only: ``none`` or ``full-res`` (see :mod:`darkc.export.float_layers`).
 
     Returns:
         The export record: converter, layout, graph facts (op list with dtypes, counts, layout transposes, where
@@ -233,7 +233,7 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
         content, info["fp16"] = quantize_fp16(content)
     elif precision == "int8":
         content, info["calibration"] = quantize_int8(content, calib or [], io, activation=int8_activation,
-                                                     float_layers=float_layers)
+                                                     float_layers=float_layers, int16_layers=int16_layers)
     content = append_depth_to_space(content, block)
     graph = graph_info(content)
     if precision == "int8":

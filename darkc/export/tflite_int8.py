@@ -45,7 +45,8 @@ def check_io(io: str) -> str:
 
 
 def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", threads: int | None = None,
-                  activation: str = "leaky_relu", float_layers: str = "none") -> tuple[bytes, dict]:
+                  activation: str = "leaky_relu", float_layers: str = "none",
+                  int16_layers: str = "none") -> tuple[bytes, dict]:
     """INT8 of a float TFLite model, calibrated on ``inputs``: every operator integer, or every operator but those
     ``float_layers`` keeps in float.
 
@@ -65,6 +66,9 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
             width stay float (:mod:`darkc.export.float_layers`; ``auto`` is resolved by the caller); the input then
             stays float too (no QUANTIZE -> DEQUANTIZE round trip before the first float layer), and ``io`` must be
             ``float``.
+        int16_layers: ``none`` or ``full-res``: the same operators integer with 16-bit activations (8-bit weights;
+            ai-edge-quantizer's A16W8 config on their scopes), the int8 / int16 borders requantised
+            (:func:`darkc.export.tflite_rewrite.integerise`); not with ``float_layers``.
 
     Raises:
         DarkcError: no samples, the quantizer failed, or an operator is left in float that ``float_layers`` does
@@ -90,10 +94,16 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
                              f"export size")
     samples = [{INPUT_NAME: np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))} for x in inputs]
     threads = threads or min(4, os.cpu_count() or 1)
-    kept = tflite_full_res_outputs(read_model(content).subgraphs[0], [h, w]) if float_layers == "full-res" else []
+    if float_layers != "none" and int16_layers != "none":
+        raise DarkcError("--float-layers and --int16-layers both claim the full-resolution layers; choose one")
+    full_res = tflite_full_res_outputs(read_model(content).subgraphs[0], [h, w])
+    kept = full_res if float_layers == "full-res" else []
+    wide = full_res if int16_layers == "full-res" else []
     # ai-edge-quantizer's scope of an op is its output names joined by ';' with a trailing ';'; the last match wins
+    a16w8 = recipe.static_wi8_ai16()[0]
     rules = recipe.static_wi8_ai8() + [{"regex": "^" + re.escape(name) + ";$", "operation": "*",
-                                         "algorithm_key": "no_quantize"} for name in kept]
+                                         "algorithm_key": "no_quantize"} for name in kept] + \
+        [{**a16w8, "regex": "^" + re.escape(name) + ";$"} for name in wide]
     try:
         import ai_edge_quantizer
 
@@ -136,6 +146,7 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
               "input_range": "[0, 1] (the input contract's range; calibrated ranges everywhere else)",
               "io": io, "integerised": integerised, "activation": activation,
               "float_layers": {"rule": float_layers, "ops": len(info["float_ops"]) if kept else 0},
+              "int16_layers": {"rule": int16_layers, "ops": len(wide)},
               "samples": len(inputs),
               "sample_sizes": [list(s) for s in sorted({tuple(x.shape[2:]) for x in inputs})]}
     return content, record

@@ -207,21 +207,29 @@ def integerise(m) -> dict[str, int]:
         users = consumers.get(y, [])
         if not users or y in g.outputs or any(op_name(m, g.operators[u]) != "QUANTIZE" for u in users):
             continue
-        keep = int(g.operators[users[0]].outputs[0])
+        # the op runs in its input's integer type: its output is a QUANTIZE's output of that type, or a new
+        # tensor (an int8 -> int16 border of --int16-layers) that every QUANTIZE then requantises
+        same = [u for u in users if g.tensors[int(g.operators[u].outputs[0])].type == g.tensors[src].type]
+        first = same[0] if same else None
+        keep = int(g.operators[first].outputs[0]) if same else _requant_source(m, g, src, int(g.operators[users[0]].outputs[0]))
         kq = g.tensors[keep].quantization
-        for u in users[1:]:
+        for u in users:
+            if u == first:
+                continue
             other = int(g.operators[u].outputs[0])
             oq = g.tensors[other].quantization
-            if list(oq.scale) == list(kq.scale) and list(oq.zeroPoint) == list(kq.zeroPoint):
+            if g.tensors[other].type == g.tensors[keep].type and list(oq.scale) == list(kq.scale) and \
+                    list(oq.zeroPoint) == list(kq.zeroPoint):
                 for v in consumers.get(other, []):
                     g.operators[v].inputs = np.asarray([keep if t == other else t for t in g.operators[v].inputs],
                                                        dtype=np.int32)
                 drop.add(u)
-            else:                       # int8 -> int8 requantisation, an integer op
+            else:                       # a requantisation (another scale or integer type), an integer op
                 g.operators[u].inputs = np.asarray([keep], dtype=np.int32)
         op.inputs = np.asarray([src], dtype=np.int32)
         op.outputs = np.asarray([keep], dtype=np.int32)
-        drop.add(users[0])
+        if first is not None:
+            drop.add(first)
         if consumers.get(x) == [i] and x not in g.outputs:
             drop.add(dq)
         done[name] = done.get(name, 0) + 1
@@ -253,6 +261,26 @@ def fold_round_trips(m) -> None:
         if all(u in drop for u in consumers.get(mid, [])) and mid not in g.outputs:
             drop.add(q)
     _remove_ops(g, drop)
+
+
+def _requant_source(m, g, like: int, target: int) -> int:
+    """A new activation tensor of tensor ``like``'s integer type and shape covering tensor ``target``'s float range
+    (int8: asymmetric; int16: symmetric, as ai-edge-quantizer quantises them)."""
+    s = schema()
+    t, src = g.tensors[target], g.tensors[like]
+    bits = {s.TensorType.INT8: 8, s.TensorType.INT16: 16}
+    tq, tb = t.quantization, bits[t.type]
+    scale, zero = float(np.ravel(tq.scale)[0]), int(np.ravel(tq.zeroPoint)[0])
+    lo, hi = (-(2 ** (tb - 1)) - zero) * scale, (2 ** (tb - 1) - 1 - zero) * scale
+    idx = _new_tensor(m, g, src, list(t.shape), None if t.shapeSignature is None else list(t.shapeSignature),
+                      f"{t.name.decode() if isinstance(t.name, bytes) else t.name}_src")
+    q = g.tensors[idx].quantization
+    if bits[src.type] == 16:
+        q.scale, q.zeroPoint = [max(abs(lo), abs(hi)) / 32767], [0]
+    else:
+        sc = (hi - lo) / 255
+        q.scale, q.zeroPoint = [sc], [int(np.clip(round(-128 - lo / sc), -128, 127))]
+    return idx
 
 
 def integer_io(m) -> None:

@@ -158,13 +158,14 @@ def load_subject(model, runtime: str | None = None) -> Subject:
 
 
 def export_cached(checkpoint: Path, target: str, precision: str, input_size: str, note: str,
-                  io: str = "float", float_layers: str | None = None) -> tuple[Path, str]:
+                  io: str = "float", float_layers: str | None = None,
+                  int16_layers: str = "none") -> tuple[Path, str]:
     """``checkpoint`` exported to ``target``/``precision`` at ``input_size`` (raw HxW or ``dynamic``), cached.
 
     ``io="int8"``: int8 input/output tensors (TFLite int8 only), as an NPU deployment feeds them: a full-integer
     model (``float_layers="none"``, even for a raw-output model, whose default keeps its full-resolution layers in
     float: :mod:`darkc.export.float_layers`). ``float_layers``: int8 only, that rule instead (that of a file being
-    re-exported at another size).
+    re-exported at another size); ``int16_layers`` likewise.
 
     Returns:
         ``(file, note)``: the exported file and a sentence saying where it came from.
@@ -175,9 +176,11 @@ def export_cached(checkpoint: Path, target: str, precision: str, input_size: str
     name = f"model-{precision}.{'onnx' if target == 'onnx' else 'tflite'}"
     if float_layers is None or precision != "int8":
         float_layers = "none" if io == "int8" else "auto"
+    int16_layers = int16_layers if precision == "int8" else "none"
     dest = (cache_dir() / "exports" / f"{sha}-{exporter_fingerprint()}"
             / (f"{target}-{precision}-{input_size}" + ("-io8" if io == "int8" else "")
-               + ("" if float_layers == "auto" else f"-float-{float_layers}")))
+               + ("" if float_layers == "auto" else f"-float-{float_layers}")
+               + ("" if int16_layers == "none" else f"-int16-{int16_layers}")))
     out = dest / name
     if not out.is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +188,7 @@ def export_cached(checkpoint: Path, target: str, precision: str, input_size: str
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
             opts = {"calib": "synthetic", "samples": BENCH_CALIB_SAMPLES, "io": io,
-                    "float_layers": float_layers} if precision == "int8" else {}
+                    "float_layers": float_layers, "int16_layers": int16_layers} if precision == "int8" else {}
             export(str(checkpoint), tmp / name, target=target, precision=precision, input_size=input_size,
                    check=True, command=f"darkc bench ({note})", **opts)
             if not out.is_file():

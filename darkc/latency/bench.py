@@ -189,10 +189,11 @@ def _litert_exporter_available() -> bool:
     return True
 
 
-def _float_layers_of(subject: Subject) -> str:
-    """The ``--float-layers`` rule an INT8 file was exported with (files made before the option: ``none``)."""
+def _float_layers_of(subject: Subject, key: str = "float_layers") -> str:
+    """The ``--float-layers`` (``key="int16_layers"``: ``--int16-layers``) rule an INT8 file was exported with
+    (files made before the option: ``none``)."""
     calib = subject.record.get("calibration") or {}
-    return calib.get("float_layers", {}).get("rule", "none")
+    return calib.get(key, {}).get("rule", "none")
 
 
 def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Path, str, tuple[int, int], str | None]:
@@ -204,7 +205,8 @@ def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Pat
             io = "int8" if subject.record.get("input", {}).get("dtype") == "int8" else "float"
             path, note = export_cached(subject.checkpoint, subject.kind, precision_of(subject, dtype),
                                        raw_size(subject, arm_hw), "ARM emulation", io=io,
-                                       float_layers=_float_layers_of(subject))
+                                       float_layers=_float_layers_of(subject),
+                                       int16_layers=_float_layers_of(subject, "int16_layers"))
             return path, subject.runtime, arm_hw, note
         if subject.fixed[0] * subject.fixed[1] <= MAX_ARM_PIXELS:
             return subject.path, subject.runtime, subject.fixed, "emulated at the file's own fixed size"
@@ -333,7 +335,7 @@ def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, 
         return subject.path, target_hw, None
     if subject.checkpoint is not None:
         path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, target_hw), "Vela",
-                                   io="int8")
+                                   io="int8", int16_layers=_float_layers_of(subject, "int16_layers"))
         if mixed:
             note = (f"{subject.path} keeps its full-resolution layers in float, which Ethos-U cannot run: Vela "
                     f"compiles a full-integer export instead, {note}")
@@ -356,7 +358,8 @@ def _npu_export_at(subject: Subject, target_hw, dtype: str):
             path, _, note = npu_file(subject, target_hw, dtype)
         else:
             path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, hw), "Vela tiles",
-                                       io=io, float_layers="none")
+                                       io=io, float_layers="none",
+                                       int16_layers=_float_layers_of(subject, "int16_layers"))
         if note:
             notes.append(note)
         return path

@@ -35,6 +35,9 @@ class Int8Options:
         "help": "int8: layers left in float: auto (a raw-output model's full-resolution layers, where linear raw "
                 "needs more than 8 bits; none of an sRGB model's, nor with --io int8) | none (full integer, for "
                 "NPUs) | full-res"})
+    int16_layers: str = field(default="none", metadata={
+        "help": "int8: layers with 16-bit activations (int8 weights), integer throughout for NPUs: none | full-res "
+                "(a raw-output model's precision on an NPU; slow on CPUs)"})
     check: bool = field(default=True, metadata={
         "help": "keep the export even if it differs from PyTorch beyond the threshold"})
 
@@ -83,8 +86,8 @@ def export_files(name: str, artifact: str, out: str | os.PathLike, config, preci
         records.append(export(artifact, dest, target=target, precision=precision, input_size=config.input_size,
                               calib=config.calib, calib_method=config.calib_method, samples=config.samples,
                               calib_size=config.calib_size, calib_ratio=config.calib_ratio,
-                              reduce_range=config.reduce_range, float_layers=config.float_layers, check=config.check,
-                              command=cmd, **tflite_opts))
+                              reduce_range=config.reduce_range, float_layers=config.float_layers,
+                              int16_layers=config.int16_layers, check=config.check, command=cmd, **tflite_opts))
     folder = Path(records[0]["artifact"])
     report = {"stage": name, "model": str(artifact), "output": str(out), "command": cmd, "files": records}
     lines = [f"# darkc {name}: {artifact}", "", f"Command: `{cmd}`", ""]
