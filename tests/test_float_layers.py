@@ -191,3 +191,12 @@ def test_int16_layers_make_an_integer_model_with_16_bit_full_resolution_activati
            and onnx.helper.tensor_dtype_to_np_dtype(zero_points[n.input[2]].data_type) == np.uint16]
     assert {n.input[0] for n in q16} >= {"raw", "/conv10/Conv_output_0"}
     assert _float_convs(onnx_rep["file"]) == set()
+
+
+def test_quantize_says_which_layers_it_kept_out_of_int8(raw_ckpt, tmp_path, capsys):
+    assert main(["quantize", "--model", str(raw_ckpt), "--samples", "2", "--calib-size", "64",
+                 "-o", str(tmp_path / "q.onnx")]) == 0
+    assert "full-res layers float (--float-layers)" in capsys.readouterr().out
+    assert main(["quantize", "--model", str(raw_ckpt), "--samples", "2", "--calib-size", "64", "--float-layers",
+                 "none", "-o", str(tmp_path / "n.onnx")]) == 0
+    assert "layers float" not in capsys.readouterr().out

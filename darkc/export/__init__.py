@@ -327,5 +327,8 @@ def format_report(report: dict) -> str:
         cal = report["calibration"]
         extra = f"; {cal.get('method')} calibration on {cal.get('samples')} samples"
         extra += f", reduce_range={cal['reduce_range']}" if "reduce_range" in cal else f", {cal.get('io')} I/O"
+        for key, what in (("float_layers", "float"), ("int16_layers", "int16 activations")):
+            rule = (cal.get(key) or {}).get("rule", "none")
+            extra += "" if rule == "none" else f", {rule} layers {what} (--{key.replace('_', '-')})"
     return (f"wrote {report['file']} ({report['target']} {report['precision']}, {size}, "
             f"{report['bytes'] / 1e6:.2f} MB{extra}); {check}")
