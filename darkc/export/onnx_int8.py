@@ -269,18 +269,17 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, inp
             pre = Path(fp32_path)
             record["preprocess"] = f"skipped: quant_pre_process failed ({one_line(exc)[:200]})"
         step = "calibration"
-        excluded = []
-        if float_layers == "full-res":
-            excluded = onnx_full_res_nodes(pre, inputs[0].shape)
-        elif float_layers != "none":
+        if float_layers not in ("none", "full-res"):
             raise DarkcError(f"float_layers {float_layers!r}: resolve 'auto' with darkc.export.float_layers first")
+        full_res = onnx_full_res_nodes(pre, inputs[0].shape) if "full-res" in (float_layers, int16_layers) else []
+        excluded = full_res if float_layers == "full-res" else []
         record["float_layers"] = {"rule": float_layers, "nodes": excluded}
         wide = []
         if int16_layers == "full-res":
             import onnx
 
+            nodes = set(full_res)
             graph = onnx.load(str(pre), load_external_data=False).graph
-            nodes = set(onnx_full_res_nodes(pre, inputs[0].shape))
             wide = sorted({input_name} | {o for n in graph.node if n.name in nodes for o in n.output})
         record["int16_layers"] = {"rule": int16_layers, "tensors": wide}
         overrides = {"TensorQuantOverrides": {t: [{"quant_type": QuantType.QUInt16}] for t in wide}} if wide else None

@@ -211,7 +211,8 @@ def integerise(m) -> dict[str, int]:
         # tensor (an int8 -> int16 border of --int16-layers) that every QUANTIZE then requantises
         same = [u for u in users if g.tensors[int(g.operators[u].outputs[0])].type == g.tensors[src].type]
         first = same[0] if same else None
-        keep = int(g.operators[first].outputs[0]) if same else _requant_source(m, g, src, int(g.operators[users[0]].outputs[0]))
+        keep = int(g.operators[first].outputs[0]) if same else \
+            _requant_source(m, g, src, int(g.operators[users[0]].outputs[0]))
         kq = g.tensors[keep].quantization
         for u in users:
             if u == first:

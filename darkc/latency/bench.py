@@ -189,9 +189,9 @@ def _litert_exporter_available() -> bool:
     return True
 
 
-def _float_layers_of(subject: Subject, key: str = "float_layers") -> str:
-    """The ``--float-layers`` (``key="int16_layers"``: ``--int16-layers``) rule an INT8 file was exported with
-    (files made before the option: ``none``)."""
+def _layers_rule(subject: Subject, key: str) -> str:
+    """The ``--float-layers`` (``key="float_layers"``) or ``--int16-layers`` (``"int16_layers"``) rule an INT8 file
+    was exported with (files made before the options: ``none``)."""
     calib = subject.record.get("calibration") or {}
     return calib.get(key, {}).get("rule", "none")
 
@@ -205,8 +205,8 @@ def arm_file(subject: Subject, arm_hw: tuple[int, int], dtype: str) -> tuple[Pat
             io = "int8" if subject.record.get("input", {}).get("dtype") == "int8" else "float"
             path, note = export_cached(subject.checkpoint, subject.kind, precision_of(subject, dtype),
                                        raw_size(subject, arm_hw), "ARM emulation", io=io,
-                                       float_layers=_float_layers_of(subject),
-                                       int16_layers=_float_layers_of(subject, "int16_layers"))
+                                       float_layers=_layers_rule(subject, "float_layers"),
+                                       int16_layers=_layers_rule(subject, "int16_layers"))
             return path, subject.runtime, arm_hw, note
         if subject.fixed[0] * subject.fixed[1] <= MAX_ARM_PIXELS:
             return subject.path, subject.runtime, subject.fixed, "emulated at the file's own fixed size"
@@ -327,15 +327,16 @@ def check_npu_subject(subject: Subject, target_hw, dtype: str) -> None:
 def npu_file(subject: Subject, target_hw, dtype: str) -> tuple[Path, tuple[int, int], str | None]:
     check_npu_subject(subject, target_hw, dtype)
     how = _npu_export_hint(subject, target_hw)
-    mixed = _float_layers_of(subject) != "none"
+    kept_float = _layers_rule(subject, "float_layers")
+    mixed = kept_float != "none"
     if mixed and subject.checkpoint is None:
-        raise DarkcError(f"{subject.path} keeps layers in float (--float-layers {_float_layers_of(subject)}), which "
-                         f"Ethos-U cannot run; export it with --float-layers none (or --io int8): {how}")
+        raise DarkcError(f"{subject.path} keeps layers in float (--float-layers {kept_float}), which Ethos-U cannot "
+                         f"run; export it with --float-layers none (or --io int8): {how}")
     if subject.kind == "tflite" and subject.fixed == target_hw and not mixed:
         return subject.path, target_hw, None
     if subject.checkpoint is not None:
         path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, target_hw), "Vela",
-                                   io="int8", int16_layers=_float_layers_of(subject, "int16_layers"))
+                                   io="int8", int16_layers=_layers_rule(subject, "int16_layers"))
         if mixed:
             note = (f"{subject.path} keeps its full-resolution layers in float, which Ethos-U cannot run: Vela "
                     f"compiles a full-integer export instead, {note}")
@@ -359,7 +360,7 @@ def _npu_export_at(subject: Subject, target_hw, dtype: str):
         else:
             path, note = export_cached(subject.checkpoint, "tflite", "int8", raw_size(subject, hw), "Vela tiles",
                                        io=io, float_layers="none",
-                                       int16_layers=_float_layers_of(subject, "int16_layers"))
+                                       int16_layers=_layers_rule(subject, "int16_layers"))
         if note:
             notes.append(note)
         return path
