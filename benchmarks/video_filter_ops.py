@@ -1,12 +1,14 @@
-"""Where the default temporal filter's time goes: each OpenCV call per 1080p frame, on an emulated ARM core and here.
+"""Where the default temporal filter's time goes: each OpenCV call and Numba kernel per 1080p frame, on an emulated
+ARM core and here.
 
     python benchmarks/video_filter_ops.py --out benchmarks/results/video/filter_ops
 
-ARM: the filter runs under QEMU user mode (the aarch64 numpy/OpenCV wheels of darkc.video.cost) twice, once with one
-counting window per filtered frame and once with one per outermost OpenCV call (darkc.video.filter_worker
---per-call); guest instructions of the filtering thread, per filtered frame. What no OpenCV call holds (numpy,
-Python) is the frame's count less the calls' sum. Host: cProfile's own time of each OpenCV function (process-time
-clock, 1 thread), per filtered frame. Frames: darkc.video.cost.stand_in_frames, as `darkc video` hands them to the
+ARM: the filter runs under QEMU user mode (the aarch64 numpy/OpenCV/Numba wheels of darkc.video.cost) twice, once
+with one counting window per filtered frame and once with one per outermost OpenCV call or Numba kernel
+(darkc.video.filter_worker --per-call); guest instructions of the filtering thread, per filtered frame, the kernels
+compiled beforehand. What no call holds (numpy, Python) is the frame's count less the calls' sum. Host: cProfile's
+own time of each OpenCV function and the time of each Numba kernel (process-time clock, 1 thread, compiled
+beforehand), per filtered frame. Frames: darkc.video.cost.stand_in_frames, as `darkc video` hands them to the
 filter (darkc.video.cost.as_filtered). Writes <out>.md and <out>.json.
 """
 from __future__ import annotations
@@ -28,12 +30,37 @@ from darkc.errors import DarkcError
 from darkc.latency import arm
 from darkc.provenance import write_records
 from darkc.video.cost import as_filtered, count_filter, count_filter_calls, stand_in_frames
+from darkc.video import kernels
 from darkc.video.temporal import make_filter
 
 
 def host_calls(kind: str, frames: np.ndarray) -> tuple[dict[str, float], float]:
-    """({OpenCV function: own ms per filtered frame}, ms per filtered frame in all), cProfile, process time."""
+    """({OpenCV function or Numba kernel: own ms per filtered frame}, ms per filtered frame in all), cProfile,
+    process time."""
     cv2.setNumThreads(1)
+    kernels.warm_up()
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        def call(*args):
+            t = time.process_time()
+            try:
+                return fn(*args)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - t
+        return call
+
+    saved = {name: getattr(kernels, name) for name in ("move_tiles", "blend_rows")}
+    for name, fn in saved.items():
+        setattr(kernels, name, timed(f"{name} (numba)", fn))
+    try:
+        return _profiled(kind, frames, spent)
+    finally:
+        for name, fn in saved.items():
+            setattr(kernels, name, fn)
+
+
+def _profiled(kind: str, frames: np.ndarray, spent: dict[str, float]) -> tuple[dict[str, float], float]:
     filt = make_filter(kind)
     filt(frames[0])
     prof = cProfile.Profile(time.process_time)
@@ -51,6 +78,7 @@ def host_calls(kind: str, frames: np.ndarray) -> tuple[dict[str, float], float]:
         if m:
             name = "DIS flow" if m.group(1) == "calc" else m.group(1)
             out[name] = out.get(name, 0.0) + 1000 * own / n
+    out.update({name: 1000 * t / n for name, t in spent.items()})
     total = sum(own for (_f, _l, _fn), (_cc, _nc, own, _cum, _callers) in stats.items())
     return out, 1000 * total / n
 
@@ -90,18 +118,19 @@ def main(argv=None) -> int:
 
 
 def markdown(d: dict) -> str:
-    lines = [f"# `{d['kind']}` per OpenCV call, {d['size']} {d['dtype']} frames", "",
+    lines = [f"# `{d['kind']}` per OpenCV call and Numba kernel, {d['size']} {d['dtype']} frames", "",
              f"Command: `{d['command']}` ({d['wall_s']:.0f} s; host {d['host']}).", "",
              f"Per filtered frame (mean of {d['frames']}): guest instructions of the filtering thread on QEMU -cpu "
              f"{d['qemu_cpu']} (the {d['profile']} profile's count; counted, not timed: an estimate turns them into "
-             f"ms), and the host's own process time per function (cProfile). Frame: "
+             f"ms), and the host's own process time per function (cProfile; a Numba kernel's: process time around "
+             f"its call; both compiled first). Frame: "
              f"{d['frame_instructions'] / 1e6:.1f}M instructions, host {d['host_total_ms']:.1f} ms.", "",
              "| call | calls / frame | guest M instr / frame | share | host ms / frame |", "|---|---|---|---|---|"]
     for name, c in d["calls"].items():
         lines.append(f"| {name} | {c['calls']:.1f} | {c['instructions'] / 1e6:.1f} | "
                      f"{100 * c['instructions'] / d['frame_instructions']:.1f} % | {d['host_ms'].get(name, 0.0):.2f} |")
     rest_ms = d["host_total_ms"] - sum(d["host_ms"].values())
-    lines.append(f"| not in an OpenCV call (numpy, Python) | | {d['not_in_opencv_calls'] / 1e6:.1f} | "
+    lines.append(f"| not in those calls (numpy, Python) | | {d['not_in_opencv_calls'] / 1e6:.1f} | "
                  f"{100 * d['not_in_opencv_calls'] / d['frame_instructions']:.1f} % | {rest_ms:.2f} |")
     return "\n".join(lines + [""])
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numba
 import matplotlib
 import numpy as np
 import torch
@@ -345,6 +346,7 @@ def main(argv=None) -> int:
         "cut_fraction": temporal.CUT_FRACTION,
         "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                  "cpus": os.cpu_count(), "torch": torch.__version__, "opencv": cv2.__version__,
+                 "numba": numba.__version__,
                  "threads": args.threads, "python": sys.version.split()[0]},
         "flow_for_metrics": "true flow of each synthetic clip (darkc synth --video writes it)",
         "metrics": "PSNR/SSIM: float sRGB vs the clip's truth (noise-free long exposure rendered by LibRaw), mean "
@@ -462,8 +464,10 @@ def report_md(data: dict, clips: list[str], labels: list[str], figs: list) -> st
                       f"rounded with or without a filter), alternating with one LiteRT invoke of the "
                       f"{cost['network']} at raw {cost['network_raw_size']} ({cost['network_file']}); both are inflated "
                       f"by the other jobs on this host. ARM: the same filter code (numpy + OpenCV "
-                      f"{h['opencv']}, aarch64 wheels) run under QEMU user mode; darkc's plugin counts the guest "
-                      f"instructions of each filtered frame (darkc.video.cost, darkc.video.filter_worker); "
+                      f"{h['opencv']} + Numba {h.get('numba', '-')}: fast-flow's full-resolution passes on 8-bit "
+                      f"frames, compiled before counting; aarch64 wheels) run under QEMU user mode; darkc's plugin "
+                      f"counts the guest instructions of each filtered frame (darkc.video.cost, "
+                      f"darkc.video.filter_worker); "
                       f"{cost['arm_note'] or 'not counted'}. Both counts are turned into time by the same core profile "
                       f"(darkc.latency.arm: IPC assumed, clock published), so the ratio does not depend on the IPC "
                       f"assumption as long as the filter's IPC is that of the network's kernels - it is likely lower "

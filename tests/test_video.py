@@ -328,8 +328,10 @@ def test_filter_instructions_are_counted_under_qemu_and_grow_with_the_frame(arm_
     # per OpenCV call: the full-resolution calls of fast-flow are there once per tile or frame, and the calls'
     # windows hold part of the frame's count, not more
     calls = count_filter_calls("fast-flow", tmp_path / "f192.npy", "cortex-a76")
-    # (this pan moves every tile alike: one patch per row of tiles, not one per tile)
-    assert 1 <= calls["getRectSubPix"]["calls"] <= 2 and calls["blendLinear"]["calls"] == 2, calls
+    # 8-bit frames: the full-resolution history moved and blended by one Numba pass each, the low-res blend by
+    # OpenCV; the kernels' compilation is not in any frame (the per-frame bound above)
+    assert calls["move_tiles (numba)"]["calls"] == 1 and calls["blend_rows (numba)"]["calls"] == 1, calls
+    assert "getRectSubPix" not in calls and calls["blendLinear"]["calls"] == 1, calls
     assert calls["DIS flow"]["calls"] == 1 and calls["DIS flow"]["instructions"] > 1e4, calls
     inside = sum(c["instructions"] for c in calls.values())
     assert 0.3 * counts[192]["instructions"] < inside < counts[192]["instructions"], (inside, counts[192])

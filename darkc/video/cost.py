@@ -3,10 +3,11 @@
 * host: process CPU time per frame of the filter and of the INT8 student (LiteRT, 1 thread), interleaved pass by
   pass so that both see the same load (:func:`host_cost`);
 * emulated ARM cores: guest instructions per filtered frame counted under QEMU by darkc's plugin
-  (:mod:`darkc.latency.arm`), the filter running as the same numpy/OpenCV code in the aarch64 userland
-  (:mod:`darkc.video.filter_worker`), beside the INT8 student's instructions counted the way ``darkc bench`` counts
-  them (small input, scaled by pixels); both turned into milliseconds by the same core profile
-  (:func:`arm_cost`). The aarch64 OpenCV wheel (the host's version) is installed next to the userland on first use.
+  (:mod:`darkc.latency.arm`), the filter running as the same numpy/OpenCV/Numba code in the aarch64 userland
+  (:mod:`darkc.video.filter_worker`; the Numba kernels compiled before counting), beside the INT8 student's
+  instructions counted the way ``darkc bench`` counts them (small input, scaled by pixels); both turned into
+  milliseconds by the same core profile (:func:`arm_cost`). The aarch64 OpenCV and Numba wheels (the host's
+  versions) are installed next to the userland on first use.
 
     frames = stand_in_frames(1080, 1920)
     host = host_cost("fast-flow", frames, student_int8)
@@ -29,8 +30,8 @@ import numpy as np
 from ..errors import DarkcError
 from .temporal import make_filter
 
-#: the aarch64 OpenCV the filter is counted with: the version darkc pins for the host (setup.cfg)
-OPENCV_WHEEL = "opencv-python-headless==5.0.0.93"
+#: the aarch64 OpenCV and Numba the filter is counted with: the versions darkc pins for the host (setup.cfg)
+FILTER_WHEELS = ("opencv-python-headless==5.0.0.93", "numba==0.68.1", "llvmlite==0.50.0")
 WORKER = Path(__file__).with_name("filter_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,23 +90,24 @@ def host_cost(kind: str, frames: np.ndarray, tflite: str | os.PathLike, runs: in
                       "invoke of the INT8 student, alternating"}
 
 
-def opencv_site() -> Path:
-    """The aarch64 OpenCV wheel (:data:`OPENCV_WHEEL`) installed beside the emulated userland, once."""
+def filter_site() -> Path:
+    """The aarch64 wheels of :data:`FILTER_WHEELS` installed beside the emulated userland, once."""
     from ..latency.arm import cache_dir
 
-    site = cache_dir() / "site-aarch64-opencv"
-    if (site / ".done").is_file() and (site / ".done").read_text().strip() == OPENCV_WHEEL:
+    site, want = cache_dir() / "site-aarch64-video", " ".join(FILTER_WHEELS)
+    if (site / ".done").is_file() and (site / ".done").read_text().strip() == want:
         return site
-    tmp = Path(tempfile.mkdtemp(prefix=".site-aarch64-opencv.", dir=cache_dir()))
+    tmp = Path(tempfile.mkdtemp(prefix=".site-aarch64-video.", dir=cache_dir()))
     try:
         r = subprocess.run(["python3", "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                            "--only-binary=:all:", "--platform", "manylinux2014_aarch64", "--python-version", "3.11",
-                            "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none", "--target",
-                            str(tmp), OPENCV_WHEEL], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            "--only-binary=:all:", "--platform", "manylinux2014_aarch64", "--platform",
+                            "manylinux_2_28_aarch64", "--python-version", "3.11", "--implementation", "cp", "--abi",
+                            "cp311", "--abi", "abi3", "--abi", "none", "--target", str(tmp), *FILTER_WHEELS],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
-            raise DarkcError(f"pip could not fetch the aarch64 wheel {OPENCV_WHEEL} ({r.stdout.strip()[-200:]}); check "
-                             f"the network or install it into {site} by hand")
-        (tmp / ".done").write_text(OPENCV_WHEEL + "\n")
+            raise DarkcError(f"pip could not fetch the aarch64 wheels {want} ({r.stdout.strip()[-200:]}); check the "
+                             f"network or install them into {site} by hand")
+        (tmp / ".done").write_text(want + "\n")
         shutil.rmtree(site, ignore_errors=True)
         os.replace(tmp, site)
     finally:
@@ -119,7 +121,7 @@ def _run_worker(kind: str, frames_npy: Path, cpu: str, timeout: float, per_call:
     from ..latency import arm
 
     setup = arm.find_setup()
-    site = opencv_site()
+    site = filter_site()
     env = arm._guest_env(setup)
     env["PYTHONPATH"] = f"{setup.site}:{site}"
     with tempfile.TemporaryDirectory(prefix="darkc-filter-arm-") as tmp:

@@ -1,12 +1,13 @@
 """Run a temporal filter over frames from a .npy file, one window of the counting plugin per filtered frame.
 
-Runs inside the emulated aarch64 userland (numpy and OpenCV only: no torch), so it imports
+Runs inside the emulated aarch64 userland (numpy, OpenCV and Numba only: no torch), so it imports
 :mod:`darkc.video.temporal` without running ``darkc/video/__init__.py`` (which imports the network stack)::
 
     qemu-aarch64 ... python3.11 filter_worker.py --root REPO --frames frames.npy --kind fast-flow
 
-``--frames``: float32 or uint8 (N, H, W, C). The first frame starts the filter (not counted); each of the others is filtered
-between two marker syscalls (:data:`darkc.latency.worker.MARK_START` / ``MARK_STOP``). Prints one JSON line.
+``--frames``: float32 or uint8 (N, H, W, C). The first frame starts the filter (not counted); each of the others is
+filtered between two marker syscalls (:data:`darkc.latency.worker.MARK_START` / ``MARK_STOP``), after the Numba
+kernels are compiled. Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
 
     cv2.setNumThreads(1)
     temporal = load_temporal(args.root)
+    temporal.kernels.warm_up()  # JIT-compiled (or loaded from Numba's cache) before any window opens
     frames = np.load(args.frames)
     names: list[str] = []
     if args.per_call:
@@ -92,6 +94,8 @@ def main(argv=None) -> int:
         marks = _CallMarks(cv2, names)
         temporal.cv2 = flow.cv2 = marks
         flow.DISFlow.__call__ = marks.wrap("DIS flow", flow.DISFlow.__call__)
+        for name in ("move_tiles", "blend_rows"):
+            setattr(temporal.kernels, name, marks.wrap(f"{name} (numba)", getattr(temporal.kernels, name)))
     filt = temporal.make_filter(args.kind)
     filt(frames[0])
     first = len(names)          # the calls of the frame that starts the filter: not reported
@@ -107,7 +111,8 @@ def main(argv=None) -> int:
         with open(args.per_call, "w") as f:
             json.dump({"first": first, "names": names}, f)
     print(json.dumps({"frames": int(len(frames) - 1), "shape": list(frames.shape[1:]), "kind": args.kind,
-                      "opencv": cv2.__version__, "numpy": np.__version__, "checksum": checksum}))
+                      "opencv": cv2.__version__, "numpy": np.__version__,
+                      "numba": sys.modules["numba"].__version__, "checksum": checksum}))
     return 0
 
 

@@ -20,8 +20,9 @@ Kinds:
   current frame better, so flat regions where flow is unreliable are still smoothed.
 * ``fast-flow`` (the default of ``darkc video``): the same idea with every decision at 1/:data:`FAST_SCALE`
   (one-way DIS flow, photometric occlusion test, scene-cut reset) and the history moved by one translation per
-  :data:`FAST_TILE` px tile, so that full resolution costs two area downscales, one bilinear patch per run of
-  tiles that move alike, the upsampling of the weights and one blend (:class:`FastFlowFilter`).
+  :data:`FAST_TILE` px tile, so that full resolution costs two area downscales, the move and the blend: on 8-bit
+  frames (what ``darkc video`` filters) two fused Numba passes (:mod:`darkc.video.kernels`), on float ones OpenCV
+  calls (:class:`FastFlowFilter`).
 
 For ``motion-adaptive`` and ``flow``, all decisions (noise level, difference, occlusion) are made at
 1/:data:`STAT_SCALE` resolution on local means
@@ -35,6 +36,7 @@ import cv2
 import numpy as np
 
 from ..errors import DarkcError
+from . import kernels
 from .flow import FB_ALPHA, FB_BETA, DISFlow, luma_u8, occlusion_mask, warp
 
 KINDS = ("none", "ema", "motion-adaptive", "flow", "fast-flow")
@@ -70,7 +72,7 @@ FAST_TILE = 96
 #: ``fast-flow`` moves its full-resolution history by multiples of this (px): neighbouring tiles that then move
 #: alike are moved in one call, and a still region (|shift| < half a step) by a copy. Whole px (1.0) missed the
 #: flicker / E_warp targets on 2 of the 9 clips of benchmarks/results/video (x100 hand-held, -44 % / -46 %).
-SHIFT_STEP = 1 / 8
+SHIFT_STEP = 1 / kernels.SUBPX
 #: a tile takes its own median flow instead of the camera's affine motion where they differ by more (low-res px)
 TILE_OWN_FLOW = 0.25
 
@@ -464,11 +466,24 @@ def _move(src: np.ndarray, dst: np.ndarray, y0: int, x0: int, dx: float, dy: flo
         dst[:, d:] = dst[:, d - 1:d]
 
 
+def _move_runs(src: np.ndarray, dst: np.ndarray, rows: list, cols: list, shifts: list) -> None:
+    """``dst`` = ``src`` moved by ``shifts[ty][tx]`` (px, (x, y)) per tile of ``rows`` x ``cols``
+    (:func:`_tile_bounds`), one :func:`_move` per run of neighbouring tiles that move alike (a pan: one per row of
+    tiles): the float-frame path of ``fast-flow``."""
+    for (_, _, y0, y1), row in zip(rows, shifts):
+        j = 0
+        while j < len(cols):
+            end = j + 1
+            while end < len(cols) and row[end] == row[j]:
+                end += 1
+            _move(src, dst[y0:y1, cols[j][2]:cols[end - 1][3]], y0, cols[j][2], *row[j])
+            j = end
+
+
 class FastFlowFilter(TemporalFilter):
     """Motion-compensated recursive filter whose every decision is taken at 1/:data:`FAST_SCALE` resolution and
-    whose history is moved by one translation per :data:`FAST_TILE` px tile, so that full resolution costs one
-    bilinear patch extraction per run of tiles that move alike, two area downscales, two weight upsamplings and
-    one blend.
+    whose history is moved by one translation per :data:`FAST_TILE` px tile, so that full resolution costs the
+    move, two area downscales and one blend (the weights upsampled inside it).
 
     Per frame ``x``:
 
@@ -486,17 +501,20 @@ class FastFlowFilter(TemporalFilter):
     4. one translation per tile (:meth:`_tile_flows`): a robust affine fit of the whole flow field at the tile's
        centre (pans, zooms and shake are affine, and a fit over the frame is steadier than a local estimate where
        the image is flat), or the tile's median flow where that differs (a moving object, a nearer plane);
-    5. full resolution: the previous output moved tile by tile (bilinear, ``cv2.getRectSubPix``; shifts rounded to
-       :data:`SHIFT_STEP` so that neighbouring tiles that move alike are moved in one call, and a still region by a
-       copy);
+    5. full resolution: the previous output moved tile by tile (bilinear, shifts rounded to :data:`SHIFT_STEP`):
+       8-bit frames by one Numba pass (:func:`darkc.video.kernels.move_tiles`, 16-bit fixed point; it and the
+       fused blend of step 6 cut the filter from 120.5M to 84.5M guest instructions per 1080p frame on aarch64,
+       benchmarks/results/video/filter_ops.md), float frames by ``cv2.getRectSubPix`` per run of neighbouring
+       tiles that move alike (a still run by a copy);
     6. per low-res pixel, that moved history or the previous output not moved at all, each as the blend will see
        it (downscaled from full resolution like ``x_low``), whichever matches ``x_low`` better: still history
        keeps flat regions free of the interpolation blur that changes with each frame's sub-pixel shift (flicker
        -48 % instead of -54 % on the x100 hand-held clip without it); ``m``, its normalised difference, gives
        ``k = ramp(m)`` (:data:`FAST_RAMP`), zeroed one low-res px around every mismatch so that the bilinear
        upsampling of ``k`` does not blend history across the edge of a moving object; the still pixels take the
-       previous output unmoved, then ``y = x + k (hist - x)`` with ``k`` upsampled (and the same blend at low
-       resolution is the next frame's low-res previous output). Judging the downscaled full-resolution history
+       previous output unmoved, then ``y = x + k (hist - x)`` with ``k`` upsampled (8-bit frames: all of it one
+       Numba pass, :func:`darkc.video.kernels.blend_rows`; and the same blend at low resolution is the next
+       frame's low-res previous output). Judging the downscaled full-resolution history
        replaced a bicubic warp of the low-res previous output (18M of 152M guest instructions per 1080p frame on
        aarch64) and filters the 9 clips of benchmarks/results/video as well (every target met, each figure within
        0.05 dB and 1 point).
@@ -590,21 +608,18 @@ class FastFlowFilter(TemporalFilter):
         t = max(1, round(self.tile * lw / w))
         tiles = self._tile_flows(bwd, t)
         scale = np.float32([w / lw, h / lh])
-        shifts = np.round(tiles * scale / SHIFT_STEP) * SHIFT_STEP
+        steps = np.round(tiles * scale / SHIFT_STEP)                # shifts in SHIFT_STEP px
         if self._hist is None or self._hist.shape != x.shape:
             self._hist = np.empty_like(x)
         hist, prev = self._hist, self.prev_out
         rows, cols = _tile_bounds(lh, t, h), _tile_bounds(lw, t, w)
-        for (_, _, y0, y1), row in zip(rows, shifts.tolist()):
-            # one copy per run of neighbouring tiles that move alike (a pan: one per row of tiles)
-            j = 0
-            while j < len(cols):
-                end = j + 1
-                while end < len(cols) and row[end] == row[j]:
-                    end += 1
-                x0, x1 = cols[j][2], cols[end - 1][3]
-                _move(prev, hist[y0:y1, x0:x1], y0, x0, *row[j])
-                j = end
+        if x.dtype == np.uint8:
+            ybounds = np.array([r[2] for r in rows] + [h], np.int64)
+            xbounds = np.array([c[2] for c in cols] + [w], np.int64)
+            kernels.move_tiles(prev.reshape(h, -1), hist.reshape(h, -1), ybounds, xbounds, steps.astype(np.int32),
+                               x.shape[2])
+        else:
+            _move_runs(prev, hist, rows, cols, (steps * SHIFT_STEP).tolist())
         # 5. per low-res px: moved or still history, whichever matches x_low better (both as the blend will see
         # them: the moved full-resolution history and the previous output, downscaled), and the blend weight
         hist_low = self._low(hist)
@@ -616,6 +631,8 @@ class FastFlowFilter(TemporalFilter):
         k[cv2.dilate((m > FAST_RAMP[1]).astype(np.uint8), np.ones((3, 3), np.uint8)).view(bool)] = 0.0
         cv2.copyTo(self.prev_out_low, still, hist_low)
         self.prev_out_low = cv2.blendLinear(x_low, hist_low, 1.0 - k, k).reshape(x_low.shape)
+        if x.dtype == np.uint8:
+            return self._blend_u8(x, hist, prev, k, still)
         if still.any():                             # 4x bilinear then a threshold: nearest, at a third of its cost
             still_full = cv2.threshold(cv2.resize(still * np.uint8(255), (w, h), interpolation=cv2.INTER_LINEAR),
                                        127, 1, cv2.THRESH_BINARY)[1]
@@ -627,6 +644,23 @@ class FastFlowFilter(TemporalFilter):
         odds = cv2.resize(k / (1.0 - k), (w, h), interpolation=cv2.INTER_LINEAR)
         return cv2.blendLinear(x, hist, self._ones, odds).reshape(x.shape)
 
+    @staticmethod
+    def _blend_u8(x: np.ndarray, hist: np.ndarray, prev: np.ndarray, k: np.ndarray, still: np.ndarray) -> np.ndarray:
+        """``x + k (h - x)`` on 8-bit frames in one fused pass (:func:`darkc.video.kernels.blend_rows`): ``h`` the
+        moved history, or ``prev`` where ``still``; ``k`` and ``still`` (lh, lw) upsampled along the rows here (a
+        low-res number of rows), down the columns inside the pass."""
+        h, w, c = x.shape
+        lh = k.shape[0]
+        # 8-bit at low resolution, then OpenCV's fixed-point row resize and channel merge (float rows cost 3x)
+        k8 = np.minimum(np.rint(k * kernels.K_ONE), kernels.K_ONE - 1).astype(np.uint8)
+        k_rows = cv2.resize(k8, (w, lh), interpolation=cv2.INTER_LINEAR)
+        still_rows = cv2.resize(still * np.uint8(255), (w, lh), interpolation=cv2.INTER_NEAREST)
+        if c > 1:
+            k_rows, still_rows = cv2.merge([k_rows] * c), cv2.merge([still_rows] * c)
+        out = np.empty_like(x)
+        kernels.blend_rows(x.reshape(h, -1), hist.reshape(h, -1), prev.reshape(h, -1), k_rows.reshape(lh, -1),
+                           still_rows.reshape(lh, -1), out.reshape(h, -1))
+        return out
 
 _FILTERS = {f.kind: f for f in (TemporalFilter, EMAFilter, MotionAdaptiveFilter, FlowFilter, FastFlowFilter)}
 
