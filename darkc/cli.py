@@ -182,7 +182,8 @@ def eval_cmd(models, fmt, out, gallery, images, **params) -> None:
 @click.argument("raw", type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="output .png, .tif/.tiff (16-bit) or .jpg/.jpeg; gets the raw's EXIF")
-@click.option("--model", default="teacher", show_default=True, help="shipped name, artifact folder, .onnx or .tflite")
+@click.option("--model", default=None, help="shipped name, artifact folder, .onnx or .tflite (default: teacher-raw on "
+              "Bayer raws, each file's own colour; teacher-xtrans on X-Trans)")
 @click.option("--ratio", type=float, default=None, help="exposure ratio (default: from SID-style file names)")
 @click.option("--bits", type=click.Choice(["8", "16"]), default=None, help="bits per channel (default: 8 for PNG "
               "and JPEG, 16 for TIFF)")

@@ -2,7 +2,7 @@
 
 ::
 
-    report = enhance_file("Sony/short/10003_00_0.04s.ARW", "out.jpg", model="teacher")   # ratio from ../long
+    report = enhance_file("Sony/short/10003_00_0.04s.ARW", "out.jpg")   # teacher-raw; ratio from ../long
     report = enhance_file("IMG_0001.DNG", "out.tif", model="runs/student/model.onnx", ratio=250)   # 16-bit
 
 The image covers the frame the network sees (:class:`darkc.data.raw.RawFrame`): the sensor's visible area cut
@@ -31,7 +31,7 @@ from .data.raw import read_raw
 from .data.sid import exposure_from_name, ratio_from_names
 from .errors import DarkcError
 from .inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_raw_file, load_runner
-from .models.pretrained import pretrained_for_cfa
+from .models.pretrained import default_for_cfa, pretrained_for_cfa
 from .outputs import check_output, write_image
 
 
@@ -83,7 +83,7 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10   # bytes on macOS, KiB on Linux
 
 
-def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | Runner = "teacher",
+def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | Runner | None = None,
                  ratio: float | None = None, bits: int | None = None, tile: int = DEFAULT_TILE,
                  overlap: int | None = None, threads: int | None = None, progress: bool = True,
                  quality: int | None = None) -> dict:
@@ -95,7 +95,8 @@ def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str
             atomically, so a failed run leaves no file (and an old one intact).
         model: shipped name, checkpoint directory, ``.onnx`` or ``.tflite`` (see :func:`load_runner`), or a
             loaded :class:`Runner` (to reuse one over many files). A shipped Bayer name on an X-Trans file means
-            its X-Trans sibling where one ships (``teacher`` -> ``teacher-xtrans``).
+            its X-Trans sibling where one ships (``teacher`` -> ``teacher-xtrans``). None: the file's
+            :func:`darkc.models.pretrained.default_for_cfa` (``teacher-raw`` on Bayer).
         ratio: exposure ratio the raw is multiplied by (SID: long / short exposure, 100-300). None reads it
             from SID-style names (``short/ID_NN_<t>s.ext`` beside ``long/ID_00_<T>s.*``), else it is an error.
         bits: 8 or 16 bits per channel; None: 8 for PNG and JPEG, 16 for TIFF.
@@ -123,7 +124,8 @@ def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str
         raise DarkcError(f"raw file {raw_path} does not exist: check the path")
     ratio = _resolve_ratio(raw_path, ratio)
     frame = read_raw(raw_path)
-    runner = load_runner(pretrained_for_cfa(model, frame.cfa), threads)  # "teacher" on X-Trans: teacher-xtrans
+    model = default_for_cfa(frame.cfa) if model is None else pretrained_for_cfa(model, frame.cfa)
+    runner = load_runner(model, threads)
     if frame.cfa != runner.cfa:
         want, got = CFA_NAMES[runner.cfa], CFA_NAMES[frame.cfa]
         raise DarkcError(f"model {runner.name} expects {runner.in_channels}-channel {want} input but {raw_path.name} "

@@ -160,3 +160,25 @@ def test_shipped_teacher_name_means_its_xtrans_sibling_on_xtrans_raw(tmp_path, m
     artifact(tmp_path / "teacher", "bayer")
     with raises_naming("expects 4-channel Bayer input"):
         enhance_file(fuji, tmp_path / "e.png", model="teacher", ratio=100, progress=False)
+
+
+def test_default_model_is_the_raw_output_teacher_on_bayer_and_the_xtrans_teacher_on_xtrans(tmp_path, monkeypatch):
+    """With no --model, a Bayer raw goes through teacher-raw (each file's own colour matrix: the sRGB teacher
+    casts real raws) and an X-Trans raw through teacher-xtrans (no raw-output X-Trans model ships); an install
+    without teacher-raw falls back to teacher."""
+    from darkc.models import normalize_spec
+    from darkc.models import pretrained as pretrained_mod
+
+    shipped = tmp_path / "shipped"
+    artifact(shipped / "teacher", "bayer")
+    artifact(shipped / "teacher-xtrans", "xtrans")
+    monkeypatch.setattr(pretrained_mod, "PRETRAINED_DIR", shipped)
+    fuji = dark_dng(tmp_path / "DSCF0001.DNG", (96, 144), cfa="xtrans")
+    sony = dark_dng(tmp_path / "DSC0001.DNG", (192, 192))     # big enough to estimate its noise
+    assert enhance_file(sony, tmp_path / "a.png", ratio=100, progress=False)["model"] == "teacher"
+    raw_spec = normalize_spec({"arch": "sid-unet", "output": "raw", "input": {"noise": "std-map"}, "widths": [4] * 5})
+    torch.manual_seed(0)
+    save_checkpoint(build_model(raw_spec), raw_spec, shipped / "teacher-raw")
+    assert enhance_file(sony, tmp_path / "b.png", ratio=100, progress=False)["model"] == "teacher-raw"
+    report = enhance_file(fuji, tmp_path / "c.png", ratio=100, progress=False)
+    assert (report["model"], report["cfa"]) == ("teacher-xtrans", "xtrans")

@@ -55,6 +55,18 @@ def pretrained_for_cfa(ref, cfa: str):
     return ref
 
 
+def default_for_cfa(cfa: str) -> str:
+    """The shipped model ``darkc enhance`` runs on a ``cfa`` raw when none is named: ``teacher-raw`` on Bayer
+    files (raw output rendered with each file's own white balance and colour matrix: no colour cast on the real
+    Canon raw of benchmarks/results/real_raws, where the sRGB ``teacher`` is off by 0.073 in chromaticity), and on
+    X-Trans files, for which no raw-output model ships yet, ``teacher-xtrans``; ``teacher`` (or its X-Trans
+    sibling) where this install lacks the raw one."""
+    shipped = available_pretrained()
+    if cfa != "xtrans" and "teacher-raw" in shipped:
+        return "teacher-raw"
+    return pretrained_for_cfa("teacher", cfa)
+
+
 def pretrained_dir(name: str) -> Path:
     """The checkpoint directory of shipped model ``name``; :class:`DarkcError` listing the names otherwise."""
     if name not in available_pretrained():
