@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+_SUBPX_BITS = 3
 #: the history is moved by multiples of 1/SUBPX px (bilinear weights in 1/SUBPX**2: exact in 16 bits)
-SUBPX = 8
-_SHIFT = 6                                          # log2(SUBPX ** 2)
+SUBPX = 1 << _SUBPX_BITS
+_SHIFT = 2 * _SUBPX_BITS                            # log2(SUBPX ** 2)
 #: blend weights in 1/K_ONE steps
 K_ONE = 256
 
@@ -32,7 +33,7 @@ def _bilinear_row(t00, t01, t10, t11, o, w00, w01, w10, w11):
     lanes (the weights arrive as uint16 arguments, so it sees every operand is narrow)."""
     for j in range(o.shape[0]):
         o[j] = np.uint8((np.uint16(t00[j]) * w00 + np.uint16(t01[j]) * w01 + np.uint16(t10[j]) * w10
-                         + np.uint16(t11[j]) * w11 + np.uint16(32)) >> np.uint16(_SHIFT))
+                         + np.uint16(t11[j]) * w11 + np.uint16(1 << (_SHIFT - 1))) >> np.uint16(_SHIFT))
 
 
 @njit(cache=True, nogil=True)
@@ -43,7 +44,7 @@ def _clamped(r0, r1, out, x0, x1, ix, w, c, w00, w01, w10, w11):
         b = min(max(xx + ix + 1, 0), w - 1) * c
         for ch in range(c):
             out[xx * c + ch] = np.uint8((r0[a + ch] * w00 + r0[b + ch] * w01 + r1[a + ch] * w10 + r1[b + ch] * w11
-                                         + np.uint16(32)) >> _SHIFT)
+                                         + np.uint16(1 << (_SHIFT - 1))) >> _SHIFT)
 
 
 @njit(cache=True, nogil=True)
@@ -57,13 +58,13 @@ def move_tiles(src, dst, ybounds, xbounds, q, c):
     for ty in range(ybounds.shape[0] - 1):
         for tx in range(xbounds.shape[0] - 1):
             qx, qy = q[ty, tx, 0], q[ty, tx, 1]
-            ix, iy = qx >> 3, qy >> 3                      # floor (SUBPX = 8)
-            fx, fy = np.uint16(qx & 7), np.uint16(qy & 7)
+            ix, iy = qx >> _SUBPX_BITS, qy >> _SUBPX_BITS  # floor
+            fx, fy = np.uint16(qx & (SUBPX - 1)), np.uint16(qy & (SUBPX - 1))
             # weights cast to 16 bits: Numba types uint16 arithmetic as 64-bit, and LLVM narrows a loop to 16-bit
             # lanes (8 per NEON op instead of 2) only where it sees every operand is narrow
-            w00 = np.uint16((8 - fx) * (8 - fy))
-            w01 = np.uint16(fx * (8 - fy))
-            w10 = np.uint16((8 - fx) * fy)
+            w00 = np.uint16((SUBPX - fx) * (SUBPX - fy))
+            w01 = np.uint16(fx * (SUBPX - fy))
+            w10 = np.uint16((SUBPX - fx) * fy)
             w11 = np.uint16(fx * fy)
             x0, x1 = xbounds[tx], xbounds[tx + 1]
             lo = min(max(x0, -ix), x1)                     # [lo, hi): both taps inside the frame
