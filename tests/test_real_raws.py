@@ -1,6 +1,7 @@
 """benchmarks/real_raws.py: its measures (checkerboard amplitude, colour cast) on inputs with known answers, and
 its crop/render path on a tiny synthetic DNG, so a report on real raws cannot come from a broken measure."""
 import dataclasses
+from pathlib import Path
 import os
 import re
 import sys
@@ -132,12 +133,15 @@ def test_measure_file_on_a_tiny_dng_aligns_crops_with_libraw(rr, tiny_dng):
                             profile_name="sony-a7s2-like", iso=400)
     y, x, h, w = entry["crop_px"]
     assert (h, w) == (64, 64) and 0 <= y <= 192 - h and 0 <= x <= 256 - w
-    ident = entry["as_is"]["identity-raw"]
+    ident = entry["as_is"]["x1"]["identity-raw"]
     assert ident["psnr"] > 50 and ident["colour"]["cast"] < 1e-3
     assert ident["checker"]["max"] == pytest.approx(entry["libraw_checker"]["max"], abs=0.05)
+    # its packed channel means on the crop are the input's (nothing below black in this bright scene)
+    np.testing.assert_allclose(ident["raw_means"], entry["input_raw_means"]["x1"], rtol=1e-5)
+    assert "raw_means" not in entry["as_is"]["x1"]["grey-srgb"]
     ref = render_raw(tiny_dng)[y:y + h, x:x + w]
     np.testing.assert_allclose(entry["images"][("as-is", "LibRaw render")], ref)
-    grey = entry["as_is"]["grey-srgb"]
+    grey = entry["as_is"]["x1"]["grey-srgb"]
     assert grey["psnr"] < 30 and grey["colour"]["cast"] > 0.01       # grey vs a colourful scene
     dark = entry["dark"]["x100"]
     assert set(dark) == {"libraw+nlm", "identity-raw", "grey-srgb"}
@@ -241,7 +245,12 @@ def test_locate_refuses_a_cached_file_with_another_hash(rr, tmp_path):
 def test_every_packaged_source_is_pinned(rr):
     for src in rr.SOURCES:
         assert re.fullmatch("[0-9a-f]{64}", src.sha256), src.name
-        assert src.path.startswith("/") and "=" not in src.package and src.version, src.name
+        assert "=" not in src.package and src.version, src.name
+        if src.registry == "pypi":             # a path inside the pinned sdist
+            assert src.path.startswith(f"{src.package.replace('-', '_')}-{src.version}/"), src.name
+        else:                                  # where the Debian package installs it
+            assert src.registry == "debian" and src.path.startswith("/"), src.name
+    assert len({src.camera.split(" (")[0] for src in rr.SOURCES}) >= 2      # issue 16: two camera models
 
 
 def test_report_states_each_file_source_and_lists_the_rejected_candidates(rr, tiny_dng):
@@ -260,3 +269,71 @@ def test_report_states_each_file_source_and_lists_the_rejected_candidates(rr, ti
     assert "Not shipped here: given with --raw." in md
     rows = md.split("## Where else a real raw was looked for")[1].strip().splitlines()
     assert len([r for r in rows if r.startswith("| ") and not r.startswith("| where")]) == len(rr.REJECTED)
+
+
+def test_locate_extracts_a_pypi_source_from_its_pinned_sdist(rr, tmp_path, monkeypatch):
+    """A PyPI source comes out of the sdist that `pip download --no-binary :all: PKG==VER` writes (faked here:
+    the call is checked and the sdist built in the test); a wrong hash or member is refused, nothing cached."""
+    import hashlib
+    import io
+    import subprocess
+    import tarfile
+
+    data = np.random.default_rng(2).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        with tarfile.open(dest / "fake_raws-1.0.tar.gz", "w:gz") as tar:
+            info = tarfile.TarInfo("fake_raws-1.0/tests/shot.ARW")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return subprocess.CompletedProcess(cmd, 0, b"", b"")
+
+    monkeypatch.setattr(rr.subprocess, "run", fake_run)
+    src = rr.RawSource("fake-pypi", "Fake", "-", "fake-raws", "1.0", "fake_raws-1.0/tests/shot.ARW",
+                       hashlib.sha256(data).hexdigest(), "MIT", (0.5, 0.5), registry="pypi")
+    got = rr.locate(src, tmp_path / "cache")
+    assert got.read_bytes() == data and got.name == "shot.ARW"
+    assert calls[0][1:4] == ["-m", "pip", "download"] and "fake-raws==1.0" in calls[0] and ":all:" in calls[0]
+    assert "pip download --no-deps --no-binary :all: fake-raws==1.0" == src.install
+    with pytest.raises(rr.DarkcError, match="not the pinned 0000000000000000"):
+        rr.locate(dataclasses.replace(src, name="other", sha256="0" * 64), tmp_path / "cache2")
+    with pytest.raises(rr.DarkcError, match="has no fake_raws-1.0/tests/missing.ARW"):
+        rr.locate(dataclasses.replace(src, name="other", path="fake_raws-1.0/tests/missing.ARW"), tmp_path / "c3")
+    assert not (tmp_path / "cache2").exists() and not (tmp_path / "c3").exists()
+
+
+def test_noise_averaged_render_is_the_mean_colour_that_libraws_render_of_a_noisy_raw_misses(rr, tmp_path):
+    """A dark flat colour patch with noise as large as its signal: LibRaw's render of the amplified raw is tinted
+    (each channel's clipped noise lifts it by its own amount), the noise-averaged render is not: it matches the
+    render of the noise-free raw, which a denoiser that is right would give."""
+    prof = get_profile("sony-a7s2-like")
+    # the crop's mean must be known to ~1 %: the colour matrix turns a 4 % error in a weak camera channel into a
+    # cast (so a 256 px crop, noise half the green signal, twice the weakest)
+    h, w, level = 384, 512, 0.01
+    rgb = np.broadcast_to(np.array([0.6, 1.0, 0.5], np.float32) * level, (h, w, 3))
+    from darkc.data.cfa import mosaic
+
+    clean = mosaic(np.ascontiguousarray(rgb), "bayer")
+    noisy = clean + np.random.default_rng(4).normal(0, level / 2, clean.shape).astype(np.float32)
+    span = prof.white - prof.black
+    paths = {}
+    for name, m in (("clean", clean), ("noisy", noisy)):
+        dn = np.clip(np.round(prof.black + m * span), 0, prof.white).astype(np.uint16)
+        paths[name] = tmp_path / f"{name}.dng"
+        write_dng(paths[name], dn, "bayer", black=prof.black, white=prof.white, xyz_to_cam=prof.xyz_to_cam_matrix,
+                  as_shot_neutral=(1 / 2.0, 1.0, 1 / 1.7), exposure_time=0.1)
+    ratio = 30.0
+    full = read_raw(paths["noisy"]).packed()
+    crop = rr.plan_crop(full.shape, 256, (0.5, 0.5), 2, context=16)
+    unclipped = rr.unclipped_packed(paths["noisy"])[:, crop.wy:crop.wy + crop.wh, crop.wx:crop.wx + crop.ww]
+    averaged = rr.noise_averaged_render(paths["noisy"], full, unclipped, ratio, crop, 2)
+    clean_full = read_raw(paths["clean"]).packed()
+    window = (slice(None), slice(crop.wy, crop.wy + crop.wh), slice(crop.wx, crop.wx + crop.ww))
+    truth = rr._cut(rr.render_in_frame(paths["clean"], clean_full, np.clip(clean_full[window] * ratio, 0, 1), crop),
+                    crop, 2)
+    libraw = rr._cut(rr.render_in_frame(paths["noisy"], full, np.clip(full[window] * ratio, 0, 1), crop), crop, 2)
+    assert rr.colour_cast(truth, averaged)["cast"] < 0.3 * rr.CAST_LIMIT
+    assert rr.colour_cast(libraw, averaged)["cast"] > rr.CAST_LIMIT
