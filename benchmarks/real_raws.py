@@ -55,7 +55,7 @@ from darkc.data.profiles import get_profile
 from darkc.data.raw import amplify, open_raw, read_raw, render_packed, render_raw
 from darkc.errors import DarkcError, atomic_path, one_line
 from darkc.evaluate import nlm_denoise
-from darkc.inference import enhance_packed, load_runner, model_input
+from darkc.inference import anchor_means, enhance_packed, load_runner, model_input
 from darkc.metrics import psnr, ssim
 from darkc.models.pretrained import pretrained_for_cfa
 
@@ -380,12 +380,15 @@ def noise_averaged_render(path, full_packed, window_unclipped: np.ndarray, ratio
 
 
 def run_model(runner, path, full_packed: np.ndarray, window_in: np.ndarray, ratio: float, level, crop: Crop,
-              scale: int, record: dict | None = None) -> np.ndarray:
+              scale: int, record: dict | None = None, window_signed: np.ndarray | None = None) -> np.ndarray:
     """The model's sRGB on the crop, (h*scale, w*scale, 3): ``window_in`` is the amplified packed window,
-    ``level`` the capture's noise level (used by noise-conditioned models only). A raw-output model's packed
-    channel means on the crop go into ``record["raw_means"]``."""
+    ``level`` the capture's noise level (used by noise-conditioned models only). A raw-output model's clean raw
+    is anchored to ``window_signed`` (the amplified window not clipped at black) as ``darkc enhance`` anchors it
+    (:func:`darkc.inference.anchor_means`), and its packed channel means on the crop go into
+    ``record["raw_means"]``."""
     out = enhance_packed(runner, model_input(runner, window_in, ratio, level), progress=False, source=str(path))
     if runner.output == "raw":
+        out = anchor_means(out, window_signed if window_signed is not None else window_in)
         if record is not None:
             record["raw_means"] = _crop_means(out, crop)
         return _cut(render_in_frame(path, full_packed, out, crop), crop, scale)
@@ -400,15 +403,18 @@ def _crop_means(window_packed: np.ndarray, crop: Crop) -> list:
     return [float(v) for v in window_packed[:, y0:y0 + crop.h, x0:x0 + crop.w].mean(axis=(1, 2))]
 
 
-def simulate_dark(window_mosaic: np.ndarray, ratio: float, profile, k: float, seed: int) -> np.ndarray:
+def simulate_dark(window_mosaic: np.ndarray, ratio: float, profile, k: float, seed: int,
+                  signed: bool = False) -> np.ndarray:
     """A short exposure of the scene in ``window_mosaic`` ((H, W) normalised raw of the long exposure, [0, 1]):
     signal divided by ``ratio``, shot/read/row/quantisation noise of ``profile`` at system gain ``k`` (DN/e-,
-    its median read and row sigmas), normalised and clipped like :func:`darkc.data.raw.read_raw`."""
+    its median read and row sigmas), normalised and clipped like :func:`darkc.data.raw.read_raw` (``signed``: like
+    ``read_raw(signed=True)``, not clipped at black)."""
     span = float(profile.white - profile.black)
     signal = window_mosaic.astype(np.float64) * span / float(ratio)
     sigmas = (profile.read_sigma(k), profile.row_sigma(k))
     dn = expose(signal, k, profile, np.random.default_rng(seed), sigmas=sigmas)
-    return np.clip((dn.astype(np.float32) - profile.black) / span, 0.0, 1.0)
+    norm = (dn.astype(np.float32) - profile.black) / span
+    return np.minimum(norm, 1.0) if signed else np.clip(norm, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------- one file
@@ -450,7 +456,8 @@ def measure_file(path: Path, runners: list, ratios=RATIOS, crop_px: int = 512, c
                 level = level_of_file(path)
             t0 = time.perf_counter()
             record: dict = {}
-            out = run_model(runner, path, full, amplify(window, r), r, level, crop, scale, record)
+            out = run_model(runner, path, full, amplify(window, r), r, level, crop, scale, record,
+                            window_signed=amplify(unclipped, r))
             rows[runner.name] = {**record,
                 "ratio": r, "checker": checker(out), "colour": colour_cast(out, ref_r),
                 "colour_vs_noise_averaged": colour_cast(out, mean_ref), "deltae": deltae(out, ref_r),
@@ -476,7 +483,8 @@ def measure_file(path: Path, runners: list, ratios=RATIOS, crop_px: int = 512, c
                            "white": prof.white, "read_sigma_dn": prof.read_sigma(k), "row_sigma_dn": prof.row_sigma(k),
                            "seed": seed}
     for j, ratio in enumerate(ratios):
-        noisy = cfa_mod.pack(simulate_dark(mosaic_window, ratio, prof, k, seed + j), frame.cfa)
+        signed = cfa_mod.pack(simulate_dark(mosaic_window, ratio, prof, k, seed + j, signed=True), frame.cfa)
+        noisy = np.maximum(signed, 0.0)
         amp = amplify(noisy, ratio)
         base = nlm_denoise(_cut(render_in_frame(path, full, amp, crop), crop, scale))
         row = {"libraw+nlm": {"psnr": psnr(base, ref), "ssim": ssim(base, ref), "checker": checker(base),
@@ -484,7 +492,8 @@ def measure_file(path: Path, runners: list, ratios=RATIOS, crop_px: int = 512, c
         images[(f"x{ratio}", "LibRaw + NLM")] = base
         images[(f"x{ratio}", "LibRaw render")] = ref
         for runner in runners:
-            out = run_model(runner, path, full, amp, ratio, dark_level, crop, scale)
+            out = run_model(runner, path, full, amp, ratio, dark_level, crop, scale,
+                            window_signed=amplify(signed, ratio))
             row[runner.name] = {"psnr": psnr(out, ref), "ssim": ssim(out, ref), "checker": checker(out),
                                 "colour": colour_cast(out, ref)}
             images[(f"x{ratio}", runner.name)] = out

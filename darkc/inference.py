@@ -537,6 +537,69 @@ def model_input(runner: Runner, packed: np.ndarray, ratio: float, level=None) ->
     return condition(packed, ratio, level, runner.noise_input)
 
 
+#: Gaussian sigma (packed px) over which a raw-output model's local means are put back to its input's
+#: (:func:`anchor_means`); benchmarks/results/colour_anchor_probe.md measured 4-32 on a real night raw and the
+#: synthetic sets: 16 took teacher-raw's cast on the Sony ILCE-7RM3 crop from 0.052 to 0.006 and gained 0.20 /
+#: 0.09 dB on 12 reference / held-out-sensor pairs; 4-8 cost up to 1.6 dB (the input's noise passes through)
+ANCHOR_SIGMA = 16.0
+
+
+def anchor_means(out: np.ndarray, signed_input: np.ndarray, sigma: float | None = None, level=None,
+                 ratio: float = 1.0) -> np.ndarray:
+    """A raw-output model's clean packed raw ``out`` (C, h, w) with its local means (Gaussian, ``sigma`` packed px,
+    per channel) put back to those of its amplified input, not clipped at black (``signed_input``): camera noise is
+    zero-mean there, so the input's local mean is the clean raw's, and a difference at that scale is the model's
+    own colour or level error (a network trained on natural scenes pulls a stage light's extreme colour toward its
+    training colours: benchmarks/results/real_raws). Detail finer than ``sigma`` is the model's.
+
+    The input's mean carries its own noise, std ``sqrt(var / (4 pi sigma^2))`` for per-pixel variance ``var``;
+    with the capture's :class:`darkc.data.noise_level.NoiseLevel` ``level`` (at ``ratio``) each correction ``d``
+    is shrunk by ``max(0, 1 - 2 var_d / d^2)``, so a model already right is left alone where the difference is
+    noise. The channels of one colour (4 packed channels: Bayer, 9: X-Trans) share one correction, their mean.
+    ``sigma`` None: :data:`ANCHOR_SIGMA`; 0: ``out`` as it is."""
+    import cv2
+
+    sigma = ANCHOR_SIGMA if sigma is None else sigma
+    if not sigma:
+        return out
+
+    def blur(a):
+        return np.stack([cv2.GaussianBlur(c, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) for c in a])
+
+    d = blur(np.asarray(signed_input, np.float32) - out)
+    var_d = None
+    if level is not None:
+        gain, read2 = level.amplified(ratio)
+        var_d = blur(gain * np.maximum(out, 0.0) + read2) / (4 * math.pi * sigma ** 2)
+    # one correction per colour, not per CFA site: Bayer's two greens (X-Trans' five) offset apart by the input's
+    # noise would be a green imbalance, a 2x2 pattern after demosaicing (teacher-raw's checkerboard on the reference
+    # set rose from 0.61 to 0.76/255 with per-channel corrections)
+    kind = {4: "bayer", 9: "xtrans"}.get(out.shape[0])
+    colours = cfa_mod.channel_colours(kind) if kind else list(range(out.shape[0]))
+    for colour in set(colours):
+        idx = [i for i, c in enumerate(colours) if c == colour]
+        dc = d[idx].mean(axis=0)
+        if var_d is not None:
+            vc = var_d[idx].mean(axis=0) / len(idx)
+            dc *= np.clip(1.0 - 2.0 * vc / np.maximum(dc * dc, 1e-20), 0.0, 1.0)
+        d[idx] = dc
+    return (out + d).astype(np.float32)
+
+
+def raw_output_to_srgb(out: np.ndarray, path, ratio: float, level=None) -> tuple[np.ndarray, np.ndarray]:
+    """A raw-output model's packed output for raw file ``path`` at ``ratio``: anchored to the file's own means
+    (:func:`anchor_means`; ``level``: the capture's noise level, else the file's,
+    :func:`darkc.data.noise_level.level_of_file`) and rendered by LibRaw with the file's white balance and colour
+    matrix. Returns ``(srgb (H, W, 3), anchored packed (C, h, w))``."""
+    from .data.noise_level import level_of_file
+    from .data.raw import amplify, read_raw, render_packed
+
+    if ANCHOR_SIGMA:
+        level = level if level is not None else level_of_file(path)
+        out = anchor_means(out, amplify(read_raw(path, signed=True).packed(), ratio), level=level, ratio=ratio)
+    return render_packed(path, out), out
+
+
 def enhance_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = DEFAULT_TILE,
                      overlap: int | None = None, progress: bool = True, frame=None) -> np.ndarray:
     """:func:`run_raw_file`'s sRGB only."""
@@ -547,15 +610,17 @@ def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = 
                  overlap: int | None = None, progress: bool = True, frame=None) -> tuple[np.ndarray, np.ndarray | None]:
     """One raw file through ``runner`` to sRGB, whatever the model's output kind.
 
-    sRGB models give their output; raw-output models' clean packed raw is rendered by LibRaw with the file's
-    own white balance and colour matrix (:func:`darkc.data.raw.render_packed`). Noise-conditioned models take
+    sRGB models give their output; raw-output models' clean packed raw, its local means put back to the file's
+    (:func:`anchor_means`), is rendered by LibRaw with the file's own white balance and colour matrix
+    (:func:`darkc.data.raw.render_packed`). Noise-conditioned models take
     the capture's noise level: ``level`` if given, else :func:`darkc.data.noise_level.level_of_file`.
 
     Returns:
         ``(srgb, packed)``: (3, H, W) float32 sRGB in [0, 1], the frame :func:`darkc.data.raw.read_raw` gives
-        (canonical phase), and for raw-output models their (C, h, w) packed raw output (None for sRGB models).
+        (canonical phase), and for raw-output models their (C, h, w) packed raw output, anchored (None for sRGB
+        models).
     """
-    from .data.raw import amplify, read_raw, render_packed
+    from .data.raw import amplify, read_raw
 
     frame = frame if frame is not None else read_raw(path)
     packed = frame.packed()
@@ -568,5 +633,6 @@ def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = 
     out = enhance_packed(runner, model_input(runner, packed, ratio, level), tile=tile, overlap=overlap,
                          progress=progress, source=str(path))
     if runner.output == "raw":
-        return render_packed(path, out).transpose(2, 0, 1), out
+        srgb, out = raw_output_to_srgb(out, path, ratio, level)
+        return srgb.transpose(2, 0, 1), out
     return out, None

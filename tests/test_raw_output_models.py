@@ -35,12 +35,15 @@ def test_untrained_raw_model_is_the_identity_on_its_raw_input():
     assert torch.equal(model(x), x[:, :4])
 
 
-def test_identity_raw_model_renders_exactly_like_the_libraw_baseline(synth_bayer, tmp_path):
+def test_identity_raw_model_renders_exactly_like_the_libraw_baseline(synth_bayer, tmp_path, monkeypatch):
     """A raw-output net that passes its input through must render like baseline (a): amplified raw through
     LibRaw with the file's levels, white balance and matrix. Breaks if render_packed mixes up black/white,
-    CFA phase, packing order or the exposure scale."""
+    CFA phase, packing order or the exposure scale. (The colour anchor off: it moves the clipped shadows.)"""
+    from darkc import inference
     from darkc.evaluate import evaluate
     from darkc.models import save_checkpoint
+
+    monkeypatch.setattr(inference, "ANCHOR_SIGMA", 0.0)
 
     torch.manual_seed(0)
     save_checkpoint(build_model(RAW_SPEC), normalize_spec(RAW_SPEC), tmp_path / "ident")
@@ -51,9 +54,11 @@ def test_identity_raw_model_renders_exactly_like_the_libraw_baseline(synth_bayer
     assert "raw_psnr" in res and 0 < res["raw_psnr"] < 40
 
 
-def test_trained_like_raw_output_beats_identity_when_it_denoises(synth_bayer, tmp_path):
+def test_trained_like_raw_output_beats_identity_when_it_denoises(synth_bayer, tmp_path, monkeypatch):
     """The sRGB score of a raw model must follow its raw output: an output equal to the long exposure's raw
-    (an oracle runner) renders to the target itself (PSNR far above the noisy input's)."""
+    (an oracle runner) renders to the target itself (PSNR far above the noisy input's); the colour anchor leaves
+    a right output nearly alone (its corrections of pure noise are shrunk), and off, exactly alone."""
+    from darkc import inference
     from darkc.data.raw import read_raw
     from darkc.data.sid import load_pairs
     from darkc.inference import Runner, run_raw_file
@@ -71,6 +76,9 @@ def test_trained_like_raw_output_beats_identity_when_it_denoises(synth_bayer, tm
     srgb, packed = run_raw_file(runner, pair.short, pair.ratio, progress=False)
     target = render_raw(pair.long)
     assert psnr(srgb.transpose(1, 2, 0), target) > 45
+    assert np.abs(packed - np.clip(long, 0, 1)).mean() < 2e-3
+    monkeypatch.setattr(inference, "ANCHOR_SIGMA", 0.0)
+    srgb, packed = run_raw_file(runner, pair.short, pair.ratio, progress=False)
     assert np.array_equal(packed, np.clip(long, 0, 1))
 
 

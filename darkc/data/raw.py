@@ -48,8 +48,10 @@ def open_raw(path: str | os.PathLike) -> "rawpy.RawPy":
                          f"copy it again") from exc
 
 
-def read_raw(path: str | os.PathLike) -> RawFrame:
-    """Read a Bayer (any 2x2 phase) or X-Trans raw file into a :class:`RawFrame`."""
+def read_raw(path: str | os.PathLike, signed: bool = False) -> RawFrame:
+    """Read a Bayer (any 2x2 phase) or X-Trans raw file into a :class:`RawFrame`. ``signed``: the mosaic not
+    clipped at black (values below 0 kept: read noise is zero-mean there, so local means stay the signal's; see
+    :func:`darkc.inference.anchor_means`)."""
     with open_raw(path) as raw:
         try:
             if raw.num_colors != 3 and raw.color_desc not in (b"RGBG",):
@@ -73,7 +75,8 @@ def read_raw(path: str | os.PathLike) -> RawFrame:
             raise DarkcError(f"cannot decode raw data in {path}: {exc}; the file may be truncated") from exc
     blk = black[colors]
     span = np.maximum(white - blk, 1.0)
-    norm = np.clip((img - blk) / span, 0.0, 1.0)[dy:, dx:]
+    norm = (img - blk) / span
+    norm = (np.minimum(norm, 1.0) if signed else np.clip(norm, 0.0, 1.0))[dy:, dx:]
     norm = cfa_mod.crop_to_tiles(norm, kind)
     if norm.shape[0] < 2 * cfa_mod.tile(kind) or norm.shape[1] < 2 * cfa_mod.tile(kind):
         raise DarkcError(f"raw image in {path} is too small ({norm.shape[1]}x{norm.shape[0]}) to pack")

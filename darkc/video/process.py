@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 from ..data.noise_level import level_of_file
 from ..data.orientation import apply_flip
-from ..data.raw import amplify, read_raw, render_packed
+from ..data.raw import amplify, read_raw
 from ..errors import DarkcError, atomic_path
-from ..inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner, model_input
+from ..inference import CFA_NAMES, DEFAULT_TILE, Runner, enhance_packed, load_runner, model_input, raw_output_to_srgb
 from .io import VideoWriter, open_sequence, rgb8
 from .darken import DEFAULT_RATIO as DARKEN_RATIO
 from .darken import Darkener
@@ -203,7 +203,7 @@ def enhance_video(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             level = level_of_file(ref.path) if runner.noise_input != "none" else None
             net_out = enhance_packed(runner, model_input(runner, packed, ratio, level), tile=tile, progress=False,
                                      source=str(ref.path))
-            hwc = np.ascontiguousarray(render_packed(ref.path, net_out) if runner.output == "raw"
+            hwc = np.ascontiguousarray(raw_output_to_srgb(net_out, ref.path, ratio, level)[0] if runner.output == "raw"
                                        else net_out.transpose(1, 2, 0))
             marks.append((time.perf_counter(), time.process_time()))
             if out_filter is None or out_filter.takes_uint8:   # the 8-bit frame the writer encodes, filtered as such
