@@ -52,7 +52,7 @@ from darkc.data import cfa as cfa_mod
 from darkc.data.noise import expose
 from darkc.data.noise_level import level_of_file, level_of_profile
 from darkc.data.profiles import get_profile
-from darkc.data.raw import amplify, open_raw, read_raw, render_packed, render_raw
+from darkc.data.raw import amplify, read_raw, render_packed, render_raw
 from darkc.errors import DarkcError, atomic_path, one_line
 from darkc.evaluate import nlm_denoise
 from darkc.inference import anchor_means, enhance_packed, load_runner, model_input
@@ -358,14 +358,9 @@ SMOOTH_SIGMA = 4.0
 
 def unclipped_packed(path) -> np.ndarray:
     """The file's packed raw on :func:`darkc.data.raw.read_raw`'s scale and cut, but not clipped at black: noise in
-    the shadows keeps its negative half, so its mean is the signal's."""
-    frame = read_raw(path)
-    with open_raw(path) as raw:
-        img = raw.raw_image_visible.astype(np.float32)
-        blk = np.asarray(raw.black_level_per_channel, np.float32)[raw.raw_colors_visible]
-    dy, dx = frame.offset
-    norm = ((img - blk) / np.maximum(frame.white - blk, 1.0))[dy:, dx:]
-    return cfa_mod.pack(cfa_mod.crop_to_tiles(norm, frame.cfa), frame.cfa)
+    the shadows keeps its negative half, so its mean is the signal's (``read_raw(signed=True)``, what ``darkc
+    enhance`` anchors a raw-output model's colour to)."""
+    return read_raw(path, signed=True).packed()
 
 
 def noise_averaged_render(path, full_packed, window_unclipped: np.ndarray, ratio: float, crop: "Crop",

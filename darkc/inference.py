@@ -546,8 +546,8 @@ ANCHOR_SIGMA = 16.0
 
 def anchor_means(out: np.ndarray, signed_input: np.ndarray, sigma: float | None = None, level=None,
                  ratio: float = 1.0) -> np.ndarray:
-    """A raw-output model's clean packed raw ``out`` (C, h, w) with its local means (Gaussian, ``sigma`` packed px,
-    per channel) put back to those of its amplified input, not clipped at black (``signed_input``): camera noise is
+    """A raw-output model's clean packed raw ``out`` (C, h, w) with its local means (Gaussian, ``sigma`` packed px)
+    put back to those of its amplified input, not clipped at black (``signed_input``): camera noise is
     zero-mean there, so the input's local mean is the clean raw's, and a difference at that scale is the model's
     own colour or level error (a network trained on natural scenes pulls a stage light's extreme colour toward its
     training colours: benchmarks/results/real_raws). Detail finer than ``sigma`` is the model's.
@@ -556,7 +556,8 @@ def anchor_means(out: np.ndarray, signed_input: np.ndarray, sigma: float | None 
     with the capture's :class:`darkc.data.noise_level.NoiseLevel` ``level`` (at ``ratio``) each correction ``d``
     is shrunk by ``max(0, 1 - 2 var_d / d^2)``, so a model already right is left alone where the difference is
     noise. The channels of one colour (4 packed channels: Bayer, 9: X-Trans) share one correction, their mean.
-    ``sigma`` None: :data:`ANCHOR_SIGMA`; 0: ``out`` as it is."""
+    ``sigma`` None: :data:`ANCHOR_SIGMA`; 0: ``out`` as it is. Cost: exact Gaussians, 133 ms per 1080p packed
+    frame on this 2-core host (a blur of a downscaled copy would be a fraction of it)."""
     import cv2
 
     sigma = ANCHOR_SIGMA if sigma is None else sigma
