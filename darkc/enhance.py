@@ -123,7 +123,7 @@ def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str
     if not raw_path.is_file():
         raise DarkcError(f"raw file {raw_path} does not exist: check the path")
     ratio = _resolve_ratio(raw_path, ratio)
-    frame = read_raw(raw_path)
+    frame = read_raw(raw_path, signed=True)       # unclipped at black: the colour anchor of raw-output models
     model = default_for_cfa(frame.cfa) if model is None else pretrained_for_cfa(model, frame.cfa)
     runner = load_runner(model, threads)
     if frame.cfa != runner.cfa:

@@ -587,17 +587,21 @@ def anchor_means(out: np.ndarray, signed_input: np.ndarray, sigma: float | None 
     return (out + d).astype(np.float32)
 
 
-def raw_output_to_srgb(out: np.ndarray, path, ratio: float, level=None) -> tuple[np.ndarray, np.ndarray]:
+def raw_output_to_srgb(out: np.ndarray, path, ratio: float, level=None,
+                       signed_packed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A raw-output model's packed output for raw file ``path`` at ``ratio``: anchored to the file's own means
-    (:func:`anchor_means`; ``level``: the capture's noise level, else the file's,
-    :func:`darkc.data.noise_level.level_of_file`) and rendered by LibRaw with the file's white balance and colour
-    matrix. Returns ``(srgb (H, W, 3), anchored packed (C, h, w))``."""
+    (:func:`anchor_means`, against ``signed_packed``, the file's packed raw not clipped at black, read here when
+    None; ``level``: the capture's noise level, else the file's, :func:`darkc.data.noise_level.level_of_file`) and
+    rendered by LibRaw with the file's white balance and colour matrix. Returns ``(srgb (H, W, 3), anchored packed
+    (C, h, w))``."""
     from .data.noise_level import level_of_file
     from .data.raw import amplify, read_raw, render_packed
 
     if ANCHOR_SIGMA:
         level = level if level is not None else level_of_file(path)
-        out = anchor_means(out, amplify(read_raw(path, signed=True).packed(), ratio), level=level, ratio=ratio)
+        if signed_packed is None:
+            signed_packed = read_raw(path, signed=True).packed()
+        out = anchor_means(out, amplify(signed_packed, ratio), level=level, ratio=ratio)
     return render_packed(path, out), out
 
 
@@ -613,7 +617,9 @@ def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = 
 
     sRGB models give their output; raw-output models' clean packed raw, its local means put back to the file's
     (:func:`anchor_means`), is rendered by LibRaw with the file's own white balance and colour matrix
-    (:func:`darkc.data.raw.render_packed`). Noise-conditioned models take
+    (:func:`darkc.data.raw.render_packed`). ``frame``: the file as :func:`darkc.data.raw.read_raw` read it, best
+    ``signed=True`` (the network gets it clipped at black either way; the anchor uses it as it is). Noise-conditioned
+    models take
     the capture's noise level: ``level`` if given, else :func:`darkc.data.noise_level.level_of_file`.
 
     Returns:
@@ -623,10 +629,10 @@ def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = 
     """
     from .data.raw import amplify, read_raw
 
-    frame = frame if frame is not None else read_raw(path)
-    packed = frame.packed()
-    check_finite(packed, f"raw data of {path}")
-    packed = amplify(packed, ratio)
+    frame = frame if frame is not None else read_raw(path, signed=True)
+    signed = frame.packed()                    # not clipped at black when read signed: the colour anchor's reference
+    check_finite(signed, f"raw data of {path}")
+    packed = amplify(np.maximum(signed, 0.0), ratio)
     if runner.noise_input != "none" and level is None:
         from .data.noise_level import level_of_file
 
@@ -634,6 +640,6 @@ def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = 
     out = enhance_packed(runner, model_input(runner, packed, ratio, level), tile=tile, overlap=overlap,
                          progress=progress, source=str(path))
     if runner.output == "raw":
-        srgb, out = raw_output_to_srgb(out, path, ratio, level)
+        srgb, out = raw_output_to_srgb(out, path, ratio, level, signed_packed=signed)
         return srgb.transpose(2, 0, 1), out
     return out, None

@@ -98,7 +98,7 @@ def nan_frame(monkeypatch, tmp_path):
     raw = dark_dng(tmp_path / "nan.dng", (64, 64))
     frame = read_raw(raw)
     frame.mosaic[5, 7] = np.nan
-    monkeypatch.setattr(enhance_mod, "read_raw", lambda path: frame)
+    monkeypatch.setattr(enhance_mod, "read_raw", lambda path, signed=False: frame)
     return raw
 
 

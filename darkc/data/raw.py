@@ -50,8 +50,8 @@ def open_raw(path: str | os.PathLike) -> "rawpy.RawPy":
 
 def read_raw(path: str | os.PathLike, signed: bool = False) -> RawFrame:
     """Read a Bayer (any 2x2 phase) or X-Trans raw file into a :class:`RawFrame`. ``signed``: the mosaic not
-    clipped at black (values below 0 kept: read noise is zero-mean there, so local means stay the signal's; see
-    :func:`darkc.inference.anchor_means`)."""
+    clipped at black, so in [-black / (white - black), 1] rather than [0, 1] (values below 0 kept: read noise is
+    zero-mean there, so local means stay the signal's; see :func:`darkc.inference.anchor_means`)."""
     with open_raw(path) as raw:
         try:
             if raw.num_colors != 3 and raw.color_desc not in (b"RGBG",):
