@@ -97,9 +97,9 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
         DarkcError: no model, an output that is not ``.png``, an ``--images`` ID not in the data (the message
             lists the IDs), or any error of loading the models or reading the data. Nothing is written then.
     """
-    from .data.raw import amplify, read_raw, render_raw
+    from .data.raw import read_raw, render_raw
     from .evaluate import BASELINES, REFERENCE_DATA, evaluate, libraw_baseline, resolve_data
-    from .inference import enhance_packed, load_runner
+    from .inference import load_runner, run_raw_file
     from .metrics import psnr, ssim
     from .models.pretrained import pretrained_for_cfa
 
@@ -141,13 +141,12 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
         for b in BASELINES:
             if baselines and b != "libraw":
                 panels[b] = BASELINES[b][1](pair)
-        packed = amplify(read_raw(pair.short).packed(), pair.ratio)
         for k, runner in enumerate(runners):
             if runner.cfa != cfa:
                 raise DarkcError(f"model {runner.name} is for {runner.cfa} raw but {pair.short} is {cfa}; pass "
                                  f"models for one sensor")
-            panels[f"model{k}"] = enhance_packed(runner, packed, progress=False, source=str(pair.short)) \
-                .transpose(1, 2, 0)
+            # as darkc enhance runs it: noise level for noise-conditioned models, raw output rendered (and anchored)
+            panels[f"model{k}"] = run_raw_file(runner, pair.short, pair.ratio, progress=False)[0].transpose(1, 2, 0)
         panels["reference"] = target
         rows.append({"id": pair_id(pair), "image": pair.short.name, "ratio": pair.ratio, "why": why,
                      "centre": detail_centre(target), "pixels": panels,

@@ -591,14 +591,19 @@ def raw_output_to_srgb(out: np.ndarray, path, ratio: float, level=None,
                        signed_packed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A raw-output model's packed output for raw file ``path`` at ``ratio``: anchored to the file's own means
     (:func:`anchor_means`, against ``signed_packed``, the file's packed raw not clipped at black, read here when
-    None; ``level``: the capture's noise level, else the file's, :func:`darkc.data.noise_level.level_of_file`) and
+    None; ``level``: the capture's noise level, else the file's, :func:`darkc.data.noise_level.level_of_file`, else,
+    when the file is too small or textured to estimate it, none: no shrinkage) and
     rendered by LibRaw with the file's white balance and colour matrix. Returns ``(srgb (H, W, 3), anchored packed
     (C, h, w))``."""
     from .data.noise_level import level_of_file
     from .data.raw import amplify, read_raw, render_packed
 
     if ANCHOR_SIGMA:
-        level = level if level is not None else level_of_file(path)
+        if level is None:                         # a model without noise input: the level only tunes the shrinkage
+            try:
+                level = level_of_file(path)
+            except DarkcError:                    # too small or textured to estimate: anchor without shrinking
+                level = None
         if signed_packed is None:
             signed_packed = read_raw(path, signed=True).packed()
         out = anchor_means(out, amplify(signed_packed, ratio), level=level, ratio=ratio)

@@ -81,3 +81,16 @@ def test_detail_region_is_where_the_texture_is():
     img[120:160, 40:80] = np.random.default_rng(0).random((40, 40, 3))
     y, x = detail_centre(img, size=32)
     assert 120 <= y < 160 and 40 <= x < 80
+
+
+def test_a_raw_output_model_is_rendered_in_the_gallery_as_eval_scores_it(tmp_path, synth_bayer):
+    """A raw-output model's panel is its clean raw rendered with the file's own colour (and anchored), as `darkc
+    eval` and `enhance` run it: the panel's PSNR is eval's for that image (shown as sRGB, the packed raw would not
+    even have the image's shape)."""
+    raw_model = str(tiny_checkpoint(tmp_path / "raw", {**SPEC, "output": "raw"}, seed=2))
+    rep = make_gallery([raw_model], tmp_path / "g.png", str(synth_bayer.dir), progress=False)
+    scores = {"_".join(r["image"].split("_")[:2]): r["psnr"] for r in evaluate(raw_model, str(synth_bayer.dir),
+                                                                             progress=False)["images"]}
+    for row in rep["images"]:
+        panel = {p["key"]: p for p in row["panels"]}["model0"]
+        assert panel["psnr"] == pytest.approx(scores[row["id"]], abs=1e-6), row["id"]
