@@ -55,7 +55,8 @@ from darkc.data.profiles import get_profile
 from darkc.data.raw import amplify, read_raw, render_packed, render_raw
 from darkc.errors import DarkcError, atomic_path, one_line
 from darkc.evaluate import nlm_denoise
-from darkc.inference import anchor_means, enhance_packed, load_runner, model_input
+from darkc.inference import (ANCHOR_SIGMA, anchor_means, chroma_to, enhance_packed, load_runner, model_input,
+                             srgb_anchor_raw)
 from darkc.metrics import psnr, ssim
 from darkc.models.pretrained import pretrained_for_cfa
 
@@ -382,6 +383,12 @@ def run_model(runner, path, full_packed: np.ndarray, window_in: np.ndarray, rati
     (:func:`darkc.inference.anchor_means`), and its packed channel means on the crop go into
     ``record["raw_means"]``."""
     out = enhance_packed(runner, model_input(runner, window_in, ratio, level), progress=False, source=str(path))
+    if runner.output != "raw" and getattr(runner, "srgb_anchor", False):     # `darkc enhance --srgb-anchor`
+        s = runner.scale
+        ref = render_in_frame(path, full_packed, srgb_anchor_raw(window_signed if window_signed is not None
+                                                                 else window_in, 1.0), crop)
+        ref = ref[crop.wy * s:(crop.wy + crop.wh) * s, crop.wx * s:(crop.wx + crop.ww) * s].transpose(2, 0, 1)
+        out = chroma_to(out, ref, ANCHOR_SIGMA * s)
     if runner.output == "raw":
         out = anchor_means(out, window_signed if window_signed is not None else window_in)
         if record is not None:
@@ -654,7 +661,8 @@ def _safe(name: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", help="shipped name or artifact dir/.onnx/.tflite; repeatable "
+    ap.add_argument("--model", action="append", help="shipped name or artifact dir/.onnx/.tflite, NAME+srgb-anchor for an sRGB model with "
+                    "darkc enhance --srgb-anchor; repeatable "
                     "(default: teacher)")
     ap.add_argument("--raw", action="append", default=[], help="a raw file to add to the packaged SOURCES; repeatable")
     ap.add_argument("--no-sources", action="store_true",
@@ -672,6 +680,19 @@ def main(argv=None) -> int:
     except DarkcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _runner(model: str, cfa: str, threads: int):
+    """``NAME`` or ``NAME+srgb-anchor`` (an sRGB model run as ``darkc enhance --srgb-anchor`` runs it)."""
+    base, plus, option = model.partition("+")
+    runner = load_runner(pretrained_for_cfa(base, cfa), threads)
+    if plus:
+        if option != "srgb-anchor" or runner.output == "raw":
+            raise DarkcError(f"--model {model}: the only suffix is '+srgb-anchor', for sRGB-output models (raw-output "
+                             f"models are always anchored)")
+        runner.srgb_anchor = True
+        runner.name = f"{runner.name}+srgb-anchor"
+    return runner
 
 
 def _run(args, models: list) -> int:
@@ -697,7 +718,7 @@ def _run(args, models: list) -> int:
     bar = tqdm(total=runs * len(models), desc="real raws", unit="run")
     for name, path, source, centre, night in items:
         cfa = read_raw(path).cfa
-        runners = [load_runner(pretrained_for_cfa(m, cfa), args.threads) for m in models]
+        runners = [_runner(m, cfa, args.threads) for m in models]
         entry = measure_file(path, runners, ratios=() if night else RATIOS, crop_px=args.crop, centre=centre,
                              asis_ratios=(args.ratio, night) if night else (args.ratio,), profile_name=args.profile,
                              iso=args.iso, bar=bar)

@@ -191,11 +191,13 @@ def eval_cmd(models, fmt, out, gallery, images, **params) -> None:
 @click.option("--tile", type=int, default=1024, show_default=True, help="largest tile side in packed px (memory)")
 @click.option("--overlap", type=int, default=None, help="tile overlap in packed px (default 224; a quarter of a small fixed window)")
 @click.option("--threads", type=int, default=None)
-def enhance(raw, out, model, ratio, bits, quality, tile, overlap, threads) -> None:
+@click.option("--srgb-anchor", is_flag=True, help="sRGB-output models: local colour put back to the file's own render "
+              "(white balance and colour matrix of this camera; raw-output models always get it)")
+def enhance(raw, out, model, ratio, bits, quality, tile, overlap, threads, srgb_anchor) -> None:
     """Enhance one raw file into an image turned and tagged as a raw converter would, in tiles (bounded memory)."""
     from .enhance import enhance_file
     rep = enhance_file(raw, out, model=model, ratio=ratio, bits=None if bits is None else int(bits), tile=tile,
-                       overlap=overlap, threads=threads, quality=quality)
+                       overlap=overlap, threads=threads, quality=quality, srgb_anchor=srgb_anchor)
     click.echo(json.dumps(rep) if not sys.stdout.isatty() else
                f"wrote {rep.get('output', out)} ({rep.get('width')}x{rep.get('height')}, ratio {rep.get('ratio')}, "
                f"{rep.get('seconds', 0):.1f} s)")

@@ -86,7 +86,7 @@ def _peak_rss_mib() -> float:
 def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | Runner | None = None,
                  ratio: float | None = None, bits: int | None = None, tile: int = DEFAULT_TILE,
                  overlap: int | None = None, threads: int | None = None, progress: bool = True,
-                 quality: int | None = None) -> dict:
+                 quality: int | None = None, srgb_anchor: bool = False) -> dict:
     """Enhance one dark raw file into an sRGB image, turned to the file's orientation, with its EXIF.
 
     Args:
@@ -104,6 +104,8 @@ def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str
         threads: CPU threads for inference; None keeps the runtime's default.
         progress: show a progress bar over the tiles.
         quality: JPEG quality 1-100 (default 95); only for ``.jpg``.
+        srgb_anchor: an sRGB-output model's local colour put back to the file's own render
+            (:func:`darkc.inference.anchor_srgb`); raw-output models are always anchored to the file.
 
     Returns:
         Report: ``input``, ``output``, ``format``, ``width``, ``height`` (of the written image, after turning),
@@ -134,7 +136,8 @@ def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str
     exif, problem = read_exif(raw_path)
     if problem:
         _warn(f"cannot read the EXIF of {raw_path} ({problem}); {out} gets no camera metadata")
-    rgb = enhance_raw_file(runner, raw_path, ratio, tile=tile, overlap=overlap, progress=progress, frame=frame)
+    rgb = enhance_raw_file(runner, raw_path, ratio, tile=tile, overlap=overlap, progress=progress, frame=frame,
+                           srgb_anchor=srgb_anchor)
     del frame
     rgb = apply_flip(rgb, flip, channel_axis=0)
     write_image(out, rgb, bits, exif=exif, quality=quality)
@@ -142,5 +145,6 @@ def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str
         "input": str(raw_path), "output": str(out), "format": fmt, "width": int(rgb.shape[2]),
         "height": int(rgb.shape[1]), "offset": tuple(int(v) for v in offset), "flip": int(flip),
         "exif": sorted(COPIED[c][0] for c in exif), "bits": bits, "ratio": ratio, "model": runner.name,
+        "srgb_anchor": bool(srgb_anchor and runner.output != "raw"),
         "cfa": runner.cfa, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mib": round(_peak_rss_mib(), 1),
     }

@@ -171,7 +171,7 @@ def _summarise(rows: list[dict]) -> dict:
 
 
 def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = False, threads: int | None = None,
-             tile: int = 1024, limit: int | None = None, progress: bool = True) -> dict:
+             tile: int = 1024, limit: int | None = None, progress: bool = True, srgb_anchor: bool = False) -> dict:
     """``darkc eval``: PSNR/SSIM of ``model`` (shipped name, artifact dir, .onnx or .tflite) on ``data``.
 
     Outputs and targets are compared as float sRGB in [0, 1] (no 8-bit rounding), SSIM as scikit-image's
@@ -181,6 +181,8 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
 
     Returns a dict with top-level ``psnr``/``ssim``/``deltae``/``checker`` (means over all pairs),
     ``per_ratio``, ``worst``, per-image rows, and ``baselines`` (name -> same structure) when asked.
+    ``srgb_anchor``: score an sRGB model with its colour put back to each file's own render
+    (:func:`darkc.inference.anchor_srgb`, ``darkc enhance --srgb-anchor``); raw-output models are always anchored.
     """
     import time
 
@@ -214,7 +216,7 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
             targets = {key: render_raw(p.long)}      # pairs are grouped by scene: keep one target
         target = targets[key]
         if runner is not None:
-            out, packed = run_raw_file(runner, p.short, p.ratio, tile=tile, progress=False)
+            out, packed = run_raw_file(runner, p.short, p.ratio, tile=tile, progress=False, srgb_anchor=srgb_anchor)
             out = out.transpose(1, 2, 0)
             rows.append({"image": p.short.name, "ratio": p.ratio, **score(out, target)})
             if packed is not None:      # raw-output models: also the raw-domain PSNR against the long exposure
@@ -225,7 +227,7 @@ def evaluate(model="teacher", data: str = "synthetic", *, baselines: bool = Fals
             out = fn(p)
             base_rows[name].append({"image": p.short.name, "ratio": p.ratio, **score(out, target)})
     result = _summarise(rows) if rows else {}
-    result.update({"model": str(model), "data": str(data), "seconds": time.time() - t0,
+    result.update({"model": str(model), "data": str(data), "seconds": time.time() - t0, "srgb_anchor": srgb_anchor,
                    "protocol": "float sRGB [0,1] vs LibRaw-rendered long exposure; SSIM 7x7 uniform (skimage)"})
     if baselines:
         result["baselines"] = {k: dict(_summarise(v), description=BASELINES[k][0]) for k, v in base_rows.items()}

@@ -655,6 +655,57 @@ def anchor_means(out: np.ndarray, signed_input: np.ndarray, sigma: float | None 
     return (out + d).astype(np.float32)
 
 
+def _bt709_to_linear(v: np.ndarray) -> np.ndarray:
+    """LibRaw's default output curve (gamma 2.222, toe slope 4.5: BT.709) undone."""
+    v = np.clip(v, 0.0, 1.0)
+    return np.where(v < 0.081, v / 4.5, ((v + 0.099) / 1.099) ** (1 / 0.45)).astype(np.float32)
+
+
+def _linear_to_bt709(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x < 0.018, 4.5 * x, 1.099 * x ** 0.45 - 0.099).astype(np.float32)
+
+
+def anchor_srgb(out: np.ndarray, path, ratio: float, signed_packed: np.ndarray, sigma: float | None = None,
+                scale: int = 2) -> np.ndarray:
+    """An sRGB model's output ``out`` (3, H, W) for raw file ``path`` at ``ratio`` with its local chromaticity
+    (Gaussian, ``sigma`` packed px = ``sigma * scale`` image px, in linear light) put back to that of the file's
+    own render: LibRaw's render, with the file's white balance and colour matrix, of its packed raw averaged over
+    the same scale *before* the black clip (``signed_packed``, amplified here), so the input's noise neither
+    tints nor lifts it. The model keeps its brightness and every detail finer than ``sigma``; only the ratios
+    between R, G and B at that scale become the camera's. For sRGB models that learnt one camera's colour (SID's
+    kind): benchmarks/results/srgb_anchor.md. ``sigma`` None: :data:`ANCHOR_SIGMA`; 0: ``out`` as it is."""
+    from .data.raw import render_packed
+
+    sigma = ANCHOR_SIGMA if sigma is None else sigma
+    if not sigma:
+        return out
+    ref = render_packed(path, srgb_anchor_raw(signed_packed, ratio, sigma)).transpose(2, 0, 1)
+    return chroma_to(out, ref, sigma * scale)
+
+
+def srgb_anchor_raw(signed_packed: np.ndarray, ratio: float, sigma: float | None = None) -> np.ndarray:
+    """The packed raw whose render is :func:`anchor_srgb`'s colour reference: the amplified raw averaged over
+    ``sigma`` packed px before any clip at black, then clipped to [0, 1]."""
+    sigma = ANCHOR_SIGMA if sigma is None else sigma
+    return np.clip(_smooth(np.asarray(signed_packed, np.float32) * np.float32(ratio), sigma), 0.0, 1.0)
+
+
+def chroma_to(out: np.ndarray, ref: np.ndarray, sigma_px: float) -> np.ndarray:
+    """``out`` (3, H, W, LibRaw's BT.709 curve) with its local ratios between R, G and B (Gaussian ``sigma_px``,
+    linear light) made those of ``ref`` (3, h, w, same curve; the common top-left part is used), its brightness
+    kept: per channel ``(ref_c / mean(ref)) / (out_c / mean(out))`` at that scale."""
+    h, w = min(ref.shape[1], out.shape[1]), min(ref.shape[2], out.shape[2])
+    lin = _bt709_to_linear(out[:, :h, :w])
+    m_out = _smooth(lin, sigma_px)
+    m_ref = _smooth(_bt709_to_linear(ref[:, :h, :w]), sigma_px)
+    eps = np.float32(1e-4)
+    gain = (m_ref + eps) / (m_out + eps) * ((m_out.mean(axis=0) + eps) / (m_ref.mean(axis=0) + eps))[None]
+    res = np.array(out, np.float32, copy=True)
+    res[:, :h, :w] = _linear_to_bt709(lin * gain)
+    return res
+
+
 def raw_output_to_srgb(out: np.ndarray, path, ratio: float, level=None,
                        signed_packed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A raw-output model's packed output for raw file ``path`` at ``ratio``: anchored to the file's own means
@@ -679,13 +730,16 @@ def raw_output_to_srgb(out: np.ndarray, path, ratio: float, level=None,
 
 
 def enhance_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = DEFAULT_TILE,
-                     overlap: int | None = None, progress: bool = True, frame=None) -> np.ndarray:
+                     overlap: int | None = None, progress: bool = True, frame=None,
+                     srgb_anchor: bool = False) -> np.ndarray:
     """:func:`run_raw_file`'s sRGB only."""
-    return run_raw_file(runner, path, ratio, level=level, tile=tile, overlap=overlap, progress=progress, frame=frame)[0]
+    return run_raw_file(runner, path, ratio, level=level, tile=tile, overlap=overlap, progress=progress, frame=frame,
+                        srgb_anchor=srgb_anchor)[0]
 
 
 def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = DEFAULT_TILE,
-                 overlap: int | None = None, progress: bool = True, frame=None) -> tuple[np.ndarray, np.ndarray | None]:
+                 overlap: int | None = None, progress: bool = True, frame=None,
+                 srgb_anchor: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """One raw file through ``runner`` to sRGB, whatever the model's output kind.
 
     sRGB models give their output; raw-output models' clean packed raw, its local means put back to the file's
@@ -694,6 +748,8 @@ def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = 
     ``signed=True`` (the network gets it clipped at black either way; the anchor uses it as it is). Noise-conditioned
     models take
     the capture's noise level: ``level`` if given, else :func:`darkc.data.noise_level.level_of_file`.
+    ``srgb_anchor``: an sRGB model's local chromaticity is put back to the file's own render
+    (:func:`anchor_srgb`; off by default, so SID-kind figures stay the paper's protocol).
 
     Returns:
         ``(srgb, packed)``: (3, H, W) float32 sRGB in [0, 1], the frame :func:`darkc.data.raw.read_raw` gives
@@ -715,4 +771,6 @@ def run_raw_file(runner: Runner, path, ratio: float, *, level=None, tile: int = 
     if runner.output == "raw":
         srgb, out = raw_output_to_srgb(out, path, ratio, level, signed_packed=signed)
         return srgb.transpose(2, 0, 1), out
+    if srgb_anchor:
+        out = anchor_srgb(out, path, ratio, signed, scale=runner.scale)
     return out, None

@@ -337,3 +337,15 @@ def test_noise_averaged_render_is_the_mean_colour_that_libraws_render_of_a_noisy
     libraw = rr._cut(rr.render_in_frame(paths["noisy"], full, np.clip(full[window] * ratio, 0, 1), crop), crop, 2)
     assert rr.colour_cast(truth, averaged)["cast"] < 0.3 * rr.CAST_LIMIT
     assert rr.colour_cast(libraw, averaged)["cast"] > rr.CAST_LIMIT
+
+
+def test_an_srgb_model_with_the_srgb_anchor_takes_the_files_colour(rr, tiny_dng):
+    """NAME+srgb-anchor runs an sRGB model as `darkc enhance --srgb-anchor` does: the grey model's crop gets the
+    file's own colour at the anchor's scale (32 px here, coarse against this 64-px crop: its cast less than halves)."""
+    anchored = GreySrgb()
+    anchored.srgb_anchor, anchored.name = True, "grey-srgb+srgb-anchor"
+    entry = rr.measure_file(tiny_dng, [GreySrgb(), anchored], ratios=(), crop_px=64, centre=(0.5, 0.5))
+    rows = entry["as_is"]["x1"]
+    assert rows["grey-srgb+srgb-anchor"]["colour"]["cast"] < 0.5 * rows["grey-srgb"]["colour"]["cast"]
+    with pytest.raises(rr.DarkcError, match="srgb-anchor"):
+        rr._runner("teacher-raw+srgb-anchor", "bayer", 1)

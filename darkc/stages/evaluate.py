@@ -16,6 +16,8 @@ class Config:
     baselines: bool = field(default=False, metadata={"help": "also score the classical pipelines on the same pairs"})
     threads: int | None = field(default=None, metadata={"help": "inference threads"})
     limit: int | None = field(default=None, metadata={"help": "only the first N pairs"})
+    srgb_anchor: bool = field(default=False, metadata={
+        "help": "sRGB models: colour put back to each file's own render, as darkc enhance --srgb-anchor"})
 
 
 def run(artifact: str, out_dir: str | os.PathLike, config: Config, *, progress: bool = True) -> dict:
@@ -25,7 +27,7 @@ def run(artifact: str, out_dir: str | os.PathLike, config: Config, *, progress: 
     from darkc.stages import command, write_report
 
     res = evaluate(artifact, config.data, baselines=config.baselines, threads=config.threads, limit=config.limit,
-                   progress=progress)
+                   progress=progress, srgb_anchor=config.srgb_anchor)
     cmd = command(NAME, artifact, out_dir, config)
     md = f"# darkc eval: {artifact}\n\nCommand: `{cmd}`\n\n{format_result(res, 'md')}"
     return write_report(out_dir, NAME, {**res, "command": cmd}, md)
