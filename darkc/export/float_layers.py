@@ -4,8 +4,8 @@ A raw-output model's full-resolution layers need more than 8 bits. Its output is
 white-balances, colour-corrects and gamma-encodes, so an 8-bit step in a dark region becomes several sRGB levels,
 whereas an sRGB model's 8-bit steps are already perceptual. On the shipped ``student-raw``
 (benchmarks/results/int8_sensitivity.md, ONNX Runtime QDQ): the convs of the first and last blocks and the head, each
-alone in INT8, cost 0.33-0.95 dB, every other conv at most 0.08; all of them INT8, 2.27 dB; the full-resolution
-nodes in float, 0.12 dB; 16-bit activations there, 0.25 dB (benchmarks/results/int8_quality.md: the default INT8
+alone in INT8, cost 0.32-0.95 dB, every other conv at most 0.08; all of them INT8, 2.18 dB; the full-resolution
+nodes in float, 0.12 dB; 16-bit activations there, 0.13 dB (benchmarks/results/int8_quality.md: the default INT8
 TFLite file loses 0.06 / 0.06 dB on the reference / held-out sets, full integer 1.49 / 1.16).
 
 Rules:
