@@ -546,8 +546,9 @@ ANCHOR_SIGMA = 16.0
 
 def _smooth(a: np.ndarray, sigma: float) -> np.ndarray:
     """Each plane of ``a`` (C, h, w) Gaussian-blurred at ``sigma`` px: for ``sigma`` >= 8, a blur at ``sigma / 4``
-    of a 4x area-downscaled copy, upsampled bilinearly (the same smoothing to within a fraction of the local mean's
-    own noise, at a sixteenth of the work: 133 -> about 10 ms per 1080p packed frame on this host); smaller, exact."""
+    of a 4x area-downscaled copy, upsampled bilinearly (on a 4 x 540 x 960 ramp with a bright square: within 0.001
+    of the exact blur at the square's edges, 4e-5 on average; 10 ms against 71 ms exact, in one run on this 2-core
+    host); smaller sigmas, exact."""
     import cv2
 
     a = np.asarray(a, np.float32)
