@@ -6,7 +6,7 @@ whereas an sRGB model's 8-bit steps are already perceptual. On the shipped ``stu
 (benchmarks/results/int8_sensitivity.md, ONNX Runtime QDQ): the convs of the first and last blocks and the head, each
 alone in INT8, cost 0.32-0.95 dB, every other conv at most 0.08; all of them INT8, 2.18 dB; the full-resolution
 nodes in float, 0.12 dB; 16-bit activations there, 0.13 dB (benchmarks/results/int8_quality.md: the default INT8
-TFLite file loses 0.06 / 0.06 dB on the reference / held-out sets, full integer 1.49 / 1.16).
+TFLite file loses 0.06 / 0.05 dB on the reference / held-out sets, full integer 1.44 / 1.12).
 
 Rules:
 
