@@ -383,7 +383,7 @@ def run_model(runner, path, full_packed: np.ndarray, window_in: np.ndarray, rati
     (:func:`darkc.inference.anchor_means`), and its packed channel means on the crop go into
     ``record["raw_means"]``."""
     out = enhance_packed(runner, model_input(runner, window_in, ratio, level), progress=False, source=str(path))
-    if runner.output != "raw" and getattr(runner, "srgb_anchor", False):     # `darkc enhance --srgb-anchor`
+    if runner.output != "raw" and getattr(runner, "srgb_anchor", False):     # as `darkc enhance` (its default)
         s = runner.scale
         ref = render_in_frame(path, full_packed, srgb_anchor_raw(window_signed if window_signed is not None
                                                                  else window_in, 1.0), crop)
@@ -661,8 +661,8 @@ def _safe(name: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", help="shipped name or artifact dir/.onnx/.tflite, NAME+srgb-anchor for an sRGB model with "
-                    "darkc enhance --srgb-anchor; repeatable "
+    ap.add_argument("--model", action="append", help="shipped name or artifact dir/.onnx/.tflite, run as darkc enhance runs it; "
+                    "NAME+no-srgb-anchor: an sRGB model with darkc enhance --no-srgb-anchor; repeatable "
                     "(default: teacher)")
     ap.add_argument("--raw", action="append", default=[], help="a raw file to add to the packaged SOURCES; repeatable")
     ap.add_argument("--no-sources", action="store_true",
@@ -683,15 +683,16 @@ def main(argv=None) -> int:
 
 
 def _runner(model: str, cfa: str, threads: int):
-    """``NAME`` or ``NAME+srgb-anchor`` (an sRGB model run as ``darkc enhance --srgb-anchor`` runs it)."""
+    """``NAME`` (run as ``darkc enhance`` runs it: an sRGB model with ``--srgb-anchor``, its default) or
+    ``NAME+no-srgb-anchor`` (an sRGB model's own colour, ``darkc enhance --no-srgb-anchor``)."""
     base, plus, option = model.partition("+")
     runner = load_runner(pretrained_for_cfa(base, cfa), threads)
+    if plus and (option != "no-srgb-anchor" or runner.output == "raw"):
+        raise DarkcError(f"--model {model}: the only suffix is '+no-srgb-anchor', for sRGB-output models (raw-output "
+                         f"models are always anchored)")
+    runner.srgb_anchor = runner.output != "raw" and not plus
     if plus:
-        if option != "srgb-anchor" or runner.output == "raw":
-            raise DarkcError(f"--model {model}: the only suffix is '+srgb-anchor', for sRGB-output models (raw-output "
-                             f"models are always anchored)")
-        runner.srgb_anchor = True
-        runner.name = f"{runner.name}+srgb-anchor"
+        runner.name = f"{runner.name}+no-srgb-anchor"
     return runner
 
 

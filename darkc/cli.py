@@ -191,8 +191,9 @@ def eval_cmd(models, fmt, out, gallery, images, **params) -> None:
 @click.option("--tile", type=int, default=1024, show_default=True, help="largest tile side in packed px (memory)")
 @click.option("--overlap", type=int, default=None, help="tile overlap in packed px (default 224; a quarter of a small fixed window)")
 @click.option("--threads", type=int, default=None)
-@click.option("--srgb-anchor", is_flag=True, help="sRGB-output models: local colour put back to the file's own render "
-              "(white balance and colour matrix of this camera; raw-output models always get it)")
+@click.option("--srgb-anchor/--no-srgb-anchor", default=True, show_default=True,
+              help="sRGB-output models: local colour put back to the file's own render (white balance and colour "
+                   "matrix of this camera; raw-output models always get it)")
 def enhance(raw, out, model, ratio, bits, quality, tile, overlap, threads, srgb_anchor) -> None:
     """Enhance one raw file into an image turned and tagged as a raw converter would, in tiles (bounded memory)."""
     from .enhance import enhance_file

@@ -86,7 +86,7 @@ def _peak_rss_mib() -> float:
 def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | Runner | None = None,
                  ratio: float | None = None, bits: int | None = None, tile: int = DEFAULT_TILE,
                  overlap: int | None = None, threads: int | None = None, progress: bool = True,
-                 quality: int | None = None, srgb_anchor: bool = False) -> dict:
+                 quality: int | None = None, srgb_anchor: bool = True) -> dict:
     """Enhance one dark raw file into an sRGB image, turned to the file's orientation, with its EXIF.
 
     Args:
@@ -105,7 +105,8 @@ def enhance_file(raw_path: str | os.PathLike, out: str | os.PathLike, model: str
         progress: show a progress bar over the tiles.
         quality: JPEG quality 1-100 (default 95); only for ``.jpg``.
         srgb_anchor: an sRGB-output model's local colour put back to the file's own render
-            (:func:`darkc.inference.anchor_srgb`); raw-output models are always anchored to the file.
+            (:func:`darkc.inference.anchor_srgb`; on by default here, as a user wants the camera's colour; ``darkc
+            eval`` scores the model without it unless asked); raw-output models are always anchored to the file.
 
     Returns:
         Report: ``input``, ``output``, ``format``, ``width``, ``height`` (of the written image, after turning),

@@ -26,6 +26,7 @@ import contextlib
 import io
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -677,9 +678,14 @@ def anchor_srgb(out: np.ndarray, path, ratio: float, signed_packed: np.ndarray, 
     between R, G and B at that scale become the camera's. For sRGB models that learnt one camera's colour (SID's
     kind): benchmarks/results/srgb_anchor.md. ``sigma`` None: :data:`ANCHOR_SIGMA`; 0: ``out`` as it is."""
     from .data.raw import render_packed
+    from .data.render import XTRANS_MIN
 
     sigma = ANCHOR_SIGMA if sigma is None else sigma
     if not sigma:
+        return out
+    if signed_packed.shape[0] == 9 and min(out.shape[1:]) < XTRANS_MIN:
+        tqdm.write(f"warning: {Path(path).name} is under {XTRANS_MIN} px on a side, the least LibRaw renders of an "
+                   f"X-Trans frame: its colour is the model's (no --srgb-anchor)", file=sys.stderr)
         return out
     ref = render_packed(path, srgb_anchor_raw(signed_packed, ratio, sigma)).transpose(2, 0, 1)
     return chroma_to(out, ref, sigma * scale)

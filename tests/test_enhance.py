@@ -44,7 +44,7 @@ def pngs(folder):
 def test_png_matches_enhance_packed(tmp_path, models, bits, dtype, full):
     raw = dark_dng(tmp_path / "IMG_0001.DNG", (100, 150))
     out = tmp_path / "out" / "a.png"
-    report = enhance_file(raw, out, model=models["bayer"], ratio=100, bits=bits, progress=False)
+    report = enhance_file(raw, out, model=models["bayer"], ratio=100, bits=bits, progress=False, srgb_anchor=False)
     img = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert img.shape == (100, 150, 3) and img.dtype == dtype
     assert (report["width"], report["height"], report["bits"], report["ratio"]) == (150, 100, bits, 100.0)
@@ -60,11 +60,22 @@ def test_png_matches_enhance_packed(tmp_path, models, bits, dtype, full):
     assert pngs(tmp_path) == ["a.png"]
 
 
-def test_xtrans_png_size(tmp_path, models):
+def test_srgb_models_get_the_files_colour_by_default(tmp_path, models):
+    """darkc enhance anchors an sRGB model's colour to the file's own render unless told not to (--no-srgb-anchor);
+    on an X-Trans frame smaller than LibRaw renders it says so and keeps the model's colour."""
+    raw = dark_dng(tmp_path / "IMG_0001.DNG", (100, 150))
+    on = enhance_file(raw, tmp_path / "on.png", model=models["bayer"], ratio=100, progress=False)
+    off = enhance_file(raw, tmp_path / "off.png", model=models["bayer"], ratio=100, progress=False, srgb_anchor=False)
+    assert on["srgb_anchor"] is True and off["srgb_anchor"] is False
+    assert not np.array_equal(cv2.imread(str(tmp_path / "on.png")), cv2.imread(str(tmp_path / "off.png")))
+
+
+def test_xtrans_png_size(tmp_path, models, capsys):
     raw = dark_dng(tmp_path / "DSCF0001.DNG", (96, 144), cfa="xtrans")
     report = enhance_file(raw, tmp_path / "x.png", model=models["xtrans"], ratio=250, progress=False)
     assert cv2.imread(str(tmp_path / "x.png")).shape == (96, 144, 3)
     assert (report["width"], report["height"], report["cfa"]) == (144, 96, "xtrans")
+    assert "516 px" in capsys.readouterr().err                    # too small for LibRaw's X-Trans render: no anchor
 
 
 def test_ratio_from_sid_names(tmp_path, models):

@@ -340,12 +340,14 @@ def test_noise_averaged_render_is_the_mean_colour_that_libraws_render_of_a_noisy
 
 
 def test_an_srgb_model_with_the_srgb_anchor_takes_the_files_colour(rr, tiny_dng):
-    """NAME+srgb-anchor runs an sRGB model as `darkc enhance --srgb-anchor` does: the grey model's crop gets the
-    file's own colour at the anchor's scale (32 px here, coarse against this 64-px crop: its cast less than halves)."""
+    """An sRGB model runs as `darkc enhance` runs it, with --srgb-anchor (NAME+no-srgb-anchor: without): the grey
+    model's crop gets the file's own colour at the anchor's scale (32 px here, coarse against this 64-px crop: its
+    cast less than halves)."""
     anchored = GreySrgb()
     anchored.srgb_anchor, anchored.name = True, "grey-srgb+srgb-anchor"
     entry = rr.measure_file(tiny_dng, [GreySrgb(), anchored], ratios=(), crop_px=64, centre=(0.5, 0.5))
     rows = entry["as_is"]["x1"]
     assert rows["grey-srgb+srgb-anchor"]["colour"]["cast"] < 0.5 * rows["grey-srgb"]["colour"]["cast"]
-    with pytest.raises(rr.DarkcError, match="srgb-anchor"):
-        rr._runner("teacher-raw+srgb-anchor", "bayer", 1)
+    for bad in ("teacher-raw+no-srgb-anchor", "teacher+srgb"):
+        with pytest.raises(rr.DarkcError, match="no-srgb-anchor"):
+            rr._runner(bad, "bayer", 1)

@@ -9,7 +9,7 @@ import rawpy
 from ..errors import DarkcError
 
 # LibRaw's X-Trans demosaic works on 512-px tiles and refuses smaller images.
-_XTRANS_MIN = 516
+XTRANS_MIN = 516
 
 
 #: LibRaw's default: where a frame's own maximum exceeds this fraction of the white level, it becomes the white
@@ -45,9 +45,9 @@ def render_mosaic(mosaic: np.ndarray, kind: str, adjust_maximum_thr: float = ADJ
 
     h, w = mosaic.shape
     src = mosaic
-    if kind == "xtrans" and (h < _XTRANS_MIN or w < _XTRANS_MIN):
-        ph = max(0, -(-(_XTRANS_MIN - h) // 6) * 6)
-        pw = max(0, -(-(_XTRANS_MIN - w) // 6) * 6)
+    if kind == "xtrans" and (h < XTRANS_MIN or w < XTRANS_MIN):
+        ph = max(0, -(-(XTRANS_MIN - h) // 6) * 6)
+        pw = max(0, -(-(XTRANS_MIN - w) // 6) * 6)
         src = np.pad(mosaic, ((0, ph), (0, pw)), mode="wrap")
     out = render_dng_bytes(dng_bytes(src, kind, **dng_tags), adjust_maximum_thr=adjust_maximum_thr)
     return out[:h, :w]
