@@ -145,7 +145,8 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
             if runner.cfa != cfa:
                 raise DarkcError(f"model {runner.name} is for {runner.cfa} raw but {pair.short} is {cfa}; pass "
                                  f"models for one sensor")
-            # as darkc enhance runs it: noise level for noise-conditioned models, raw output rendered (and anchored)
+            # as darkc eval scores it: noise level for noise-conditioned models, raw output rendered (and anchored);
+            # an sRGB model's own colour (darkc enhance would anchor it: --srgb-anchor)
             panels[f"model{k}"] = run_raw_file(runner, pair.short, pair.ratio, progress=False)[0].transpose(1, 2, 0)
         panels["reference"] = target
         rows.append({"id": pair_id(pair), "image": pair.short.name, "ratio": pair.ratio, "why": why,
