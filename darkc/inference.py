@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import io
 import math
 import os
@@ -668,6 +669,51 @@ def _linear_to_bt709(x: np.ndarray) -> np.ndarray:
     return np.where(x < 0.018, 4.5 * x, 1.099 * x ** 0.45 - 0.099).astype(np.float32)
 
 
+#: :func:`chroma_to` works on this many image rows at a time (a multiple of its 4x downscale)
+_CHUNK_ROWS = 256
+_ENCODE_BITS = 20
+
+
+@functools.lru_cache(maxsize=1)
+def _bt709_luts() -> tuple[np.ndarray, np.ndarray]:
+    """Tables for LibRaw's curve: 16-bit code -> linear, and linear on a 20-bit grid -> curve value (the largest
+    step of the second, in the toe, is 4.5 / 2^20 = 4e-6 of full scale)."""
+    decode = _bt709_to_linear(np.arange(65536, dtype=np.float64) / 65535)
+    encode = _linear_to_bt709(np.arange(1 << _ENCODE_BITS, dtype=np.float64) / ((1 << _ENCODE_BITS) - 1))
+    return decode, encode
+
+
+def _decode(v: np.ndarray) -> np.ndarray:
+    """Curve values (float in [0, 1], or LibRaw's uint16 codes) -> linear float32, by table at 16 bits."""
+    if v.dtype != np.uint16:
+        v = np.rint(np.clip(v, 0.0, 1.0) * 65535).astype(np.uint16)
+    return _bt709_luts()[0][v]
+
+
+def _encode(x: np.ndarray) -> np.ndarray:
+    return _bt709_luts()[1][np.rint(np.clip(x, 0.0, 1.0) * ((1 << _ENCODE_BITS) - 1)).astype(np.int32)]
+
+
+def _linear_means(img: np.ndarray, h: int, w: int, sigma_px: float) -> tuple[np.ndarray, int]:
+    """:func:`_smooth` of ``img`` (3, >= h, >= w; curve values) in linear light, kept at the blur's working
+    resolution: ``(means (3, ceil(h / f), ceil(w / f)), f)``. Row chunks, so no full-resolution float copy."""
+    import cv2
+
+    f = 4 if sigma_px >= 8 else 1
+    pw = -w % f
+    lows = []
+    for y0 in range(0, h, _CHUNK_ROWS):
+        y1 = min(h, y0 + _CHUNK_ROWS)
+        c = _decode(img[:, y0:y1, :w])
+        ph = -(y1 - y0) % f
+        if ph or pw:
+            c = np.pad(c, ((0, 0), (0, ph), (0, pw)), mode="edge")
+        size = (c.shape[2] // f, c.shape[1] // f)
+        lows.append(np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in c]) if f > 1 else c)
+    low = np.concatenate(lows, axis=1)
+    return np.stack([cv2.GaussianBlur(p, (0, 0), sigma_px / f, borderType=cv2.BORDER_REFLECT) for p in low]), f
+
+
 def anchor_srgb(out: np.ndarray, path, ratio: float, signed_packed: np.ndarray, sigma: float | None = None,
                 scale: int = 2) -> np.ndarray:
     """An sRGB model's output ``out`` (3, H, W) for raw file ``path`` at ``ratio`` with its local chromaticity
@@ -676,7 +722,8 @@ def anchor_srgb(out: np.ndarray, path, ratio: float, signed_packed: np.ndarray, 
     the same scale *before* the black clip (``signed_packed``, amplified here), so the input's noise neither
     tints nor lifts it. The model keeps its brightness and every detail finer than ``sigma``; only the ratios
     between R, G and B at that scale become the camera's. For sRGB models that learnt one camera's colour (SID's
-    kind): benchmarks/results/srgb_anchor.md. ``sigma`` None: :data:`ANCHOR_SIGMA`; 0: ``out`` as it is."""
+    kind): benchmarks/results/srgb_anchor.md. ``out`` is changed in place and returned. ``sigma`` None:
+    :data:`ANCHOR_SIGMA`; 0: ``out`` as it is."""
     from .data.raw import render_packed
     from .data.render import XTRANS_MIN
 
@@ -687,7 +734,7 @@ def anchor_srgb(out: np.ndarray, path, ratio: float, signed_packed: np.ndarray, 
         tqdm.write(f"warning: {Path(path).name} is under {XTRANS_MIN} px on a side, the least LibRaw renders of an "
                    f"X-Trans frame: its colour is the model's (no --srgb-anchor)", file=sys.stderr)
         return out
-    ref = render_packed(path, srgb_anchor_raw(signed_packed, ratio, sigma)).transpose(2, 0, 1)
+    ref = render_packed(path, srgb_anchor_raw(signed_packed, ratio, sigma), u16=True).transpose(2, 0, 1)
     return chroma_to(out, ref, sigma * scale)
 
 
@@ -699,18 +746,26 @@ def srgb_anchor_raw(signed_packed: np.ndarray, ratio: float, sigma: float | None
 
 
 def chroma_to(out: np.ndarray, ref: np.ndarray, sigma_px: float) -> np.ndarray:
-    """``out`` (3, H, W, LibRaw's BT.709 curve) with its local ratios between R, G and B (Gaussian ``sigma_px``,
-    linear light) made those of ``ref`` (3, h, w, same curve; the common top-left part is used), its brightness
-    kept: per channel ``(ref_c / mean(ref)) / (out_c / mean(out))`` at that scale."""
+    """``out`` (3, H, W, float, LibRaw's BT.709 curve) with its local ratios between R, G and B (Gaussian
+    ``sigma_px``, linear light) made those of ``ref`` (3, h, w, same curve, float in [0, 1] or LibRaw's uint16;
+    the common top-left part is used), its brightness kept: per channel ``(ref_c / mean(ref)) / (out_c /
+    mean(out))`` at that scale. Changed in place and returned, in row chunks through 16-bit tables (a 42-MP frame
+    needed 1.8 GB more with whole-frame float copies)."""
+    import cv2
+
     h, w = min(ref.shape[1], out.shape[1]), min(ref.shape[2], out.shape[2])
-    lin = _bt709_to_linear(out[:, :h, :w])
-    m_out = _smooth(lin, sigma_px)
-    m_ref = _smooth(_bt709_to_linear(ref[:, :h, :w]), sigma_px)
+    m_out, f = _linear_means(out, h, w, sigma_px)
+    m_ref, _ = _linear_means(ref, h, w, sigma_px)
     eps = np.float32(1e-4)
     gain = (m_ref + eps) / (m_out + eps) * ((m_out.mean(axis=0) + eps) / (m_ref.mean(axis=0) + eps))[None]
-    res = np.array(out, np.float32, copy=True)
-    res[:, :h, :w] = _linear_to_bt709(lin * gain)
-    return res
+    xs = ((np.arange(w) + 0.5) / f - 0.5).astype(np.float32)
+    for y0 in range(0, h, _CHUNK_ROWS):
+        y1 = min(h, y0 + _CHUNK_ROWS)
+        # bilinear up to full resolution, as cv2.resize of the gain would (borders replicated)
+        mx, my = np.meshgrid(xs, ((np.arange(y0, y1) + 0.5) / f - 0.5).astype(np.float32))
+        g = np.stack([cv2.remap(p, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for p in gain])
+        out[:, y0:y1, :w] = _encode(_decode(out[:, y0:y1, :w]) * g)
+    return out
 
 
 def raw_output_to_srgb(out: np.ndarray, path, ratio: float, level=None,

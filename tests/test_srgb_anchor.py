@@ -69,3 +69,22 @@ def test_eval_and_enhance_take_the_option(synth_bayer, tmp_path):
     assert on["srgb_anchor"] and not off["srgb_anchor"] and on["psnr"] > off["psnr"] + 3
     rep = enhance_file(pair.short, tmp_path / "a.png", model=runner, srgb_anchor=True, progress=False)
     assert rep["srgb_anchor"] is True
+
+
+def test_the_chunked_anchor_equals_the_whole_frame_formula():
+    """chroma_to works in row chunks through 16-bit tables; across chunk borders (rows not a multiple of the chunk
+    or of the 4x downscale) it must give the whole-frame result: the local mean ratios of the reference."""
+    from darkc.inference import _CHUNK_ROWS, _smooth, chroma_to
+
+    rng = np.random.default_rng(3)
+    h, w = _CHUNK_ROWS * 2 + 37, 301
+    y, x = np.mgrid[0:h, 0:w] / 90.0
+    base = np.stack([0.3 + 0.2 * np.sin(x + k) * np.cos(y - 2 * k) for k in range(3)]).astype(np.float32)
+    out = np.clip(base + rng.normal(0, 0.02, base.shape), 0, 1).astype(np.float32)
+    ref = np.clip(base[[2, 0, 1]], 0, 1)                                  # other colours at the same places
+    lin_o, lin_r = _bt709_to_linear(out), _bt709_to_linear(ref)
+    m_o, m_r = _smooth(lin_o, 32), _smooth(lin_r, 32)
+    gain = (m_r + 1e-4) / (m_o + 1e-4) * ((m_o.mean(0) + 1e-4) / (m_r.mean(0) + 1e-4))[None]
+    want = _linear_to_bt709(lin_o * gain)
+    got = chroma_to(out.copy(), ref, 32)
+    assert np.abs(got - want).max() < 2e-3 and np.abs(got - want).mean() < 2e-4

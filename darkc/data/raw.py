@@ -92,15 +92,15 @@ def render_raw(path: str | os.PathLike) -> np.ndarray:
         return render_open(raw, path)
 
 
-def render_open(raw: "rawpy.RawPy", source) -> np.ndarray:
+def render_open(raw: "rawpy.RawPy", source, u16: bool = False) -> np.ndarray:
     """:func:`render_raw` of an already open (possibly modified in memory) rawpy file; ``source`` names it in
-    errors."""
+    errors; ``u16``: LibRaw's uint16 values instead of float32 in [0, 1]."""
     try:
         desc = raw.color_desc.decode()
         pattern = cfa_mod.colour_pattern(raw.raw_pattern, desc)
         kind = cfa_mod.cfa_kind(pattern)
         dy, dx = cfa_mod.phase_offset(pattern)
-        img = libraw_render(raw)
+        img = libraw_render(raw, u16=u16)
     except rawpy.LibRawError as exc:
         raise DarkcError(f"LibRaw could not render {source}: {exc}; the file may be truncated") from exc
     img = img[dy:, dx:]
@@ -108,12 +108,12 @@ def render_open(raw: "rawpy.RawPy", source) -> np.ndarray:
     return img[: img.shape[0] // t * t, : img.shape[1] // t * t]
 
 
-def render_packed(path: str | os.PathLike, packed: np.ndarray) -> np.ndarray:
+def render_packed(path: str | os.PathLike, packed: np.ndarray, u16: bool = False) -> np.ndarray:
     """Render a packed raw (C, h, w) in [0, 1] (the scale of :func:`read_raw`'s frame of ``path``, e.g. a raw-output
     model's clean estimate) through LibRaw with the file's own black/white levels, white balance and colour matrix:
     SID's target render (:func:`render_raw`), so the result is comparable with it. Sensor pixels the packed frame
     does not cover (the phase cut and partial tiles) are set to black. Returns (H, W, 3) float32 in [0, 1], cut
-    like :func:`read_raw`."""
+    like :func:`read_raw` (``u16``: LibRaw's uint16 values)."""
     packed = np.asarray(packed, np.float32)
     with open_raw(path) as raw:
         try:
@@ -134,7 +134,7 @@ def render_packed(path: str | os.PathLike, packed: np.ndarray) -> np.ndarray:
         dn = blk + mosaic * (white - blk)
         vis[...] = np.round(black).astype(vis.dtype)
         vis[dy:dy + h, dx:dx + w] = np.clip(np.round(dn), 0, white).astype(vis.dtype)
-        img = render_open(raw, path)
+        img = render_open(raw, path, u16=u16)
     return img[:h, :w]
 
 

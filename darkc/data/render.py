@@ -17,12 +17,14 @@ XTRANS_MIN = 516
 ADJUST_MAXIMUM_THR = 0.75
 
 
-def libraw_render(raw: "rawpy.RawPy", adjust_maximum_thr: float = ADJUST_MAXIMUM_THR) -> np.ndarray:
+def libraw_render(raw: "rawpy.RawPy", adjust_maximum_thr: float = ADJUST_MAXIMUM_THR,
+                  u16: bool = False) -> np.ndarray:
     """rawpy.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16) / 65535,
-    on the sensor's grid (``user_flip=0``: not turned to the file's orientation, so it aligns with the raw)."""
+    on the sensor's grid (``user_flip=0``: not turned to the file's orientation, so it aligns with the raw);
+    ``u16``: LibRaw's uint16 image as it is (half the float image's memory)."""
     img = raw.postprocess(use_camera_wb=True, half_size=False, no_auto_bright=True, output_bps=16,
                           adjust_maximum_thr=adjust_maximum_thr, user_flip=0)
-    return img.astype(np.float32) / 65535.0
+    return img if u16 else img.astype(np.float32) / 65535.0
 
 
 def render_dng_bytes(data: bytes, name: str = "<in-memory DNG>",
