@@ -546,6 +546,10 @@ def model_input(runner: Runner, packed: np.ndarray, ratio: float, level=None) ->
 ANCHOR_SIGMA = 16.0
 
 
+#: :func:`_blur_low` works on this many rows at a time (a multiple of its 4x downscale)
+_CHUNK_ROWS = 256
+
+
 def _smooth(a: np.ndarray, sigma: float) -> np.ndarray:
     """Each plane of ``a`` (C, h, w) Gaussian-blurred at ``sigma`` px: for ``sigma`` >= 8, a blur at ``sigma / 4``
     of a 4x area-downscaled copy, upsampled bilinearly (on a 4 x 540 x 960 ramp with a bright square: within 0.001
@@ -554,19 +558,35 @@ def _smooth(a: np.ndarray, sigma: float) -> np.ndarray:
     import cv2
 
     a = np.asarray(a, np.float32)
-    f = 4 if sigma >= 8 else 1
-    if f == 1:
-        return np.stack([cv2.GaussianBlur(c, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) for c in a])
     h, w = a.shape[1:]
-    ph, pw = -h % f, -w % f
-    padded = np.pad(a, ((0, 0), (0, ph), (0, pw)), mode="edge") if ph or pw else a
-    small_size = ((w + pw) // f, (h + ph) // f)
-    out = np.empty_like(a)
-    for i, c in enumerate(padded):
-        small = cv2.resize(c, small_size, interpolation=cv2.INTER_AREA)
-        small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REFLECT)
-        out[i] = cv2.resize(small, (w + pw, h + ph), interpolation=cv2.INTER_LINEAR)[:h, :w]
-    return out
+    low, f = _blur_low(a, h, w, sigma)
+    if f == 1:
+        return low
+    size = (low.shape[2] * f, low.shape[1] * f)
+    return np.stack([cv2.resize(p, size, interpolation=cv2.INTER_LINEAR)[:h, :w] for p in low])
+
+
+def _blur_low(img: np.ndarray, h: int, w: int, sigma: float, decode=None) -> tuple[np.ndarray, int]:
+    """:func:`_smooth`'s blur of ``img[:, :h, :w]`` (``decode`` applied to each value first, e.g. to linear light)
+    kept at its working resolution: ``(blurred (C, ceil(h / f), ceil(w / f)), f)``, f = 4 for ``sigma`` >= 8 (the
+    frame edge-padded to a multiple of 4, area-downscaled), else 1. In row chunks, so a decoded frame never exists
+    whole at full resolution."""
+    import cv2
+
+    f = 4 if sigma >= 8 else 1
+    pw = -w % f
+    lows = []
+    for y0 in range(0, h, _CHUNK_ROWS):
+        y1 = min(h, y0 + _CHUNK_ROWS)
+        c = img[:, y0:y1, :w]
+        c = decode(c) if decode is not None else np.asarray(c, np.float32)
+        ph = -(y1 - y0) % f
+        if ph or pw:
+            c = np.pad(c, ((0, 0), (0, ph), (0, pw)), mode="edge")
+        size = (c.shape[2] // f, c.shape[1] // f)
+        lows.append(np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in c]) if f > 1 else c)
+    low = np.concatenate(lows, axis=1)
+    return np.stack([cv2.GaussianBlur(p, (0, 0), sigma / f, borderType=cv2.BORDER_REFLECT) for p in low]), f
 
 
 #: brightness bins of :func:`balance_sites`' per-site correction curve (quantiles of the colour's level), at
@@ -669,8 +689,6 @@ def _linear_to_bt709(x: np.ndarray) -> np.ndarray:
     return np.where(x < 0.018, 4.5 * x, 1.099 * x ** 0.45 - 0.099).astype(np.float32)
 
 
-#: :func:`chroma_to` works on this many image rows at a time (a multiple of its 4x downscale)
-_CHUNK_ROWS = 256
 _ENCODE_BITS = 20
 
 
@@ -692,26 +710,6 @@ def _decode(v: np.ndarray) -> np.ndarray:
 
 def _encode(x: np.ndarray) -> np.ndarray:
     return _bt709_luts()[1][np.rint(np.clip(x, 0.0, 1.0) * ((1 << _ENCODE_BITS) - 1)).astype(np.int32)]
-
-
-def _linear_means(img: np.ndarray, h: int, w: int, sigma_px: float) -> tuple[np.ndarray, int]:
-    """:func:`_smooth` of ``img`` (3, >= h, >= w; curve values) in linear light, kept at the blur's working
-    resolution: ``(means (3, ceil(h / f), ceil(w / f)), f)``. Row chunks, so no full-resolution float copy."""
-    import cv2
-
-    f = 4 if sigma_px >= 8 else 1
-    pw = -w % f
-    lows = []
-    for y0 in range(0, h, _CHUNK_ROWS):
-        y1 = min(h, y0 + _CHUNK_ROWS)
-        c = _decode(img[:, y0:y1, :w])
-        ph = -(y1 - y0) % f
-        if ph or pw:
-            c = np.pad(c, ((0, 0), (0, ph), (0, pw)), mode="edge")
-        size = (c.shape[2] // f, c.shape[1] // f)
-        lows.append(np.stack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in c]) if f > 1 else c)
-    low = np.concatenate(lows, axis=1)
-    return np.stack([cv2.GaussianBlur(p, (0, 0), sigma_px / f, borderType=cv2.BORDER_REFLECT) for p in low]), f
 
 
 def anchor_srgb(out: np.ndarray, path, ratio: float, signed_packed: np.ndarray, sigma: float | None = None,
@@ -754,8 +752,8 @@ def chroma_to(out: np.ndarray, ref: np.ndarray, sigma_px: float) -> np.ndarray:
     import cv2
 
     h, w = min(ref.shape[1], out.shape[1]), min(ref.shape[2], out.shape[2])
-    m_out, f = _linear_means(out, h, w, sigma_px)
-    m_ref, _ = _linear_means(ref, h, w, sigma_px)
+    m_out, f = _blur_low(out, h, w, sigma_px, _decode)
+    m_ref, _ = _blur_low(ref, h, w, sigma_px, _decode)
     eps = np.float32(1e-4)
     gain = (m_ref + eps) / (m_out + eps) * ((m_out.mean(axis=0) + eps) / (m_ref.mean(axis=0) + eps))[None]
     xs = ((np.arange(w) + 0.5) / f - 0.5).astype(np.float32)
