@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -81,10 +82,12 @@ def main(argv=None) -> int:
     command = "python benchmarks/raw_student.py " + " ".join(argv if argv is not None else sys.argv[1:])
     data = {"command": command, "teacher": a.teacher, "teacher_scores": teacher, "runs": runs,
             "host": f"{platform.machine()} CPU, {a.threads} torch threads", "wall_s": time.monotonic() - t0}
+    # the runs' own commands may name absolute paths: the folder holding the runs is written RUN
+    data = portable(data, run=os.path.commonpath([str(Path(r).resolve().parent) for r in a.run]))
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(data, out.with_suffix(".png"))
-    write_records(out, data, markdown(portable(data), out.with_suffix(".png").name))
+    write_records(out, data, markdown(data, out.with_suffix(".png").name))
     print(f"wrote {out}.md/.json/.png in {data['wall_s']:.0f} s", file=sys.stderr)
     return 0
 
