@@ -167,7 +167,7 @@ def eval_cmd(models, fmt, out, gallery, images, **params) -> None:
     if gallery:
         from .gallery import make_gallery
         rep = make_gallery(models, gallery, params["data"], baselines=params["baselines"], threads=params["threads"],
-                           images=images.split(",") if images else None)
+                           images=images.split(",") if images else None, srgb_anchor=params["srgb_anchor"])
         click.echo(f"wrote {gallery} ({len(rep['images'])} pairs x {len(rep['images'][0]['panels'])} panels) and "
                    f"its numbers {Path(gallery).with_suffix('.json')}")
         return

@@ -78,7 +78,7 @@ def _choose(pairs: list, scores: dict[str, float] | None, ids: list[str] | None,
 
 def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", *, baselines: bool = False,
                  images: list[str] | None = None, count: int = 3, threads: int | None = None,
-                 labels: list[str] | None = None, progress: bool = True) -> dict:
+                 labels: list[str] | None = None, progress: bool = True, srgb_anchor: bool = False) -> dict:
     """Write the gallery PNG (and its numbers as JSON beside it) and return the numbers.
 
     Args:
@@ -92,6 +92,8 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
         count: pairs shown when ``images`` is None (3: best, median, worst).
         threads: CPU threads for the models.
         labels: what the panels call the models (default: the references as given).
+        srgb_anchor: show (and rank) sRGB-output models with their colour put back to each file's own render, as
+            ``darkc enhance`` does by default (:func:`darkc.inference.anchor_srgb`); raw-output models always are.
 
     Raises:
         DarkcError: no model, an output that is not ``.png``, an ``--images`` ID not in the data (the message
@@ -126,7 +128,7 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
     ids = [i.strip() for i in images if i.strip()] if images else None
     scores = None
     if not ids:
-        ranking = evaluate(runners[0], data, threads=threads, progress=progress)
+        ranking = evaluate(runners[0], data, threads=threads, progress=progress, srgb_anchor=srgb_anchor)
         scores = {"_".join(r["image"].split("_")[:2]): r["psnr"] for r in ranking["images"]}
     chosen = _choose(pairs, scores, ids, count, source)
 
@@ -146,8 +148,9 @@ def make_gallery(models: list, out: str | os.PathLike, data: str = "synthetic", 
                 raise DarkcError(f"model {runner.name} is for {runner.cfa} raw but {pair.short} is {cfa}; pass "
                                  f"models for one sensor")
             # as darkc eval scores it: noise level for noise-conditioned models, raw output rendered (and anchored);
-            # an sRGB model's own colour (darkc enhance would anchor it: --srgb-anchor)
-            panels[f"model{k}"] = run_raw_file(runner, pair.short, pair.ratio, progress=False)[0].transpose(1, 2, 0)
+            # an sRGB model's own colour unless srgb_anchor (darkc enhance anchors it by default)
+            panels[f"model{k}"] = run_raw_file(runner, pair.short, pair.ratio, progress=False,
+                                               srgb_anchor=srgb_anchor)[0].transpose(1, 2, 0)
         panels["reference"] = target
         rows.append({"id": pair_id(pair), "image": pair.short.name, "ratio": pair.ratio, "why": why,
                      "centre": detail_centre(target), "pixels": panels,

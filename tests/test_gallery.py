@@ -94,3 +94,20 @@ def test_a_raw_output_model_is_rendered_in_the_gallery_as_eval_scores_it(tmp_pat
     for row in rep["images"]:
         panel = {p["key"]: p for p in row["panels"]}["model0"]
         assert panel["psnr"] == pytest.approx(scores[row["id"]], abs=1e-6), row["id"]
+
+
+def test_srgb_anchor_reaches_the_gallery_panels_and_its_ranking(tmp_path, synth_bayer, two_models):
+    """--gallery --srgb-anchor shows sRGB models as darkc enhance runs them: each panel's score is its anchored
+    output's, which differs from the plain one."""
+    from darkc.inference import run_raw_file
+
+    rep = make_gallery(two_models[:1], tmp_path / "a.png", str(synth_bayer.dir), images=["10001_00"], progress=False,
+                       srgb_anchor=True)
+    pair = {pair_id(p): p for p in load_pairs(synth_bayer.dir, "test")}["10001_00"]
+    target = render_raw(pair.long)
+    runner = load_runner(two_models[0])
+    anchored = run_raw_file(runner, pair.short, pair.ratio, progress=False, srgb_anchor=True)[0].transpose(1, 2, 0)
+    plain = run_raw_file(runner, pair.short, pair.ratio, progress=False)[0].transpose(1, 2, 0)
+    panel = {p["key"]: p for p in rep["images"][0]["panels"]}["model0"]
+    assert panel["psnr"] == pytest.approx(psnr(anchored, target), abs=1e-6)
+    assert panel["psnr"] != pytest.approx(psnr(plain, target), abs=1e-3)
