@@ -370,9 +370,8 @@ def noise_averaged_render(path, full_packed, window_unclipped: np.ndarray, ratio
     black clip and amplified by ``ratio``: the file's own colour pipeline on its mean signal. LibRaw's render of a
     noisy raw is tinted where noise is clipped at black (each channel lifted by its own noise), so on a night
     capture that render's mid-tone colour is not the scene's; this one's is (blurred: for colour, not detail)."""
-    smooth = np.stack([cv2.GaussianBlur(p, (0, 0), SMOOTH_SIGMA, borderType=cv2.BORDER_REFLECT)
-                       for p in window_unclipped])
-    return _cut(render_in_frame(path, full_packed, np.clip(smooth * ratio, 0.0, 1.0), crop), crop, scale)
+    smooth = srgb_anchor_raw(window_unclipped, ratio, SMOOTH_SIGMA)     # the same averaging as --srgb-anchor's
+    return _cut(render_in_frame(path, full_packed, smooth, crop), crop, scale)
 
 
 def run_model(runner, path, full_packed: np.ndarray, window_in: np.ndarray, ratio: float, level, crop: Crop,

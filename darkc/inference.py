@@ -589,6 +589,17 @@ def _blur_low(img: np.ndarray, h: int, w: int, sigma: float, decode=None) -> tup
     return np.stack([cv2.GaussianBlur(p, (0, 0), sigma / f, borderType=cv2.BORDER_REFLECT) for p in low]), f
 
 
+def _sites_by_colour(colours: list[int]) -> list[list[int]]:
+    """The packed channels of each colour, e.g. Bayer's [R, G, B, G] -> [[0], [1, 3], [2]]."""
+    return [[i for i, c in enumerate(colours) if c == colour] for colour in sorted(set(colours))]
+
+
+def _shrink(d: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """The factor ``max(0, 1 - 2 var / d^2)`` by which the anchors shrink a correction ``d`` of estimate variance
+    ``var``: nothing where the correction is within the estimate's noise."""
+    return np.clip(1.0 - 2.0 * var / np.maximum(d * d, 1e-20), 0.0, 1.0)
+
+
 #: brightness bins of :func:`balance_sites`' per-site correction curve (quantiles of the colour's level), at
 #: most; fewer on small frames so that each bin averages at least :data:`BALANCE_BIN_PX` pixels
 BALANCE_BINS = 16
@@ -613,8 +624,7 @@ def balance_sites(out: np.ndarray, signed_input: np.ndarray, colours: list[int])
     if n_bins < 2:
         return out
     out = np.array(out, np.float32)
-    for colour in set(colours):
-        idx = [i for i, c in enumerate(colours) if c == colour]
+    for idx in _sites_by_colour(colours):
         if len(idx) < 2:
             continue
         level = out[idx].mean(axis=0)
@@ -634,7 +644,7 @@ def balance_sites(out: np.ndarray, signed_input: np.ndarray, colours: list[int])
         sq = np.stack([np.bincount(bins, r * r, nb)[ok] for r in resid]) / count[ok]
         se2 = np.maximum(sq - mean * mean, 0.0) / count[ok]
         d = mean - mean.mean(axis=0)
-        d *= np.clip(1.0 - 2.0 * se2 / np.maximum(d * d, 1e-20), 0.0, 1.0)
+        d *= _shrink(d, se2)
         for k, i in enumerate(idx):
             out[i] += np.interp(level, centre, d[k]).astype(np.float32)
     return out
@@ -668,12 +678,10 @@ def anchor_means(out: np.ndarray, signed_input: np.ndarray, sigma: float | None 
     # one correction per colour, not per CFA site: Bayer's two greens (X-Trans' five) offset apart by the input's
     # noise would be a green imbalance, a 2x2 pattern after demosaicing (teacher-raw's checkerboard on the reference
     # set rose from 0.61 to 0.76/255 with per-channel corrections)
-    for colour in set(colours):
-        idx = [i for i, c in enumerate(colours) if c == colour]
+    for idx in _sites_by_colour(colours):
         dc = d[idx].mean(axis=0)
         if var_d is not None:
-            vc = var_d[idx].mean(axis=0) / len(idx)
-            dc *= np.clip(1.0 - 2.0 * vc / np.maximum(dc * dc, 1e-20), 0.0, 1.0)
+            dc *= _shrink(dc, var_d[idx].mean(axis=0) / len(idx))
         d[idx] = dc
     return (out + d).astype(np.float32)
 
