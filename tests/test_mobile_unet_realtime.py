@@ -3,6 +3,8 @@ strides only), ``levels`` and ``bottleneck`` (depth, and with it the receptive-f
 through the spec, the adapter, pruning and the tile search. Tiny widths, 32-64 px."""
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from torch import nn
@@ -165,3 +167,98 @@ def test_tflite_export_leaves_a_raw_d2s_head_in_the_graph():
     srgb = build_model({**RAW, "output": "srgb", "stem": "s4", "levels": 3, "widths": [4, 8, 8, 8]})
     body, r = split_pixel_shuffle(srgb, 4)
     assert r == 8 and body is not None
+
+
+HALF = {**RAW, "input": {"noise": "std-map"}, "stem": "s4", "head": "half", "levels": 2, "bottleneck": 1,
+        "widths": [8, 8, 16]}
+
+
+def test_half_head_refines_at_half_resolution_and_ends_in_its_pixel_shuffle():
+    """head="half": nothing at full packed resolution but the PixelShuffle, the output is the shuffle's (no input
+    added after it), the lateral conv is as wide as stem0 (tied by the add) and neither is pruned."""
+    torch.manual_seed(0)
+    model = build_model(HALF)
+    x = torch.rand(1, 5, 32, 32)
+    sizes, y = _sizes(model, x)
+    assert y.shape == (1, 4, 32, 32) and not torch.equal(y, x[:, :4])
+    assert not any(hw == (32, 32) for hw in sizes.values())
+    assert sizes["head"] == sizes["stem0"] == (16, 16) and sizes["lateral"] == (8, 8)
+    assert model.lateral.out_channels == model.stem0.out_channels == 20 and model.head.out_channels == 16
+    assert model.pixel_shuffle.upscale_factor == 2
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
+    adapter = get_adapter(normalize_spec(HALF))
+    assert adapter.head(model) == ["head"]
+    assert {id(m) for m in adapter.fixed_modules(model)} == {id(model.stem0), id(model.lateral)}
+    for bad in ({"stem": "s2"}, {"stem": "full"}, {"output": "srgb"}):
+        with raises_naming("head", "half"):
+            normalize_spec({**HALF, **bad})
+
+
+def _block_jacobian_rank(model, x, y0, x0, r):
+    """Rank of d(output block r x r at (y0, x0), all channels) / d(input block of the same place)."""
+    def f(patch):
+        z = x.clone()
+        z[:, :, y0:y0 + r, x0:x0 + r] = patch
+        return model(z)[:, :, y0:y0 + r, x0:x0 + r]
+
+    j = torch.autograd.functional.jacobian(f, x[:, :, y0:y0 + r, x0:x0 + r].clone())
+    return j.reshape(-1, j[0, 0, 0, 0].numel())
+
+
+def test_half_head_sets_each_pixel_where_the_d2s_head_is_rank_limited():
+    """Why head="half" exists: after an s4 stem, the d2s head's residual over a 4x4 block of packed raw (64 values)
+    is a linear map of dec0's few features, so it cannot follow per-pixel noise (rank <= dec0's width); the half head
+    sees the input at 1/2 resolution through stem0 and reaches far more of the block."""
+    torch.manual_seed(0)
+    widths = {"levels": 2, "bottleneck": 1, "widths": [8, 8, 16]}
+    d2s = build_model({**RAW, "stem": "s4", "head": "d2s", **widths}).eval()
+    half = build_model({**RAW, "stem": "s4", "head": "half", **widths}).eval()
+    with torch.no_grad():
+        for m in (d2s, half):
+            for p in m.parameters():
+                p.add_(0.05 * torch.randn_like(p))       # biases off zero, as after training: ReLUs not all on
+    x = torch.rand(1, 4, 32, 32)
+    j_d2s = _block_jacobian_rank(d2s, x, 8, 8, 4) - torch.eye(64)       # residual: the input's identity removed
+    j_half = _block_jacobian_rank(half, x, 8, 8, 4)
+    rank = lambda j: int(torch.linalg.matrix_rank(j, atol=1e-6))    # noqa: E731
+    assert rank(j_d2s) <= 8                     # dec0's width
+    assert rank(j_half) >= 24
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_quantizer")),
+                    reason="the tflite extra is not installed: pip install -e .[tflite]")
+def test_half_head_exports_a_native_depth_to_space_without_transposes_and_keeps_its_head_float(tmp_path):
+    """The TFLite exporter moves the half head's PixelShuffle to a DEPTH_TO_SPACE on the output (no layout
+    TRANSPOSE ops: litert-torch lowers a mid-graph PixelShuffle to six of them at full resolution), and INT8's
+    default float layers for a raw model keep the head conv float: its channels are the output's pixels."""
+    import onnx
+
+    from darkc.export import export
+    from darkc.export.tflite import graph_info, split_pixel_shuffle
+
+    torch.manual_seed(0)
+    model = build_model(HALF).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    body, r = split_pixel_shuffle(model, 5)
+    assert r == 2 and body is not None
+    save_checkpoint(model, normalize_spec(HALF), tmp_path / "m")
+    parity = {}
+    for precision, float_layers in (("fp32", "auto"), ("int8", "auto"), ("int8", "none")):     # auto: raw -> full-res
+        f = tmp_path / f"m-{precision}-{float_layers}.tflite"
+        rec = export(tmp_path / "m", f, target="tflite", precision=precision, input_size="128x192", samples=2,
+                     float_layers=float_layers, check=True)
+        info = graph_info(f)
+        assert "TRANSPOSE" not in info["op_counts"] and info["op_counts"]["DEPTH_TO_SPACE"] == 1
+        parity[precision, float_layers] = rec["parity"]["psnr_db"]
+        if (precision, float_layers) == ("int8", "auto"):
+            assert [op.split()[0] for op in info["float_ops"]] == ["DEQUANTIZE", "CONV_2D", "DEPTH_TO_SPACE"]
+        elif precision == "int8":
+            assert info["float_ops"] == [] or all(op.split()[0] in ("QUANTIZE", "DEQUANTIZE")
+                                                  for op in info["float_ops"])
+    assert parity["fp32", "auto"] > 80
+    assert parity["int8", "auto"] > 40 and parity["int8", "none"] > 40, parity
+    export(tmp_path / "m", tmp_path / "m-int8.onnx", target="onnx", precision="int8", calib_size=64, samples=2)
+    nodes = onnx.load(str(tmp_path / "m-int8.onnx")).graph.node
+    assert [n.op_type for n in nodes][-3:] == ["DequantizeLinear", "Conv", "DepthToSpace"]

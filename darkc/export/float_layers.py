@@ -12,8 +12,9 @@ Rules:
 
 * ``none``: every layer INT8 (a full-integer model, what an NPU needs);
 * ``full-res``: every operator whose output has the input's packed height and width stays float (for the SID
-  U-Net: the first and last blocks, the last upsampling, the head and the residual add), found from the graph's
-  own shapes, so it holds for any network; the rest is INT8;
+  U-Net: the first and last blocks, the last upsampling, the head and the residual add), and the head conv whose
+  output a final depth-to-space turns into full-resolution pixels (mobile-unet ``head="half"``: its values *are*
+  the output raw), found from the graph's own shapes, so it holds for any network; the rest is INT8;
 * ``auto`` (default): ``full-res`` for a raw-output model, ``none`` for an sRGB one, and ``none`` for a TFLite
   export with int8 I/O (``--io int8``: an NPU's deployment, which runs integer operators only) or with
   ``--int16-layers``.
@@ -74,15 +75,23 @@ def onnx_full_res_nodes(model_path, input_shape: tuple[int, ...]) -> list[str]:
         outs = [shapes.get(o) for o in n.output]
         if outs and all(s is not None and len(s) == 4 and s[2:] == hw for s in outs):
             out.append(n.name)
-    return out
+    # the producer of a full-resolution DepthToSpace's input: its channels are full-resolution pixels
+    produced = {o: n.name for n in m.graph.node for o in n.output}
+    heads = {produced.get(n.input[0]) for n in m.graph.node if n.op_type == "DepthToSpace" and n.name in out}
+    return [n.name for n in m.graph.node if n.name in out or n.name in heads]
 
 
-def tflite_full_res_outputs(g, hw: list[int]) -> list[str]:
+def tflite_full_res_outputs(g, hw: list[int], depth_to_space: int | None = None) -> list[str]:
     """Output tensor names of the operators of TFLite subgraph ``g`` (NHWC) whose every output has height and
-    width ``hw``."""
+    width ``hw``; with ``depth_to_space`` (the block of a DEPTH_TO_SPACE the exporter appends at the output, see
+    :func:`darkc.export.tflite.split_pixel_shuffle`), also the operator producing the graph output when that
+    block brings it to ``hw``."""
     out = []
+    final = {int(t) for t in g.outputs}
     for op in g.operators:
         ts = [g.tensors[t] for t in op.outputs]
-        if ts and all(t.shape is not None and len(t.shape) == 4 and list(t.shape[1:3]) == hw for t in ts):
+        r = depth_to_space if depth_to_space and all(int(t) in final for t in op.outputs) else 1
+        if ts and all(t.shape is not None and len(t.shape) == 4 and [int(v) * r for v in t.shape[1:3]] == hw
+                      for t in ts):
             out.extend(t.name.decode() if isinstance(t.name, bytes) else str(t.name) for t in ts)
     return out

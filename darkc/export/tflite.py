@@ -72,9 +72,11 @@ def split_pixel_shuffle(model, in_channels: int):
     """``(body, r)``: a copy of ``model`` without its PixelShuffle head, whose output followed by TFLite's
     DEPTH_TO_SPACE(r) in NHWC equals ``model``'s output; ``(None, None)`` when the model has no such head.
 
-    The head conv (the last Conv2d with ``3 * r * r`` outputs) gets its output channels permuted from PyTorch's
-    pixel-shuffle order ``c * r * r + dy * r + dx`` to DEPTH_TO_SPACE's ``(dy * r + dx) * 3 + c``; the result is
-    checked on a random input.
+    The head conv (the last Conv2d with ``C * r * r`` outputs, ``C`` the output channels: 3 for sRGB, the CFA's for
+    a raw model whose output is its PixelShuffle's, mobile-unet ``head="half"``) gets its output channels permuted
+    from PyTorch's pixel-shuffle order ``c * r * r + dy * r + dx`` to DEPTH_TO_SPACE's ``(dy * r + dx) * C + c``;
+    the result is checked on a random input (a raw head that adds the input after its PixelShuffle, mobile-unet
+    ``head="d2s"``, fails the check and is converted as it is).
     """
     import copy
 
@@ -84,28 +86,32 @@ def split_pixel_shuffle(model, in_channels: int):
     from darkc.models import adapter_of
 
     adapter = adapter_of(model)
-    # only an sRGB head ends in its PixelShuffle; a raw one (mobile-unet head="d2s") adds the input after it
-    found = adapter.pixel_shuffle(model) if adapter.output == "srgb" else None    # by module type, anywhere
+    found = adapter.pixel_shuffle(model)            # by module type, anywhere
     if found is None:
         return None, None
     name, shuffle = found
     r = int(shuffle.upscale_factor)
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 3 * r * r]
+    side = 2 * adapter.size_multiple(model)
+    x = torch.rand(1, in_channels, side, side, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model.eval()(x).permute(0, 2, 3, 1)
+    c_out = int(want.shape[-1])
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels == c_out * r * r]
     if not convs:
         return None, None
     body = copy.deepcopy(model).eval()
     parent, _, leaf = name.rpartition(".")
     setattr(body.get_submodule(parent) if parent else body, leaf, nn.Identity())
-    head = [m for m in body.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 3 * r * r][-1]
-    perm = [c * r * r + dy * r + dx for dy in range(r) for dx in range(r) for c in range(3)]
+    head = [m for m in body.modules() if isinstance(m, nn.Conv2d) and m.out_channels == c_out * r * r][-1]
+    perm = [c * r * r + dy * r + dx for dy in range(r) for dx in range(r) for c in range(c_out)]
     with torch.no_grad():
         head.weight.copy_(head.weight[perm].clone())
         if head.bias is not None:
             head.bias.copy_(head.bias[perm].clone())
-        side = 2 * adapter.size_multiple(model)
-        x = torch.rand(1, in_channels, side, side, generator=torch.Generator().manual_seed(0))
-        want = model.eval()(x).permute(0, 2, 3, 1)
-        got = _depth_to_space_nhwc(body(x).permute(0, 2, 3, 1), r)
+        try:
+            got = _depth_to_space_nhwc(body(x).permute(0, 2, 3, 1), r)
+        except RuntimeError:            # the head adds something after its PixelShuffle (shapes no longer match)
+            return None, None
     if got.shape != want.shape or not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
         return None, None
     return body, r
@@ -150,7 +156,7 @@ def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int]) -> tup
             "layout": LAYOUT,
             "pixel_shuffle": (f"DEPTH_TO_SPACE(block_size={r}) appended to the flatbuffer, head conv channels "
                               f"permuted to its order" if r else
-                              "none in the model (raw output)" if getattr(model, "output", "srgb") == "raw" else
+                              "none at the end of the model (raw output)" if getattr(model, "output", "srgb") == "raw" else
                               "converted as the model computes it")}
     m = read_model(content)
     name_io(m)
@@ -233,6 +239,7 @@ def export_tflite(model, spec: dict, out: str | os.PathLike, precision: str = "f
         content, info["fp16"] = quantize_fp16(content)
     elif precision == "int8":
         content, info["calibration"] = quantize_int8(content, calib or [], io, activation=int8_activation,
+                                                     depth_to_space=block,
                                                      float_layers=float_layers, int16_layers=int16_layers)
     content = append_depth_to_space(content, block)
     graph = graph_info(content)

@@ -113,11 +113,14 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
             "activation_zero_points": sorted(zero_points)}
 
 
-def unexpected_float_ops(model: bytes | str | os.PathLike, hw: list[int] | None = None) -> list[str]:
+def unexpected_float_ops(model: bytes | str | os.PathLike, hw: list[int] | None = None,
+                         kept: tuple[str, ...] = ()) -> list[str]:
     """:func:`graph_info`'s ``float_ops`` of an INT8 model less those a float region at height and width ``hw``
     explains (``--float-layers full-res``): ops whose first input or first output is a rank-4 tensor of that
     height and width, ops only such ops read (an activation before the region's first layer, e.g. the SID U-Net's
-    last upsampling), and the QUANTIZE / DEQUANTIZE ops at the region's border. ``hw`` None: every float op."""
+    last upsampling), the QUANTIZE / DEQUANTIZE ops at the region's border, and ops whose outputs are named in
+    ``kept`` (before the exporter appends its DEPTH_TO_SPACE, the head conv it reads). ``hw`` None: every float
+    op."""
     content = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else model
     m = read_model(content)
     g = m.subgraphs[0]
@@ -129,8 +132,12 @@ def unexpected_float_ops(model: bytes | str | os.PathLike, hw: list[int] | None 
         shape = g.tensors[t].shape
         return shape is not None and len(shape) == 4 and list(shape[1:3]) == list(hw)
 
+    def name(t: int) -> str:
+        n = g.tensors[t].name
+        return n.decode() if isinstance(n, bytes) else str(n)
+
     def in_region(op) -> bool:
-        return at_hw(int(op.inputs[0])) or at_hw(int(op.outputs[0]))
+        return at_hw(int(op.inputs[0])) or at_hw(int(op.outputs[0])) or all(name(int(t)) in kept for t in op.outputs)
 
     readers: dict[int, list] = {}
     for op in g.operators:

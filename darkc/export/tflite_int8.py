@@ -46,7 +46,7 @@ def check_io(io: str) -> str:
 
 def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", threads: int | None = None,
                   activation: str = "leaky_relu", float_layers: str = "none",
-                  int16_layers: str = "none") -> tuple[bytes, dict]:
+                  int16_layers: str = "none", depth_to_space: int | None = None) -> tuple[bytes, dict]:
     """INT8 of a float TFLite model, calibrated on ``inputs``: every operator integer, or every operator but those
     ``float_layers`` keeps in float.
 
@@ -69,6 +69,8 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
         int16_layers: ``none`` or ``full-res``: the same operators integer with 16-bit activations (8-bit weights;
             ai-edge-quantizer's A16W8 config on their scopes), the int8 / int16 borders requantised
             (:func:`darkc.export.tflite_rewrite.integerise`); not with ``float_layers``.
+        depth_to_space: the block of the DEPTH_TO_SPACE the exporter appends after this (None: none); the operator
+            it reads from then counts as full resolution when the block brings it to the input's size.
 
     Raises:
         DarkcError: no samples, the quantizer failed, or an operator is left in float that ``float_layers`` does
@@ -96,7 +98,7 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
     threads = threads or min(4, os.cpu_count() or 1)
     if float_layers != "none" and int16_layers != "none":
         raise DarkcError("--float-layers and --int16-layers both claim the full-resolution layers; choose one")
-    full_res = tflite_full_res_outputs(read_model(content).subgraphs[0], [h, w])
+    full_res = tflite_full_res_outputs(read_model(content).subgraphs[0], [h, w], depth_to_space)
     kept = full_res if float_layers == "full-res" else []
     wide = full_res if int16_layers == "full-res" else []
     # ai-edge-quantizer's scope of an op is its output names joined by ';' with a trailing ';'; the last match wins
@@ -134,7 +136,7 @@ def quantize_int8(content: bytes, inputs: list[np.ndarray], io: str = "float", t
     compact_tensors(m, m.subgraphs[0])
     content = write_model(m)
     info = graph_info(content)
-    left = unexpected_float_ops(content, [h, w] if kept else None)
+    left = unexpected_float_ops(content, [h, w] if kept else None, tuple(kept))
     if left:
         left = ", ".join(f"{k} x{v}" for k, v in _count(left).items())
         raise DarkcError(f"INT8 TFLite export left operators in float ({left}); ai-edge-quantizer has no int8 rule "

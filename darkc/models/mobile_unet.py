@@ -29,6 +29,16 @@ the same size multiple (16: four stride-2 stages). What differs, and why (measur
   channels is slow (~46 % of the host INT8 time of an s4 net, ``benchmarks/results/realtime_design.md``), its
   DEPTH_TO_SPACE a copy; Vela has no DEPTH_TO_SPACE, so this head is for CPU students only (the Ethos-U runs it on
   its host CPU).
+- ``head="half"`` (raw output after an ``s4`` stem): the ``d2s`` head is rank-deficient there: a 1x1 conv from
+  ``dec0``'s few channels at 1/4 packed resolution sets all 64 values of a 4x4 block of 4-channel packed raw, so the
+  residual it adds to the noisy input cannot follow per-pixel noise (such students stay at the noisy input's PSNR,
+  ``benchmarks/results/realtime_quality``), and a rank-16 subspace of 4x4 blocks caps even a clean target at
+  ~33 dB. ``half`` adds one stage at 1/2 packed resolution: ``dec0``'s output through a 1x1 ``lateral`` conv,
+  resized 2x and added to ``stem0``'s output (a linear 2x2 space-to-depth of the input: every input pixel at full
+  rank; ``lateral`` is ``4 * in_channels`` wide, tied to ``stem0``, never pruned), ReLU, then a 1x1 conv to
+  ``raw_channels * 4`` and a PixelShuffle(2) giving the
+  raw output directly (no input added after it, so the exporter appends a native DEPTH_TO_SPACE, as for sRGB
+  heads, and no layout transposes run at full packed resolution).
 - ``levels`` (2-4 encoder stages, default 4) and ``bottleneck`` (blocks after the stride-2 conv of the deepest
   stage, default 2) set the depth; the receptive field, and with it the halo an Ethos-U tile must carry
   (:mod:`darkc.latency.tiling`), grows with both. ``widths`` then has ``levels + 1`` entries.
@@ -72,8 +82,9 @@ UPSAMPLES = ("nearest", "bilinear")
 #: head, a 2x2 stride-2 transposed conv (the stem is a 2x2 stride-2 conv, i.e. space-to-depth + 1x1); ``s4``: the
 #: same at 1/4 (see the module docstring).
 STEMS = ("full", "s2", "s4")
-#: Raw heads after an ``s2``/``s4`` stem: transposed convs (Ethos-U) or 1x1 conv + DEPTH_TO_SPACE (CPU).
-HEADS = ("tconv", "d2s")
+#: Raw heads after an ``s2``/``s4`` stem: transposed convs (Ethos-U), 1x1 conv + DEPTH_TO_SPACE (CPU), or (``s4``
+#: only) a refinement stage at half resolution + 1x1 conv + DEPTH_TO_SPACE(2) (CPU; see the module docstring).
+HEADS = ("tconv", "d2s", "half")
 #: Downsampling of each stem.
 STEM_STRIDE = {"full": 1, "s2": 2, "s4": 4}
 #: Inverted-residual expansion (MobileNet v2 uses 6; 2 keeps the hidden tensor small at high resolution).
@@ -238,9 +249,10 @@ class MobileUNet(nn.Module):
             raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
         if bottleneck not in BOTTLENECKS:
             raise ValueError(f"bottleneck must be one of {BOTTLENECKS}, got {bottleneck!r}")
-        if head not in HEADS or (head == "d2s" and (output != "raw" or stem == "full")):
-            raise ValueError(f"head must be one of {HEADS} ('d2s' only for raw output after an s2/s4 stem), got "
-                             f"{head!r} with output {output!r}, stem {stem!r}")
+        if head not in HEADS or (head == "d2s" and (output != "raw" or stem == "full")) or \
+                (head == "half" and (output != "raw" or stem != "s4")):
+            raise ValueError(f"head must be one of {HEADS} ('d2s' only for raw output after an s2/s4 stem, 'half' "
+                             f"after an s4 stem), got {head!r} with output {output!r}, stem {stem!r}")
         channels = dict(channels) if channels is not None else widths_to_channels(DEFAULT_WIDTHS[:levels + 1])
         check_layer_channels(channels, width_layers(levels))
         self.in_channels = in_channels
@@ -273,7 +285,12 @@ class MobileUNet(nn.Module):
             setattr(self, f"dec{k}", UpStage(block, prev, skip, c[f"dec{k}"], None if packed and k == 0 else upsample))
             prev = c[f"dec{k}"]
         if output == "raw":
-            if head == "d2s":
+            if head == "half":
+                # stem0's width (a lossless 2x2 space-to-depth of the input fits 4 * in_channels)
+                self.lateral = nn.Conv2d(prev, 4 * in_channels, 1)
+                self.head = nn.Conv2d(4 * in_channels, self.raw_channels * 4, 1)
+                self.pixel_shuffle = nn.PixelShuffle(2)
+            elif head == "d2s":
                 self.head = nn.Conv2d(prev, self.raw_channels * STEM_STRIDE[stem] ** 2, 1)
                 self.pixel_shuffle = nn.PixelShuffle(STEM_STRIDE[stem])
             elif stem == "s4":
@@ -292,10 +309,11 @@ class MobileUNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """He (fan-in, ReLU gain) normal init, zero biases; linear convs (lateral, IR project) and the sRGB head
-        get gain 1; a raw head starts at zero, so the untrained net returns its noisy input."""
+        get gain 1; a residual raw head starts at zero, so the untrained net returns its noisy input (``half``, not
+        residual, starts as a random linear map of its features)."""
         linear = {id(m) for m in self.modules() if isinstance(m, (IRBlock, UpStage))
                   for m in ([m.project] if isinstance(m, IRBlock) else [m.lateral])}
-        linear |= {id(getattr(self, n)) for n in ("stem0", "head_up") if hasattr(self, n)}
+        linear |= {id(getattr(self, n)) for n in ("stem0", "head_up", "lateral") if hasattr(self, n)}
         relu_gain = nn.init.calculate_gain("relu")
         for m in self.modules():
             if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -306,7 +324,7 @@ class MobileUNet(nn.Module):
                 m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
             nn.init.normal_(m.weight, 0.0, gain / math.sqrt(fan_in))
             nn.init.zeros_(m.bias)
-        if self.output == "raw":
+        if self.output == "raw" and self.head_kind != "half":
             nn.init.zeros_(self.head.weight)
 
     @property
@@ -323,13 +341,18 @@ class MobileUNet(nn.Module):
                 raise ValueError(f"MobileUNet needs packed H and W to be multiples of {self.size_multiple}, got "
                                  f"{tuple(x.shape)}; pad the input (e.g. reflect) and crop the output")
         inp = x
-        skips = [F.relu(self.stem(self.stem0(x) if self.stem_kind == "s4" else x))]
+        if self.stem_kind == "s4":
+            x = half = self.stem0(x)
+        skips = [F.relu(self.stem(x))]
         for k in range(1, self.levels + 1):
             skips.append(getattr(self, f"enc{k}")(skips[-1]))
         x = skips.pop()
         for k in range(self.levels - 1, -1, -1):
             x = getattr(self, f"dec{k}")(x, skips[k])
         if self.output == "raw":
+            if self.head_kind == "half":
+                x = F.relu(F.interpolate(self.lateral(x), scale_factor=2, mode="nearest") + half)
+                return self.pixel_shuffle(self.head(x))
             if self.head_kind == "d2s":
                 return inp[:, : self.raw_channels] + self.pixel_shuffle(self.head(x))
             if self.stem_kind == "s4":
@@ -353,6 +376,9 @@ def normalize_mobile_spec(spec: dict, where: str) -> dict:
     if spec["head"] == "d2s" and (spec.get("output") != "raw" or spec["stem"] == "full"):
         raise DarkcError(f"{where}: field 'head' is 'd2s', which needs output 'raw' and stem 's2' or 's4' (got "
                          f"{spec.get('output')!r}, {spec['stem']!r}); use head 'tconv'")
+    if spec["head"] == "half" and (spec.get("output") != "raw" or spec["stem"] != "s4"):
+        raise DarkcError(f"{where}: field 'head' is 'half', which needs output 'raw' and stem 's4' (got "
+                         f"{spec.get('output')!r}, {spec['stem']!r}); use head 'd2s' or 'tconv'")
     levels = spec["levels"]
     return normalize_level_widths(spec, where, default_widths=DEFAULT_WIDTHS[:levels + 1],
                                   width_layers=width_layers(levels), to_channels=widths_to_channels,
@@ -363,14 +389,15 @@ def normalize_mobile_spec(spec: dict, where: str) -> dict:
 def adapter_options(spec: dict) -> dict:
     """The :class:`darkc.models.adapter.Adapter` keywords of a ``mobile-unet`` spec (missing fields: defaults): the
     head convs (never pruned), the decoder stages as feature taps, the size multiple, the width layers and the s4
-    stem's space-to-depth conv ``stem0`` (its width is ``4 * in_channels``, not a width layer: never pruned)."""
+    stem's space-to-depth conv ``stem0`` (its width is ``4 * in_channels``, not a width layer: never pruned; so are
+    the ``half`` head's ``lateral``, tied to it)."""
     stem, levels = spec.get("stem", "full"), spec.get("levels", DEFAULT_LEVELS)
     raw_s4 = stem == "s4" and spec.get("output", "srgb") == "raw" and spec.get("head", "tconv") == "tconv"
     return {"head": ("head_up", "head") if raw_s4 else ("head",),
             "feature_taps": tuple(f"dec{k}" for k in range(levels - 1, -1, -1)),
             "size_multiple": size_multiple(stem, levels), "activations": ("relu",),
             "width_layers": width_layers(levels), "native_widths": True,
-            "fixed": ("stem0",) if stem == "s4" else ()}
+            "fixed": (("stem0", "lateral") if spec.get("head") == "half" else ("stem0",)) if stem == "s4" else ()}
 
 
 def build_mobile_unet(spec: dict) -> MobileUNet:
