@@ -59,6 +59,11 @@ CANDIDATES = (
      "CPU student: the cheapest s4 net with the DEPTH_TO_SPACE head"),
     ("s4 L2 16-48 b1 d2s", {"stem": "s4", "levels": 2, "bottleneck": 1, "head": "d2s", "widths": [16, 24, 48]},
      "CPU student: the previous one with one bottleneck block less (it missed 33 ms on A78 x4 by 0.1 ms)"),
+    ("s4 L2 16-48 b1 half", {"stem": "s4", "levels": 2, "bottleneck": 1, "head": "half", "widths": [16, 24, 48]},
+     "CPU student: the d2s head cannot learn (rank: 16 features set a 4x4 block of 64 raw values); head=half adds "
+     "the input at 1/2 resolution (stem0, full rank) and ends in a native DEPTH_TO_SPACE(2), no layout transposes"),
+    ("s4 L3 16-96 b1 half", {"stem": "s4", "levels": 3, "bottleneck": 1, "head": "half", "widths": [16, 24, 48, 96]},
+     "CPU student: the three-stage s4 net (larger receptive field) with the half-resolution head"),
 )
 FRAME_RAW = "1088x1920"     # raw HxW of a 1920x1080 frame padded to the size multiple
 PACKED = (544, 960)
