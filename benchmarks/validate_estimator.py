@@ -16,9 +16,9 @@ latencies of MobileNet v1/v2, float and quantised, on Pixel 3 and Pixel 4 with 4
    writes benchmarks/results/estimator_validation.md and .json.
 
 Run: ``python3 benchmarks/validate_estimator.py all`` (build + count + report; about 1.5 h on this loaded 2-core
-host, most of it litert-torch conversions) or one step at a time. ``multicore`` then benches the shipped INT8
-student on 4 x Cortex-A78 (1, 2, 4 threads) and Cortex-X3 + 2 x A715 with the fitted estimator
-(benchmarks/results/latency/multicore.md).
+host, most of it litert-torch conversions) or one step at a time. ``multicore [--models student,student-rt]`` then
+benches shipped INT8 students on 4 x Cortex-A78 (1, 2, 4 threads) and Cortex-X3 + 2 x A715 with the fitted
+estimator (benchmarks/results/latency/multicore.md).
 """
 from __future__ import annotations
 
@@ -363,31 +363,40 @@ def write_report(data: dict, counts_file: Path, out_dir: Path) -> dict:
 
 
 # ---------------------------------------------------------------- the shipped student on clusters
-def step_multicore(out_prefix: Path) -> None:
-    """``darkc bench`` of the shipped INT8 student (1920x1080 raw, LiteRT) on a 4 x Cortex-A78 cluster with 1, 2
-    and 4 threads and on a Cortex-X3 + 2 x A715 cluster with 3, using the fitted estimator and its error band."""
+def step_multicore(out_prefix: Path, models: list[str]) -> None:
+    """``darkc bench`` of shipped INT8 students (1920x1080 raw, LiteRT) on a 4 x Cortex-A78 cluster with 1, 2
+    and 4 threads and on a Cortex-X3 + 2 x A715 cluster with 3, using the fitted estimator and its error band: each
+    model full-integer with int8 I/O, and a raw-output model also as `darkc quantize` makes it by default (float
+    I/O, ``--float-layers auto``: its full-resolution layers float)."""
     from darkc.latency import bench, write_report
     from darkc.latency.artifact import export_cached
+    from darkc.models import read_spec
     from darkc.models.pretrained import pretrained_dir
 
-    student, _ = export_cached(pretrained_dir("student"), "tflite", "int8", "1088x1920", "the multi-core estimate",
-                               io="int8")
     results = []
-    for device, threads in (("cortex-a78x4", "1,2,4"), ("cortex-x3+a715x2", "3")):
-        res = bench(str(student), devices=device, size="1920x1080", threads=threads, arm_size="128x128",
-                    parity=False)
-        res["model"] = "student int8"
-        results.append(res)
-        d = res["devices"][device]
-        print(f"{device}: " + ", ".join(f"{t} thr {v['latency_ms']:.1f} ms" for t, v in d["by_threads"].items()),
-              flush=True)
-    paths = write_report(results, out_prefix, title="Shipped INT8 student on phone CPU clusters (estimated)")
+    for name in models:
+        files = [("int8", "int8")]
+        if read_spec(pretrained_dir(name)).get("output") == "raw":
+            files.append(("int8 default (float I/O, full-res float)", "float"))
+        for label, io in files:
+            path, _ = export_cached(pretrained_dir(name), "tflite", "int8", "1088x1920", "the multi-core estimate",
+                                    io=io)
+            for device, threads in (("cortex-a78x4", "1,2,4"), ("cortex-x3+a715x2", "3")):
+                res = bench(str(path), devices=device, size="1920x1080", threads=threads, arm_size="128x128",
+                            parity=False)
+                res["model"] = f"{name} {label}"
+                results.append(res)
+                d = res["devices"][device]
+                print(f"{name} {label} {device}: "
+                      + ", ".join(f"{t} thr {v['latency_ms']:.1f} ms" for t, v in d["by_threads"].items()), flush=True)
+    paths = write_report(results, out_prefix, title="Shipped INT8 students on phone CPU clusters (estimated)")
     print(f"wrote {paths['md']}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("step", choices=["build", "count", "report", "all", "multicore"])
+    p.add_argument("--models", default="student", help="multicore: shipped names, comma-separated")
     p.add_argument("--only", default=None, help="comma-separated model keys (default: all published models)")
     p.add_argument("--wait", action="store_true", help="count: wait for models a concurrent build is writing")
     a = p.parse_args(argv)
@@ -408,7 +417,7 @@ def main(argv=None) -> int:
     if a.step in ("report", "all"):
         write_report(data, WORK / "counts.jsonl", RESULTS)
     if a.step == "multicore":
-        step_multicore(RESULTS / "latency" / "multicore")
+        step_multicore(RESULTS / "latency" / "multicore", [m for m in a.models.split(",") if m])
     return 0
 
 

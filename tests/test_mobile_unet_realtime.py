@@ -259,6 +259,15 @@ def test_half_head_exports_a_native_depth_to_space_without_transposes_and_keeps_
                                                   for op in info["float_ops"])
     assert parity["fp32", "auto"] > 80
     assert parity["int8", "auto"] > 40 and parity["int8", "none"] > 40, parity
+    # 16-bit full-res layers: the head conv int16, and LiteRT has no int16 DEPTH_TO_SPACE, so it moves float data
+    # after the DEQUANTIZE (it once failed to prepare on the int16 side)
+    f = tmp_path / "m-int16.tflite"
+    rec = export(tmp_path / "m", f, target="tflite", precision="int8", input_size="128x192", samples=2,
+                 int16_layers="full-res", check=True)
+    info = graph_info(f)
+    assert info["ops"][-3:] == ["CONV_2D int16,int8,int64 -> int16", "DEQUANTIZE int16 -> float32",
+                                "DEPTH_TO_SPACE float32 -> float32"]
+    assert info["float_ops"] == [] and rec["parity"]["psnr_db"] > 40
     export(tmp_path / "m", tmp_path / "m-int8.onnx", target="onnx", precision="int8", calib_size=64, samples=2)
     nodes = onnx.load(str(tmp_path / "m-int8.onnx")).graph.node
     assert [n.op_type for n in nodes][-3:] == ["DequantizeLinear", "Conv", "DepthToSpace"]

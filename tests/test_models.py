@@ -388,7 +388,7 @@ def test_load_other_file_is_refused(tmp_path):
 def test_load_pretrained_unknown_or_unshipped_lists_names(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained_mod, "PRETRAINED_DIR", tmp_path)
     with raises_naming("no shipped model 'teacher' (available: none; not shipped in this install yet: "
-                       "teacher, student, teacher-xtrans, teacher-raw, student-raw)"):
+                       "teacher, student, teacher-xtrans, teacher-raw, student-raw, student-rt)"):
         load_pretrained("teacher")
     with raises_naming("no shipped model 'big'"):
         load_pretrained("big")
@@ -400,7 +400,8 @@ def test_load_pretrained_from_shipped_dir(tmp_path, monkeypatch, tiny):
     model, spec = load_pretrained("teacher")
     assert spec["widths"] == TINY["widths"] and count_params(model) == count_params(tiny)
     assert resolve_model_ref("teacher") == ("pretrained", tmp_path / "teacher")
-    with raises_naming("(available: teacher; not shipped in this install yet: student, teacher-xtrans, teacher-raw, student-raw)"):
+    with raises_naming("(available: teacher; not shipped in this install yet: student, teacher-xtrans, teacher-raw, student-raw, "
+                       "student-rt)"):
         load_pretrained("student")
 
 
@@ -421,7 +422,8 @@ def test_resolve_model_ref(tmp_path, artifact, monkeypatch):
         resolve_model_ref("student")
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "teacher-xtrans", "teacher-raw", "student-raw"])
+@pytest.mark.parametrize("name", ["teacher", "student", "teacher-xtrans", "teacher-raw", "student-raw",
+                                  "student-rt"])
 def test_shipped_models_render_colour(name):
     # regression test for the first shipped teacher, whose output was nearly grey (mean RGB saturation
     # 0.012 against 0.195 in the target): a held-out colourful photo at x100 must keep most of its colour

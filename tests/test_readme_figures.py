@@ -35,7 +35,8 @@ def fmt(res: dict) -> tuple[str, str]:
                                            ("`student`", "student_quality.json"),
                                            ("`teacher-xtrans`", "teacher_xtrans_quality.json"),
                                            ("`teacher-raw`", "teacher_raw_quality.json"),
-                                           ("`student-raw`", "student_raw_quality.json")])
+                                           ("`student-raw`", "student_raw_quality.json"),
+                                           ("`student-rt`", "student_rt_quality.json")])
 def test_shipped_models_table_matches_eval_json(model, result):
     (row,) = [r for r in table_rows(model) if len(r) == 5]
     res = json.loads((RESULTS / result).read_text())

@@ -67,7 +67,8 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
     Returns:
         ``{"ops": ["CONV_2D int8,int8,int32 -> int8", ...] (graph order), "op_counts": {op: n},
         "transposes", "depth_to_space": [dtypes], "transpose_conv": [dtypes], "float_ops" (ops touching a float
-        tensor, other than a QUANTIZE of a graph input and a DEQUANTIZE to a graph output; [] for float models is
+        tensor, other than a QUANTIZE of a graph input and a DEQUANTIZE to a graph output, or to a final
+        DEPTH_TO_SPACE, which then moves float data to the output; [] for float models is
         not meaningful - check ``precision``), "input"/"output": {"shape", "shape_signature", "dtype",
         "quantization"}, "activation_zero_points": distinct zero points of int8 activations}``.
     """
@@ -77,6 +78,10 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
     ops, counts, float_ops = [], {}, []
     zero_points: set[int] = set()
     dtypes = {"DEPTH_TO_SPACE": [], "TRANSPOSE_CONV": []}
+    # a DEPTH_TO_SPACE on the float side of the output (after a DEQUANTIZE: LiteRT has none for int16)
+    final_d2s = {int(op.inputs[0]) for op in g.operators
+                 if op_name(m, op) == "DEPTH_TO_SPACE" and int(op.outputs[0]) in g.outputs}
+    dequantised = {int(op.outputs[0]) for op in g.operators if op_name(m, op) == "DEQUANTIZE"}
     for op in g.operators:
         name = op_name(m, op)
         ins = [type_name(g.tensors[t].type).lower() for t in op.inputs if t >= 0]
@@ -84,7 +89,8 @@ def graph_info(model: bytes | str | os.PathLike) -> dict:
         ops.append(f"{name} {','.join(ins)} -> {','.join(outs)}")
         counts[name] = counts.get(name, 0) + 1
         boundary = (name == "QUANTIZE" and int(op.inputs[0]) in g.inputs) or \
-                   (name == "DEQUANTIZE" and int(op.outputs[0]) in g.outputs)
+                   (name == "DEQUANTIZE" and (int(op.outputs[0]) in g.outputs or int(op.outputs[0]) in final_d2s)) or \
+                   (name == "DEPTH_TO_SPACE" and int(op.outputs[0]) in g.outputs and int(op.inputs[0]) in dequantised)
         if not boundary and any(d.upper() in FLOAT_TYPES for d in ins + outs):
             float_ops.append(ops[-1])
         if name in dtypes:

@@ -107,13 +107,15 @@ def compact_tensors(m, g) -> None:
 
 
 def _append_depth_to_space(m, r: int) -> None:
-    """Add DEPTH_TO_SPACE(r) at the graph output; on the integer side of a final DEQUANTIZE if there is one."""
+    """Add DEPTH_TO_SPACE(r) at the graph output; on the integer side of a final DEQUANTIZE if there is one and
+    LiteRT's DEPTH_TO_SPACE takes its type (int8; not int16, e.g. a head kept 16-bit by ``--int16-layers``)."""
     s = schema()
     g = m.subgraphs[0]
     out = int(g.outputs[0])
     producers = _producers(g)
     last = producers.get(out)
-    dequant = last is not None and op_name(m, g.operators[last]) == "DEQUANTIZE"
+    dequant = last is not None and op_name(m, g.operators[last]) == "DEQUANTIZE" and \
+        g.tensors[int(g.operators[last].inputs[0])].type != s.TensorType.INT16
     src = int(g.operators[last].inputs[0]) if dequant else out
     st = g.tensors[src]
     n, h, w, c = (int(v) for v in st.shape)

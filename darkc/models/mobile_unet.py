@@ -31,14 +31,13 @@ the same size multiple (16: four stride-2 stages). What differs, and why (measur
   its host CPU).
 - ``head="half"`` (raw output after an ``s4`` stem): the ``d2s`` head is rank-deficient there: a 1x1 conv from
   ``dec0``'s few channels at 1/4 packed resolution sets all 64 values of a 4x4 block of 4-channel packed raw, so the
-  residual it adds to the noisy input cannot follow per-pixel noise (such students stay at the noisy input's PSNR,
-  ``benchmarks/results/realtime_quality``), and a rank-16 subspace of 4x4 blocks caps even a clean target at
-  ~33 dB. ``half`` adds one stage at 1/2 packed resolution: ``dec0``'s output through a 1x1 ``lateral`` conv,
-  resized 2x and added to ``stem0``'s output (a linear 2x2 space-to-depth of the input: every input pixel at full
-  rank; ``lateral`` is ``4 * in_channels`` wide, tied to ``stem0``, never pruned), ReLU, then a 1x1 conv to
-  ``raw_channels * 4`` and a PixelShuffle(2) giving the
-  raw output directly (no input added after it, so the exporter appends a native DEPTH_TO_SPACE, as for sRGB
-  heads, and no layout transposes run at full packed resolution).
+  residual it adds to the noisy input cannot follow per-pixel noise (such a student stays at the noisy input's
+  PSNR: ``benchmarks/results/realtime_student.md``). ``half`` adds one stage at 1/2 packed resolution: ``dec0``'s
+  output through a 1x1 ``lateral`` conv, resized 2x and added to ``stem0``'s output (a linear 2x2 space-to-depth
+  of the input: every input pixel at full rank; ``lateral`` is ``4 * in_channels`` wide, tied to ``stem0``, never
+  pruned), ReLU, then a 1x1 conv to ``raw_channels * 4`` and a PixelShuffle(2) giving the raw output directly (no
+  input added after it, so the exporter appends a native DEPTH_TO_SPACE, as for sRGB heads, and no layout
+  transposes run at full packed resolution).
 - ``levels`` (2-4 encoder stages, default 4) and ``bottleneck`` (blocks after the stride-2 conv of the deepest
   stage, default 2) set the depth; the receptive field, and with it the halo an Ethos-U tile must carry
   (:mod:`darkc.latency.tiling`), grows with both. ``widths`` then has ``levels + 1`` entries.

@@ -23,6 +23,8 @@ PRETRAINED_NAMES: dict[str, str] = {
                    "each file's own matrix (preview: shorter training than `teacher`)",
     "student-raw": "compressed mobile student of `teacher-raw` (Bayer, raw output: each file's own colour matrix; "
                    "preview)",
+    "student-rt": "real-time student of `teacher-raw` (Bayer, raw output; mobile-unet s4, 0.28 GMACs per 1920x1080 "
+                  "frame, made for a 4 x Cortex-A78 phone CPU at 30 fps; preview: below `student-raw`'s quality)",
 }
 
 #: Kinds returned by :func:`resolve_model_ref`.
