@@ -400,8 +400,8 @@ def test_load_pretrained_from_shipped_dir(tmp_path, monkeypatch, tiny):
     model, spec = load_pretrained("teacher")
     assert spec["widths"] == TINY["widths"] and count_params(model) == count_params(tiny)
     assert resolve_model_ref("teacher") == ("pretrained", tmp_path / "teacher")
-    with raises_naming("(available: teacher; not shipped in this install yet: student, teacher-xtrans, teacher-raw, student-raw, "
-                       "student-rt)"):
+    with raises_naming("(available: teacher; not shipped in this install yet: student, teacher-xtrans, teacher-raw, "
+                       "student-raw, student-rt)"):
         load_pretrained("student")
 
 

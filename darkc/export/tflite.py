@@ -156,8 +156,8 @@ def torch_to_tflite(model, in_channels: int, fixed_size: tuple[int, int]) -> tup
             "layout": LAYOUT,
             "pixel_shuffle": (f"DEPTH_TO_SPACE(block_size={r}) appended to the flatbuffer, head conv channels "
                               f"permuted to its order" if r else
-                              "none at the end of the model (raw output)" if getattr(model, "output", "srgb") == "raw" else
-                              "converted as the model computes it")}
+                              "none at the end of the model (raw output)"
+                              if getattr(model, "output", "srgb") == "raw" else "converted as the model computes it")}
     m = read_model(content)
     name_io(m)
     return write_model(m), r, info
