@@ -363,11 +363,13 @@ def write_report(data: dict, counts_file: Path, out_dir: Path) -> dict:
 
 
 # ---------------------------------------------------------------- the shipped student on clusters
-def step_multicore(out_prefix: Path, models: list[str]) -> None:
+def step_multicore(out_prefix: Path, models: list[str], arm_size: str = "128x128") -> None:
     """``darkc bench`` of shipped INT8 students (1920x1080 raw, LiteRT) on a 4 x Cortex-A78 cluster with 1, 2
     and 4 threads and on a Cortex-X3 + 2 x A715 cluster with 3, using the fitted estimator and its error band: each
     model full-integer with int8 I/O, and a raw-output model also as `darkc quantize` makes it by default (float
-    I/O, ``--float-layers auto``: its full-resolution layers float)."""
+    I/O, ``--float-layers auto``: its full-resolution layers float). ``arm_size``: the raw size QEMU counts at (the
+    count is scaled by pixels to the frame, per-operator fixed costs included, so a small size overstates a small
+    model; the validation counted its models unscaled)."""
     from darkc.latency import bench, write_report
     from darkc.latency.artifact import export_cached
     from darkc.models import read_spec
@@ -382,7 +384,7 @@ def step_multicore(out_prefix: Path, models: list[str]) -> None:
             path, _ = export_cached(pretrained_dir(name), "tflite", "int8", "1088x1920", "the multi-core estimate",
                                     io=io)
             for device, threads in (("cortex-a78x4", "1,2,4"), ("cortex-x3+a715x2", "3")):
-                res = bench(str(path), devices=device, size="1920x1080", threads=threads, arm_size="128x128",
+                res = bench(str(path), devices=device, size="1920x1080", threads=threads, arm_size=arm_size,
                             parity=False)
                 res["model"] = f"{name} {label}"
                 results.append(res)
@@ -397,6 +399,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("step", choices=["build", "count", "report", "all", "multicore"])
     p.add_argument("--models", default="student", help="multicore: shipped names, comma-separated")
+    p.add_argument("--arm-size", default="128x128", help="multicore: raw WxH QEMU counts at")
+    p.add_argument("--out", default=None, help="multicore: report prefix (default: "
+                   "benchmarks/results/latency/multicore)")
     p.add_argument("--only", default=None, help="comma-separated model keys (default: all published models)")
     p.add_argument("--wait", action="store_true", help="count: wait for models a concurrent build is writing")
     a = p.parse_args(argv)
@@ -417,7 +422,8 @@ def main(argv=None) -> int:
     if a.step in ("report", "all"):
         write_report(data, WORK / "counts.jsonl", RESULTS)
     if a.step == "multicore":
-        step_multicore(RESULTS / "latency" / "multicore", [m for m in a.models.split(",") if m])
+        step_multicore(Path(a.out) if a.out else RESULTS / "latency" / "multicore",
+                       [m for m in a.models.split(",") if m], a.arm_size)
     return 0
 
 
