@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     run = Path(args.run)
     model, spec = load_checkpoint(run)
     # the run's own paths (its -o, a --student beside it) recorded as RUN/...: no machine path ships
-    spec = portable(spec, run=run.absolute().parent)
+    runs_root = run.absolute().parent
+    spec = portable(spec, run=runs_root)
     state = json.loads((run / "train_state.json").read_text()) if (run / "train_state.json").is_file() else {}
     prov = spec.get("provenance", {})
     dest = PRETRAINED_DIR / args.name
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
               "LGPL-3/CC-BY-SA-4.0, procedural dead-leaves images). Not trained on the real SID data; figures on "
               "real captures will differ.", ""]
     with atomic_path(dest / "MODEL_CARD.md") as tmp:
-        Path(tmp).write_text(portable("\n".join(lines), run=run.absolute().parent))
+        Path(tmp).write_text(portable("\n".join(lines), run=runs_root))
     diff = max((a.float() - b.float()).abs().max().item() for a, b in
                zip(model.state_dict().values(), shipped.state_dict().values()))
     print(f"shipped {run} as {dest} (fp16, max weight change {diff:.2e})")

@@ -18,6 +18,13 @@ from darkc.models.mobile_unet import width_layers
 RAW = {"arch": "mobile-unet", "output": "raw", "input": {"noise": "none"}, "block": "ds"}
 
 
+def _perturb(model, scale: float) -> None:
+    """Weights and biases moved off their initialisation, as after training (biases off zero: ReLUs not all on)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+
+
 def _sizes(model, x) -> dict:
     sizes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, tuple(o.shape[-2:])))
@@ -127,9 +134,7 @@ def test_a_pruned_s4_net_keeps_its_head_and_reloads(tmp_path):
                            "widths": [16, 32, 32, 64]})
     torch.manual_seed(0)
     model = build_model(spec)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    _perturb(model, 0.1)
     model, pspec = prune_model(model, spec, 0.5, round_to=4)
     assert pspec["channels"] == {"stem": 8, "enc1": 16, "enc2": 16, "enc3": 32, "dec2": 16, "dec1": 16, "dec0": 8}
     assert model.head_up.out_channels == 16 and model.head.out_channels == 4 and model.stem0.out_channels == 20
@@ -194,8 +199,8 @@ def test_half_head_refines_at_half_resolution_and_ends_in_its_pixel_shuffle():
             normalize_spec({**HALF, **bad})
 
 
-def _block_jacobian_rank(model, x, y0, x0, r):
-    """Rank of d(output block r x r at (y0, x0), all channels) / d(input block of the same place)."""
+def _block_jacobian(model, x, y0, x0, r):
+    """The matrix d(output block r x r at (y0, x0), all channels) / d(input block of the same place)."""
     def f(patch):
         z = x.clone()
         z[:, :, y0:y0 + r, x0:x0 + r] = patch
@@ -213,13 +218,11 @@ def test_half_head_sets_each_pixel_where_the_d2s_head_is_rank_limited():
     widths = {"levels": 2, "bottleneck": 1, "widths": [8, 8, 16]}
     d2s = build_model({**RAW, "stem": "s4", "head": "d2s", **widths}).eval()
     half = build_model({**RAW, "stem": "s4", "head": "half", **widths}).eval()
-    with torch.no_grad():
-        for m in (d2s, half):
-            for p in m.parameters():
-                p.add_(0.05 * torch.randn_like(p))       # biases off zero, as after training: ReLUs not all on
+    for m in (d2s, half):
+        _perturb(m, 0.05)
     x = torch.rand(1, 4, 32, 32)
-    j_d2s = _block_jacobian_rank(d2s, x, 8, 8, 4) - torch.eye(64)       # residual: the input's identity removed
-    j_half = _block_jacobian_rank(half, x, 8, 8, 4)
+    j_d2s = _block_jacobian(d2s, x, 8, 8, 4) - torch.eye(64)       # residual: the input's identity removed
+    j_half = _block_jacobian(half, x, 8, 8, 4)
     rank = lambda j: int(torch.linalg.matrix_rank(j, atol=1e-6))    # noqa: E731
     assert rank(j_d2s) <= 8                     # dec0's width
     assert rank(j_half) >= 24
@@ -238,9 +241,7 @@ def test_half_head_exports_a_native_depth_to_space_without_transposes_and_keeps_
 
     torch.manual_seed(0)
     model = build_model(HALF).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    _perturb(model, 0.05)
     body, r = split_pixel_shuffle(model, 5)
     assert r == 2 and body is not None
     save_checkpoint(model, normalize_spec(HALF), tmp_path / "m")
